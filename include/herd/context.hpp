@@ -1,0 +1,36 @@
+// What the worker gives a plugin: its config section, a logger and where it runs.
+#pragma once
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace herd {
+
+// Lines go to the worker's log with the app, worker slot and plugin mount as prefix.
+class Logger {
+  public:
+    enum class Level { debug, info, warn, error };
+    virtual ~Logger() = default;
+    virtual void write(Level level, std::string_view message) = 0;
+
+    void debug(std::string_view m) { write(Level::debug, m); }
+    void info(std::string_view m) { write(Level::info, m); }
+    void warn(std::string_view m) { write(Level::warn, m); }
+    void error(std::string_view m) { write(Level::error, m); }
+};
+
+// One per mounted plugin, owned by the worker; it outlives the plugin object.
+class Context {
+  public:
+    virtual ~Context() = default;
+    // The plugin's "config" object from the herd config file ({} when absent).
+    virtual const nlohmann::json& config() const = 0;
+    virtual Logger& log() = 0;
+    // The worker's slot in its app: 0 .. workers-1, stable across replacements.
+    virtual int worker_id() const = 0;
+    virtual std::string_view app() const = 0;
+    virtual std::string_view mount() const = 0;
+};
+
+}  // namespace herd

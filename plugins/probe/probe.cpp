@@ -1,0 +1,78 @@
+// probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
+// stuck requests). Never mount it on a public address.
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <stdexcept>
+#include <thread>
+
+#include <herd/herd.hpp>
+
+namespace {
+
+std::string query_param(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name)
+            return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+class Probe final : public herd::Plugin {
+  public:
+    void handle(const herd::Request& request, herd::Response& response) override {
+        std::string_view path = request.subpath();
+        response.add_header("Content-Type", "text/plain");
+        if (path == "/pid") {
+            answer_pid(response);
+        } else if (path.starts_with("/env/")) {
+            std::string name(path.substr(5));
+            const char* value = std::getenv(name.c_str());
+            if (value == nullptr) {
+                response.set_status(404);
+                response.set_body("no variable " + name + "\n");
+            } else {
+                response.set_body(value);
+            }
+        } else if (path == "/sleep") {
+            std::string ms = query_param(request.query(), "ms");
+            long n = 0;
+            auto [end, ec] = std::from_chars(ms.data(), ms.data() + ms.size(), n);
+            if (ec != std::errc() || end != ms.data() + ms.size() || n < 0 || n > 600000) {
+                response.set_status(400);
+                response.set_body("ms must be a number of milliseconds from 0 to 600000\n");
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(n));
+            answer_pid(response);
+        } else if (path == "/throw") {
+            throw std::runtime_error("probe: /throw was requested");
+        } else if (path == "/segv") {
+            volatile int* nothing = nullptr;
+            *nothing = 1;  // a real segmentation fault, on purpose
+        } else if (path == "/spin") {
+            volatile unsigned long spins = 0;
+            for (;;) spins = spins + 1;  // an endless loop, on purpose (the watchdog's test)
+        } else {
+            response.set_status(404);
+            response.set_body("probe: no endpoint " + std::string(path) + "\n");
+        }
+    }
+
+  private:
+    static void answer_pid(herd::Response& response) {
+        response.set_body(std::to_string(getpid()));
+    }
+};
+
+}  // namespace
+
+HERD_PLUGIN(Probe)

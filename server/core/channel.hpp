@@ -1,0 +1,131 @@
+// Channel: framed JSON messages with attached file descriptors over one AF_UNIX stream
+// socket. Transport only: it knows bytes and fds, never what a message means.
+//
+// Framing: a stream socketpair with an 8-byte header per frame, [u32 payload length][u32 fd
+// count], then the JSON payload. SOCK_SEQPACKET was rejected: its message size is bounded by
+// the socket buffer, and state snapshots of tens of MiB must pass. Received descriptors go
+// into a FIFO in arrival order; the kernel delivers a sendmsg's descriptors with the first
+// byte of that sendmsg, which is never later than the first byte of the frame that owns
+// them, so when a frame is complete its fds are at the head of the FIFO. The sender puts at
+// most one fd-carrying frame in a sendmsg, and after a partial write never sends those fds
+// again (libuv's rule).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/event_loop.hpp"
+#include "core/unique_fd.hpp"
+
+namespace herd::core {
+
+struct Message {
+    nlohmann::json body;
+    std::vector<UniqueFd> fds;
+
+    std::string type() const;  // body["type"] if it is a string, else ""
+};
+
+// Pure decoder: bytes and received fds in, messages out. No I/O, so it can be fuzzed.
+class FrameDecoder {
+  public:
+    static constexpr std::uint32_t header_size = 8;
+    static constexpr std::uint32_t max_payload = 256u << 20;  // 256 MiB
+    static constexpr std::uint32_t max_fds = 16;
+
+    enum class Result {
+        message,      // out holds the next message
+        need_more,    // no complete frame buffered
+        bad_message,  // one frame was not a JSON object: skipped (its fds closed), error says why
+        broken,       // the stream cannot be trusted any more (bad header, missing fds)
+    };
+
+    void append(const char* data, std::size_t size);
+    void add_fd(UniqueFd fd) { fds_.push_back(std::move(fd)); }
+    Result next(Message& out, std::string& error);
+    std::size_t buffered() const { return buffer_.size() - start_; }
+    std::size_t pending_fds() const { return fds_.size(); }
+    // Only the fds still unclaimed; they are closed here.
+    void clear();
+
+  private:
+    std::string buffer_;
+    std::size_t start_ = 0;
+    std::deque<UniqueFd> fds_;
+};
+
+// Encodes one frame: header and JSON payload.
+std::string encode_frame(const nlohmann::json& body, std::uint32_t fd_count);
+
+class Channel {
+  public:
+    using MessageHandler = std::function<void(Message&&)>;
+    // reason: "peer closed the channel", or the error that broke it.
+    using CloseHandler = std::function<void(const std::string& reason)>;
+
+    // peer_name is used in every log line about this channel ("worker web/1 (pid 4711)").
+    Channel(EventLoop& loop, UniqueFd fd, std::string peer_name);
+    ~Channel();
+    Channel(const Channel&) = delete;
+    Channel& operator=(const Channel&) = delete;
+
+    void start(MessageHandler on_message, CloseHandler on_close);
+    // Queues the message and writes what the socket takes now; the rest goes on EPOLLOUT.
+    // Returns false (and closes nothing the caller still owns) when the channel is closed.
+    bool send(const nlohmann::json& body, std::vector<UniqueFd> fds = {});
+    // Writes as much of the queue as possible without waiting; true when it is empty.
+    bool flush();
+    void close();
+    bool closed() const { return !fd_; }
+    std::size_t queued_bytes() const { return queued_bytes_; }
+    const std::string& peer_name() const { return peer_name_; }
+    void set_peer_name(std::string name) { peer_name_ = std::move(name); }
+    int fd() const { return fd_.get(); }
+
+    // Beyond this the peer is considered stuck and the channel is closed.
+    static constexpr std::size_t max_queued_bytes = 512u << 20;
+
+  private:
+    struct Frame {
+        std::string bytes;
+        std::vector<UniqueFd> fds;
+        std::size_t offset = 0;
+    };
+
+    void on_events(std::uint32_t events);
+    void read_ready();
+    void write_ready();
+    void fail(const std::string& reason);
+    void update_interest();
+
+    EventLoop& loop_;
+    UniqueFd fd_;
+    std::string peer_name_;
+    MessageHandler on_message_;
+    CloseHandler on_close_;
+    FrameDecoder decoder_;
+    std::deque<Frame> queue_;
+    std::size_t queued_bytes_ = 0;
+    bool want_write_ = false;
+};
+
+// Type -> handler table. An unknown type or a message without one is logged with its sender
+// and ignored, never dropped silently and never a crash.
+class Dispatcher {
+  public:
+    using Handler = std::function<void(Message&)>;
+    void on(std::string type, Handler handler) { handlers_[std::move(type)] = std::move(handler); }
+    void dispatch(Message& message, std::string_view sender) const;
+
+  private:
+    std::unordered_map<std::string, Handler> handlers_;
+};
+
+}  // namespace herd::core

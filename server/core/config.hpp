@@ -1,0 +1,61 @@
+// The herd config file: JSON, validated strictly, every error naming its JSON path.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/socket.hpp"
+
+namespace herd::core {
+
+// "apps[0].workers: expected a positive integer or \"auto\", got -2"
+class ConfigError : public Error {
+  public:
+    using Error::Error;
+};
+
+struct PluginConfig {
+    std::string mount;  // "/", "/api": matches the path itself and everything below it
+    std::string path;   // absolute, resolved against the config file's folder
+    nlohmann::json config = nlohmann::json::object();
+};
+
+struct AppConfig {
+    std::string name;
+    SocketAddress listen;
+    int workers = 1;
+    std::string balance = "shared";
+    std::vector<PluginConfig> plugins;
+    std::map<std::string, std::string> env;
+    int drain_timeout_ms = 5000;
+    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_header_bytes = 16 << 10;
+    int header_timeout_ms = 10000;
+    int keepalive_timeout_ms = 75000;
+    int backlog = 511;
+};
+
+struct Config {
+    std::string file;  // absolute path of the config file ("" when parsed from a string)
+    std::string dir;   // its folder: relative paths resolve here
+    std::vector<AppConfig> apps;
+    std::string log_level = "info";
+};
+
+// Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.
+Config parse_config(const nlohmann::json& json, const std::string& base_dir);
+// Reads the file and parses it; syntax errors carry line and column.
+Config load_config(const std::string& file);
+// Same from text (tests, fuzzing); `origin` names the source in messages.
+Config parse_config_text(const std::string& text, const std::string& origin,
+                         const std::string& base_dir);
+
+// Number of CPUs this process may run on ("workers": "auto").
+int cpu_count();
+
+}  // namespace herd::core

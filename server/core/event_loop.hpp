@@ -1,0 +1,83 @@
+// The epoll loop every herd process runs: fd handlers, monotonic one-shot timers on a
+// timerfd, and removal that is safe from inside any callback.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <unordered_map>
+#include <vector>
+
+#include "core/unique_fd.hpp"
+
+namespace herd::core {
+
+class EventLoop {
+  public:
+    using Clock = std::chrono::steady_clock;
+    using IoHandler = std::function<void(std::uint32_t events)>;
+    using TimerHandler = std::function<void()>;
+    using TimerId = std::uint64_t;
+
+    EventLoop();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    // Registers fd for events (EPOLLIN, EPOLLOUT, EPOLLEXCLUSIVE, ...). Throws SystemError.
+    void add(int fd, std::uint32_t events, IoHandler handler);
+    void modify(int fd, std::uint32_t events);
+    // Safe for the fd whose handler is running; pending events for it are dropped.
+    void remove(int fd);
+    bool watching(int fd) const;
+
+    TimerId add_timer(std::chrono::milliseconds delay, TimerHandler handler);
+    // Cancelling an unknown or already fired timer does nothing.
+    void cancel_timer(TimerId id);
+
+    // Runs until stop(). Handlers may throw; the exception leaves run().
+    void run();
+    // One epoll_wait of at most timeout_ms (-1: until something happens), then dispatch.
+    void run_once(int timeout_ms);
+    void stop() { stopped_ = true; }
+    bool stopped() const { return stopped_; }
+
+    // Runs fn after the current batch of events and timers (deferred deletion, flushes).
+    void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+
+    static Clock::time_point now() { return Clock::now(); }
+
+  private:
+    struct Entry {
+        IoHandler handler;
+        std::uint32_t generation = 0;
+        bool active = false;
+    };
+    struct Timer {
+        Clock::time_point deadline;
+        TimerId id;
+        bool operator>(const Timer& o) const { return deadline > o.deadline; }
+    };
+
+    void fire_timers();
+    void arm_timerfd();
+
+    UniqueFd epoll_;
+    UniqueFd timerfd_;
+    // Indexed by fd. Entries are boxed so that growing the table inside a handler never
+    // moves the std::function that is running.
+    std::vector<std::unique_ptr<Entry>> entries_;
+    std::vector<IoHandler> graveyard_;
+    std::vector<std::function<void()>>
+        deferred_;  // handlers removed while dispatching, freed after
+    std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+    std::unordered_map<TimerId, TimerHandler> timer_handlers_;
+    TimerId next_timer_ = 1;
+    Clock::time_point armed_for_ = Clock::time_point::max();
+    bool stopped_ = false;
+};
+
+}  // namespace herd::core

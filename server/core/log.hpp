@@ -1,0 +1,44 @@
+// Process-wide logging: one line per write(2), so lines from many processes never interleave.
+#pragma once
+
+#include <fmt/format.h>
+#include <string>
+#include <string_view>
+
+namespace herd::core {
+
+enum class LogLevel { debug, info, warn, error };
+
+// Names the process in every line ("master", "worker web/0", "check").
+void set_log_identity(std::string identity);
+void set_log_level(LogLevel level);
+void set_log_fd(int fd);
+bool log_enabled(LogLevel level);
+void log_line(LogLevel level, std::string_view message);
+
+// Formats "what failed: strerror(errno)" for the current errno.
+std::string errno_text(std::string_view what);
+std::string errno_text(std::string_view what, int err);
+
+template <class... Args>
+void log_info(fmt::format_string<Args...> f, Args&&... a) {
+    if (log_enabled(LogLevel::info))
+        log_line(LogLevel::info, fmt::format(f, std::forward<Args>(a)...));
+}
+template <class... Args>
+void log_warn(fmt::format_string<Args...> f, Args&&... a) {
+    if (log_enabled(LogLevel::warn))
+        log_line(LogLevel::warn, fmt::format(f, std::forward<Args>(a)...));
+}
+template <class... Args>
+void log_error(fmt::format_string<Args...> f, Args&&... a) {
+    if (log_enabled(LogLevel::error))
+        log_line(LogLevel::error, fmt::format(f, std::forward<Args>(a)...));
+}
+template <class... Args>
+void log_debug(fmt::format_string<Args...> f, Args&&... a) {
+    if (log_enabled(LogLevel::debug))
+        log_line(LogLevel::debug, fmt::format(f, std::forward<Args>(a)...));
+}
+
+}  // namespace herd::core

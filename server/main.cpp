@@ -1,0 +1,119 @@
+// The herd command line: run a master, or check a config.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "master/master.hpp"
+#include "master/spawn.hpp"
+#include "worker/plugin_host.hpp"
+
+namespace {
+
+constexpr int exit_usage = 2;
+
+const char* usage =
+    "usage: herd run CONFIG      serve the apps of CONFIG (foreground; TERM/INT stop gracefully)\n"
+    "       herd check CONFIG    validate CONFIG and load its plugins in a throwaway process\n"
+    "       herd version\n";
+
+herd::core::LogLevel parse_level(const std::string& s) {
+    if (s == "debug") return herd::core::LogLevel::debug;
+    if (s == "warn") return herd::core::LogLevel::warn;
+    if (s == "error") return herd::core::LogLevel::error;
+    return herd::core::LogLevel::info;
+}
+
+int cmd_run(const std::string& file) {
+    herd::core::Config config;
+    try {
+        config = herd::core::load_config(file);
+    } catch (const herd::core::Error& e) {
+        std::fprintf(stderr, "herd: %s\n", e.what());
+        return exit_usage;
+    }
+    herd::core::set_log_level(parse_level(config.log_level));
+    try {
+        herd::master::Master master(std::move(config));
+        return master.run();
+    } catch (const std::exception& e) {
+        herd::core::log_error("{}", e.what());
+        return 1;
+    }
+}
+
+// Loads every plugin of every app and runs on_start/on_stop, in a child so that nothing a
+// plugin does at load time touches this process.
+int cmd_check(const std::string& file) {
+    herd::core::Config config;
+    try {
+        config = herd::core::load_config(file);
+    } catch (const herd::core::Error& e) {
+        std::fprintf(stderr, "herd: %s\n", e.what());
+        return exit_usage;
+    }
+    herd::core::set_log_identity("check");
+    herd::core::set_log_level(herd::core::LogLevel::warn);
+    std::size_t plugins = 0;
+    for (const auto& app : config.apps) plugins += app.plugins.size();
+    pid_t pid = herd::master::spawn_process({}, [&] {
+        int failures = 0;
+        for (const auto& app : config.apps) {
+            herd::worker::PluginHost host;
+            try {
+                host.load(app, 0);
+                host.start();
+                host.stop();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "herd: app \"%s\": %s\n", app.name.c_str(), e.what());
+                ++failures;
+            }
+        }
+        std::fflush(nullptr);
+        _exit(failures == 0 ? 0 : 1);
+    });
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            std::perror("herd: waitpid");
+            return 1;
+        }
+    }
+    if (WIFSIGNALED(status)) {
+        std::fprintf(stderr,
+                     "herd: %s: loading the plugins crashed the check process (signal %d, %s)\n",
+                     config.file.c_str(), WTERMSIG(status), strsignal(WTERMSIG(status)));
+        return 1;
+    }
+    if (WEXITSTATUS(status) != 0) return 1;
+    std::printf("herd: %s: OK (%zu app(s), %zu plugin(s) loaded and started)\n",
+                config.file.c_str(), config.apps.size(), plugins);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fputs(usage, stderr);
+        return exit_usage;
+    }
+    std::string_view cmd = argv[1];
+    if (cmd == "version" || cmd == "--version") {
+        std::printf("herd %s (plugin ABI %u)\n", HERD_VERSION, herd::abi_version);
+        return 0;
+    }
+    if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    if ((cmd == "run" || cmd == "check") && argc == 3)
+        return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
+    std::fputs(usage, stderr);
+    return exit_usage;
+}

@@ -1,0 +1,70 @@
+// Master: binds the listen sockets, forks and supervises the workers, handles signals. One
+// epoll loop; never loads a plugin.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/channel.hpp"
+#include "core/config.hpp"
+#include "core/event_loop.hpp"
+
+namespace herd::master {
+
+class Master {
+  public:
+    explicit Master(core::Config config);
+    ~Master();
+    Master(const Master&) = delete;
+    Master& operator=(const Master&) = delete;
+
+    // Runs until stopped; returns the process exit code (0 after a graceful stop).
+    int run();
+
+  private:
+    struct App;
+    enum class WorkerState { starting, ready, draining };
+    struct WorkerProc {
+        App* app = nullptr;
+        int slot = 0;
+        int generation = 0;
+        pid_t pid = -1;
+        WorkerState state = WorkerState::starting;
+        std::unique_ptr<core::Channel> channel;
+        core::EventLoop::Clock::time_point started;
+        std::string name;           // "worker web/0 (pid 4711)"
+        std::string start_failure;  // reason from its "fatal" report during start-up
+    };
+    struct App {
+        core::AppConfig config;
+        core::UniqueFd listen;
+        std::string bound;  // the address actually bound ("127.0.0.1:39117")
+        int generation = 1;
+        bool announced_ready = false;
+    };
+
+    void bind_all();
+    void spawn_worker(App& app, int slot);
+    void on_signal();
+    void on_worker_message(WorkerProc& w, core::Message& m);
+    void reap();
+    void on_worker_exit(pid_t pid, int status);
+    void check_all_ready();
+    void begin_stop(int exit_code, const std::string& why);
+    void stop_now();
+
+    core::Config config_;
+    core::EventLoop loop_;
+    core::UniqueFd signal_fd_;
+    std::vector<std::unique_ptr<App>> apps_;
+    std::map<pid_t, std::unique_ptr<WorkerProc>> workers_;
+    bool stopping_ = false;
+    bool all_ready_logged_ = false;
+    int exit_code_ = 0;
+};
+
+}  // namespace herd::master

@@ -1,0 +1,285 @@
+// Connection: one client socket in a worker; see connection.hpp.
+#include "worker/connection.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/log.hpp"
+#include "worker/http_response.hpp"
+#include "worker/worker.hpp"
+
+namespace herd::worker {
+namespace {
+// Bodies up to this size are copied next to their head (one buffer, one iovec); larger ones
+// are queued by move.
+constexpr std::size_t inline_body_limit = 16 << 10;
+// Stop reading a client that sends requests faster than it reads responses.
+constexpr std::size_t max_unsent_bytes = 1 << 20;
+// After our FIN, how long we read and discard what the client still sends before closing:
+// closing with unread input would send a reset that can destroy the response in flight.
+constexpr auto linger_time = std::chrono::seconds(2);
+// A client that reads nothing of a pending response for this long is dropped.
+constexpr auto send_timeout = std::chrono::seconds(60);
+}  // namespace
+
+Connection::Connection(Worker& worker, core::UniqueFd fd)
+    : worker_(worker), fd_(std::move(fd)), parser_(worker.limits()) {}
+
+Connection::~Connection() = default;
+
+void Connection::start() {
+    phase_since_ = Clock::now();
+    worker_.loop().add(fd_.get(), EPOLLIN | EPOLLRDHUP,
+                       [this](std::uint32_t ev) { on_events(ev); });
+}
+
+bool Connection::idle() const {
+    return state_ == State::open && parser_.phase() == HttpParser::Phase::idle && out_.empty() &&
+           !reading_paused_;
+}
+
+void Connection::set_interest(bool in, bool out) {
+    if (in == want_in_ && out == want_out_) return;
+    want_in_ = in;
+    want_out_ = out;
+    worker_.loop().modify(fd_.get(), (in ? EPOLLIN | EPOLLRDHUP : 0u) | (out ? EPOLLOUT : 0u));
+}
+
+void Connection::on_events(std::uint32_t events) {
+    if (state_ == State::lingering) {
+        linger();
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable();
+    if (fd_ && (events & EPOLLOUT)) flush();
+}
+
+void Connection::on_readable() {
+    if (reading_paused_ || state_ != State::open) return;
+    char* buffer = worker_.read_buffer();
+    std::size_t capacity = worker_.read_buffer_size();
+    for (int round = 0; round < 4; ++round) {
+        ssize_t n = ::read(fd_.get(), buffer, capacity);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            destroy();  // ECONNRESET and friends: the client is gone
+            return;
+        }
+        if (n == 0) {
+            // The client closed its side. What it sent is answered; then we close.
+            if (out_.empty()) {
+                destroy();
+                return;
+            }
+            close_after_ = true;
+            state_ = State::closing;
+            set_interest(false, true);
+            break;
+        }
+        process(buffer, static_cast<std::size_t>(n));
+        if (!fd_ || state_ != State::open || reading_paused_) break;
+        if (static_cast<std::size_t>(n) < capacity) break;
+    }
+    if (fd_) flush();
+}
+
+void Connection::process(const char* data, std::size_t size) {
+    while (size > 0 && state_ == State::open) {
+        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = Clock::now();
+        std::size_t consumed = 0;
+        auto status = parser_.feed(data, size, consumed);
+        data += consumed;
+        size -= consumed;
+        if (status == HttpParser::Status::need_more) {
+            if (parser_.expects_continue() && !continue_sent_) {
+                out_.tail().append("HTTP/1.1 100 Continue\r\n\r\n");
+                out_.commit();
+                continue_sent_ = true;
+            }
+            if (parser_.phase() == HttpParser::Phase::body) phase_since_ = Clock::now();
+            return;
+        }
+        if (status == HttpParser::Status::error) {
+            respond_error(parser_.error_status(), parser_.error_reason());
+            return;
+        }
+        handle_request();
+        parser_.next();
+        continue_sent_ = false;
+        if (close_after_) {
+            // Whatever the client pipelined after a closing request is not answered.
+            state_ = State::closing;
+            return;
+        }
+        if (out_.size() > max_unsent_bytes && size > 0) {
+            pending_.assign(data, size);
+            reading_paused_ = true;
+            set_interest(false, true);
+            return;
+        }
+    }
+}
+
+void Connection::handle_request() {
+    Request& request = parser_.request();
+    worker_.count_request();
+    close_after_ = parser_.must_close() || worker_.draining();
+    bool head = request.method() == "HEAD";
+    std::string& out = out_.tail();
+    MountedPlugin* mounted = worker_.plugins().route(request.path());
+    if (mounted == nullptr) {
+        encode_error(out, 404, close_after_, head);
+        out_.commit();
+        return;
+    }
+    parser_.set_mount_length(mounted->mount == "/" ? 0 : mounted->mount.size());
+    response_.clear();
+    try {
+        mounted->plugin->handle(request, response_);
+    } catch (...) {
+        core::log_error("plugin \"{}\" threw {} while handling {} {}", mounted->mount,
+                        describe_current_exception(), request.method(),
+                        request.target().substr(0, 200));
+        encode_error(out, 500, close_after_, head);
+        out_.commit();
+        return;
+    }
+    bool http10_keep_alive =
+        request.http_major() == 1 && request.http_minor() == 0 && !close_after_;
+    std::string error;
+    std::string& body = response_.body();
+    if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive, error)) {
+        core::log_error("plugin \"{}\" gave an invalid response to {} {}: {}", mounted->mount,
+                        request.method(), request.target().substr(0, 200), error);
+        encode_error(out, 500, close_after_, head);
+        out_.commit();
+        return;
+    }
+    if (!head && !body.empty()) {
+        if (body.size() <= inline_body_limit) {
+            out.append(body);
+        } else {
+            out_.push(std::move(body));
+            body = std::string();
+        }
+    }
+    out_.commit();
+}
+
+void Connection::respond_error(int status, const std::string& reason) {
+    core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
+    encode_error(out_.tail(), status, true);
+    out_.commit();
+    close_after_ = true;
+    state_ = State::closing;
+    set_interest(false, true);
+}
+
+void Connection::flush() {
+    while (!out_.empty()) {
+        ssize_t w = out_.write_to(fd_.get());
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) {
+                set_interest(want_in_, true);
+                return;
+            }
+            destroy();  // EPIPE, ECONNRESET: the client went away
+            return;
+        }
+        last_write_ = Clock::now();
+    }
+    if (close_after_) {
+        begin_close();
+        return;
+    }
+    if (reading_paused_) {
+        reading_paused_ = false;
+        set_interest(true, false);
+        std::string input = std::move(pending_);
+        pending_.clear();
+        process(input.data(), input.size());
+        if (fd_) flush();
+        return;
+    }
+    set_interest(true, false);
+}
+
+void Connection::begin_close() {
+    // Send our FIN, then read and discard until the client's FIN (or linger_time).
+    if (::shutdown(fd_.get(), SHUT_WR) < 0) {
+        destroy();
+        return;
+    }
+    state_ = State::lingering;
+    phase_since_ = Clock::now();
+    set_interest(true, false);
+}
+
+void Connection::linger() {
+    char* buffer = worker_.read_buffer();
+    for (;;) {
+        ssize_t n = ::read(fd_.get(), buffer, worker_.read_buffer_size());
+        if (n > 0) continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        destroy();  // EOF or error: the client is done
+        return;
+    }
+}
+
+void Connection::check_timeouts(Clock::time_point now) {
+    if (!fd_) return;
+    auto since = now - phase_since_;
+    const core::AppConfig& app = worker_.app();
+    auto header_timeout = std::chrono::milliseconds(app.header_timeout_ms);
+    switch (state_) {
+        case State::lingering:
+            if (since > linger_time) destroy();
+            return;
+        case State::closing:
+        case State::open:
+            break;
+    }
+    if (!out_.empty() || reading_paused_) {
+        // A client that stopped reading what it asked for.
+        if (now - std::max(last_write_, phase_since_) > send_timeout) destroy();
+        return;
+    }
+    if (state_ == State::closing) return;
+    switch (parser_.phase()) {
+        case HttpParser::Phase::idle:
+            if (since > std::chrono::milliseconds(app.keepalive_timeout_ms)) destroy();
+            return;
+        case HttpParser::Phase::headers:
+        case HttpParser::Phase::body:
+            if (since > header_timeout) {
+                respond_error(408, parser_.phase() == HttpParser::Phase::headers
+                                       ? "request headers not complete within header_timeout_ms"
+                                       : "no request body data within header_timeout_ms");
+                flush();
+            }
+            return;
+    }
+}
+
+void Connection::drain(bool close_idle) {
+    if (idle()) {
+        if (close_idle) destroy();
+        // Otherwise the next response carries "Connection: close" (Worker::draining()).
+    }
+}
+
+void Connection::destroy() {
+    if (!fd_) return;
+    int fd = fd_.get();
+    worker_.loop().remove(fd);
+    fd_.reset();
+    worker_.release(fd);
+}
+
+}  // namespace herd::worker

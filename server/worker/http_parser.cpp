@@ -1,0 +1,195 @@
+// HttpParser: llhttp driven one request at a time; see http_parser.hpp.
+#include "worker/http_parser.hpp"
+
+#include <cstring>
+
+namespace herd::worker {
+namespace {
+HttpParser* self(llhttp_t* p) {
+    return static_cast<HttpParser*>(p->data);
+}
+}  // namespace
+
+namespace {
+const llhttp_settings_t& settings() {
+    static const llhttp_settings_t s = [] {
+        llhttp_settings_t t;
+        llhttp_settings_init(&t);
+        return t;
+    }();
+    return s;
+}
+}  // namespace
+
+HttpParser::HttpParser(const HttpLimits& limits) : limits_(limits) {
+    // One settings table for every connection; llhttp keeps a pointer to it.
+    static llhttp_settings_t shared = [] {
+        llhttp_settings_t t = settings();
+        t.on_message_begin = &HttpParser::on_message_begin;
+        t.on_url = &HttpParser::on_url;
+        t.on_url_complete = &HttpParser::on_url_complete;
+        t.on_header_field = &HttpParser::on_header_field;
+        t.on_header_value = &HttpParser::on_header_value;
+        t.on_header_value_complete = &HttpParser::on_header_value_complete;
+        t.on_headers_complete = &HttpParser::on_headers_complete;
+        t.on_body = &HttpParser::on_body;
+        t.on_message_complete = &HttpParser::on_message_complete;
+        return t;
+    }();
+    // Strict parsing (no lenient flags): conflicting Content-Length / Transfer-Encoding,
+    // bare LF and bad chunk sizes are errors, which is what closes smuggling holes.
+    llhttp_init(&parser_, HTTP_REQUEST, &shared);
+    parser_.data = this;
+}
+
+HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::size_t& consumed) {
+    consumed = 0;
+    if (error_status_ != 0) return Status::error;
+    llhttp_errno_t err = llhttp_execute(&parser_, data, size);
+    if (err == HPE_OK) {
+        consumed = size;
+        return Status::need_more;
+    }
+    const char* pos = llhttp_get_error_pos(&parser_);
+    consumed = pos ? static_cast<std::size_t>(pos - data) : size;
+    if (err == HPE_PAUSED) return Status::request;
+    if (err == HPE_PAUSED_UPGRADE) {
+        // herd performs no protocol upgrade: answer the request, then close.
+        request_.keep_alive_ = false;
+        return Status::request;
+    }
+    if (error_status_ == 0) {
+        error_status_ = 400;
+        error_reason_ =
+            std::string(llhttp_errno_name(err)) + ": " + llhttp_get_error_reason(&parser_);
+    }
+    return Status::error;
+}
+
+void HttpParser::next() {
+    phase_ = Phase::idle;
+    llhttp_resume(&parser_);
+}
+
+int HttpParser::fail(int status, std::string reason) {
+    error_status_ = status;
+    error_reason_ = std::move(reason);
+    return HPE_USER;
+}
+
+bool HttpParser::count_header_bytes(std::size_t n) {
+    header_bytes_ += n;
+    return header_bytes_ <= limits_.max_header_bytes;
+}
+
+int HttpParser::on_message_begin(llhttp_t* p) {
+    HttpParser* s = self(p);
+    Request& r = s->request_;
+    r.method_.clear();
+    r.target_.clear();
+    r.path_len_ = 0;
+    r.mount_len_ = 0;
+    r.header_count_ = 0;
+    r.body_.clear();
+    r.keep_alive_ = true;
+    s->phase_ = Phase::headers;
+    s->header_bytes_ = 0;
+    s->in_value_ = false;
+    s->expect_continue_ = false;
+    return HPE_OK;
+}
+
+int HttpParser::on_url(llhttp_t* p, const char* at, std::size_t n) {
+    HttpParser* s = self(p);
+    if (s->request_.target_.size() + n > s->limits_.max_url_bytes)
+        return s->fail(414, "request target longer than " +
+                                std::to_string(s->limits_.max_url_bytes) + " bytes");
+    if (!s->count_header_bytes(n))
+        return s->fail(431, "request head larger than " +
+                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    s->request_.target_.append(at, n);
+    return HPE_OK;
+}
+
+int HttpParser::on_url_complete(llhttp_t* p) {
+    Request& r = self(p)->request_;
+    auto q = r.target_.find('?');
+    r.path_len_ = q == std::string::npos ? r.target_.size() : q;
+    return HPE_OK;
+}
+
+int HttpParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
+    HttpParser* s = self(p);
+    Request& r = s->request_;
+    if (!s->count_header_bytes(n))
+        return s->fail(431, "request head larger than " +
+                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    if (s->in_value_ || r.header_count_ == 0) {
+        // A new field starts: reuse the storage of an earlier request's header if there is one.
+        if (r.header_count_ == s->limits_.max_headers)
+            return s->fail(
+                431, "more than " + std::to_string(s->limits_.max_headers) + " header fields");
+        if (r.header_count_ == r.headers_.size()) r.headers_.emplace_back();
+        Header& h = r.headers_[r.header_count_++];
+        h.name.clear();
+        h.value.clear();
+        s->in_value_ = false;
+    }
+    r.headers_[r.header_count_ - 1].name.append(at, n);
+    return HPE_OK;
+}
+
+int HttpParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
+    HttpParser* s = self(p);
+    if (!s->count_header_bytes(n))
+        return s->fail(431, "request head larger than " +
+                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    s->in_value_ = true;
+    s->request_.headers_[s->request_.header_count_ - 1].value.append(at, n);
+    return HPE_OK;
+}
+
+int HttpParser::on_header_value_complete(llhttp_t* p) {
+    HttpParser* s = self(p);
+    s->in_value_ = true;  // also for an empty value, where on_header_value never ran
+    const Header& h = s->request_.headers_[s->request_.header_count_ - 1];
+    if (iequals(h.name, "expect") && iequals(h.value, "100-continue")) s->expect_continue_ = true;
+    return HPE_OK;
+}
+
+int HttpParser::on_headers_complete(llhttp_t* p) {
+    HttpParser* s = self(p);
+    Request& r = s->request_;
+    r.method_ = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    r.major_ = p->http_major;
+    r.minor_ = p->http_minor;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->limits_.max_body_bytes)
+        return s->fail(413, "Content-Length " + std::to_string(p->content_length) +
+                                " exceeds the limit of " +
+                                std::to_string(s->limits_.max_body_bytes) + " bytes");
+    // Reserve the announced body once, instead of growing it chunk by chunk.
+    if (p->flags & F_CONTENT_LENGTH) r.body_.reserve(static_cast<std::size_t>(p->content_length));
+    s->phase_ = Phase::body;
+    return HPE_OK;
+}
+
+int HttpParser::on_body(llhttp_t* p, const char* at, std::size_t n) {
+    HttpParser* s = self(p);
+    if (s->request_.body_.size() + n > s->limits_.max_body_bytes)
+        return s->fail(413, "request body exceeds the limit of " +
+                                std::to_string(s->limits_.max_body_bytes) + " bytes");
+    s->request_.body_.append(at, n);
+    return HPE_OK;
+}
+
+int HttpParser::on_message_complete(llhttp_t* p) {
+    HttpParser* s = self(p);
+    // An upgrade (WebSocket, CONNECT) is answered as a plain request and the connection
+    // closed: herd performs no protocol switch.
+    s->request_.keep_alive_ = llhttp_should_keep_alive(p) != 0 && p->upgrade == 0;
+    s->expect_continue_ = false;
+    // Pause so the caller answers this request before the parser looks at the next one.
+    return HPE_PAUSED;
+}
+
+}  // namespace herd::worker

@@ -1,0 +1,25 @@
+// Encoding response heads: status line, herd's own headers, the plugin's headers.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "herd/http.hpp"
+
+namespace herd::worker {
+
+std::string_view reason_phrase(int status);
+
+// "Tue, 25 Nov 2026 10:00:00 GMT" for the current second, formatted once per second.
+std::string_view http_date();
+
+// Appends a complete response head for `response` with a body of `body_size` bytes. Returns
+// false, appending nothing, when the plugin's headers cannot be sent (a reserved header, or
+// CR/LF in a name or value); `error` then says which.
+bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
+                 bool http10_keep_alive, std::string& error);
+
+// Appends a whole plain-text error response (400, 408, 413, 500, ...).
+void encode_error(std::string& out, int status, bool close, bool head_only = false);
+
+}  // namespace herd::worker

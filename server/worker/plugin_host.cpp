@@ -1,0 +1,151 @@
+// PluginHost: Boost.DLL loading, ABI check, routing; see plugin_host.hpp.
+#include "worker/plugin_host.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <boost/core/demangle.hpp>
+
+#include "core/log.hpp"
+
+namespace herd::worker {
+
+class PluginContext final : public Context, public Logger {
+  public:
+    PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id)
+        : config_(plugin.config), app_(app.name), mount_(plugin.mount), worker_id_(worker_id) {}
+
+    const nlohmann::json& config() const override { return config_; }
+    Logger& log() override { return *this; }
+    int worker_id() const override { return worker_id_; }
+    std::string_view app() const override { return app_; }
+    std::string_view mount() const override { return mount_; }
+
+    void write(Level level, std::string_view message) override {
+        core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
+                           : level == Level::info ? core::LogLevel::info
+                           : level == Level::warn ? core::LogLevel::warn
+                                                  : core::LogLevel::error;
+        if (!core::log_enabled(l)) return;
+        std::string line = "plugin " + mount_ + ": ";
+        line.append(message);
+        core::log_line(l, line);
+    }
+
+  private:
+    nlohmann::json config_;
+    std::string app_;
+    std::string mount_;
+    int worker_id_;
+};
+
+std::string describe_current_exception() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return boost::core::demangle(typeid(e).name()) + ": " + e.what();
+    } catch (...) {
+        return "an exception that is not a std::exception";
+    }
+}
+
+MountedPlugin::MountedPlugin() = default;
+MountedPlugin::~MountedPlugin() {
+    plugin.reset();  // before the context and the library, whatever the member order
+}
+
+bool mount_matches(std::string_view mount, std::string_view path) {
+    if (mount == "/") return true;
+    if (!path.starts_with(mount)) return false;
+    return path.size() == mount.size() || path[mount.size()] == '/';
+}
+
+void open_plugin(MountedPlugin& m, const std::string& path) {
+    std::string who = "plugin \"" + m.mount + "\" (" + path + ")";
+    struct stat st {};
+    if (stat(path.c_str(), &st) < 0)
+        throw PluginError(who + ": cannot open: " + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) throw PluginError(who + ": not a regular file");
+    boost::system::error_code ec;
+    // RTLD_NOW: an unresolved symbol is a load error now, not a crash at the first request.
+    m.library.load(path, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    if (ec) throw PluginError(who + ": cannot load: " + ec.message());
+    if (!m.library.has("herd_plugin_abi") || !m.library.has("herd_plugin_create"))
+        throw PluginError(
+            who +
+            ": symbol herd_plugin_abi or herd_plugin_create not found: not a herd plugin "
+            "(export one with HERD_PLUGIN(YourClass))");
+    std::uint32_t abi = m.library.get<const std::uint32_t>("herd_plugin_abi");
+    if (abi != abi_version)
+        throw PluginError(who + ": built for plugin ABI " + std::to_string(abi) +
+                          ", this herd speaks ABI " + std::to_string(abi_version) +
+                          ": rebuild it against this herd's SDK");
+    auto& factory = m.library.get_alias<PluginFactory>("herd_plugin_create");
+    try {
+        m.plugin = factory();
+    } catch (...) {
+        throw PluginError(who + ": constructor threw " + describe_current_exception());
+    }
+    if (!m.plugin) throw PluginError(who + ": factory returned no plugin");
+    m.path = path;
+}
+
+PluginHost::~PluginHost() {
+    // Plugins are destroyed in reverse order of construction, each before its library.
+    while (!config_order_.empty()) {
+        MountedPlugin* m = config_order_.back();
+        config_order_.pop_back();
+        m->plugin.reset();
+    }
+}
+
+void PluginHost::load(const core::AppConfig& app, int worker_id) {
+    for (const core::PluginConfig& pc : app.plugins) {
+        auto m = std::make_unique<MountedPlugin>();
+        m->mount = pc.mount;
+        m->context = std::make_unique<PluginContext>(app, pc, worker_id);
+        open_plugin(*m, pc.path);
+        config_order_.push_back(m.get());
+        plugins_.push_back(std::move(m));
+    }
+    std::stable_sort(plugins_.begin(), plugins_.end(), [](const auto& a, const auto& b) {
+        return a->mount.size() > b->mount.size();
+    });
+}
+
+void PluginHost::start() {
+    for (MountedPlugin* m : config_order_) {
+        try {
+            m->plugin->on_start(*m->context);
+        } catch (...) {
+            throw PluginError("plugin \"" + m->mount + "\" (" + m->path + "): on_start threw " +
+                              describe_current_exception());
+        }
+        m->started = true;
+    }
+}
+
+void PluginHost::stop() {
+    for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
+        MountedPlugin* m = *it;
+        if (!m->started) continue;
+        m->started = false;
+        try {
+            m->plugin->on_stop();
+        } catch (...) {
+            core::log_error("plugin \"{}\" ({}): on_stop threw {}", m->mount, m->path,
+                            describe_current_exception());
+        }
+    }
+}
+
+MountedPlugin* PluginHost::route(std::string_view path) {
+    for (auto& m : plugins_)
+        if (mount_matches(m->mount, path)) return m.get();
+    return nullptr;
+}
+
+}  // namespace herd::worker

@@ -1,0 +1,206 @@
+// Worker: plugins, ready report, HTTP serving, drain; see worker.hpp.
+#include "worker/worker.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "worker/connection.hpp"
+
+namespace herd::worker {
+namespace {
+constexpr auto accept_pause = std::chrono::milliseconds(100);
+}
+
+Worker::Worker(WorkerSpec spec) : spec_(std::move(spec)), read_buffer_(64 << 10) {
+    limits_.max_body_bytes = spec_.app.max_body_bytes;
+    limits_.max_header_bytes = spec_.app.max_header_bytes;
+    identity_ = "worker " + spec_.app.name + "/" + std::to_string(spec_.slot);
+}
+
+Worker::~Worker() {
+    connections_.clear();
+    released_.clear();
+}
+
+int Worker::run() {
+    core::set_log_identity(identity_);
+    master_ = std::make_unique<core::Channel>(loop_, std::move(spec_.channel), "master");
+    master_->start([this](core::Message&& m) { on_master_message(std::move(m)); },
+                   [this](const std::string& reason) {
+                       // Orphan rule: without a master nobody supervises us; leave at once.
+                       core::log_error("channel to master closed ({}); exiting", reason);
+                       finish(exit_master_gone);
+                   });
+    dispatch_.on("drain", [this](core::Message& m) {
+        start_drain(m.body.value("close_idle", false),
+                    m.body.value("deadline_ms", spec_.app.drain_timeout_ms));
+    });
+
+    // TERM/QUIT sent to a worker directly drain it like the master's "drain" would.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGQUIT);
+    if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0) core::throw_errno("sigprocmask()");
+    core::UniqueFd sigfd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!sigfd) core::throw_errno("signalfd()");
+    loop_.add(sigfd.get(), EPOLLIN, [this, fd = sigfd.get()](std::uint32_t) {
+        signalfd_siginfo info{};
+        while (::read(fd, &info, sizeof info) == sizeof info) {
+            core::log_info("signal {}: draining", strsignal(static_cast<int>(info.ssi_signo)));
+            start_drain(true, spec_.app.drain_timeout_ms);
+        }
+    });
+
+    try {
+        plugins_.load(spec_.app, spec_.slot);
+        plugins_.start();
+    } catch (const std::exception& e) {
+        core::log_error("cannot start: {}", e.what());
+        master_->send({{"type", "fatal"}, {"phase", "start"}, {"reason", e.what()}});
+        master_->flush();
+        return exit_start_failure;
+    }
+
+    loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE, [this](std::uint32_t) { on_accept(); });
+    accepting_ = true;
+    sweep();
+    master_->send({{"type", "ready"},
+                   {"pid", getpid()},
+                   {"slot", spec_.slot},
+                   {"generation", spec_.generation}});
+    core::log_debug("ready, {} plugin(s) loaded", plugins_.size());
+
+    loop_.run();
+
+    plugins_.stop();
+    core::log_info("stopped after serving {} requests", requests_);
+    master_->flush();
+    return exit_code_;
+}
+
+void Worker::on_master_message(core::Message&& m) {
+    dispatch_.dispatch(m, "master");
+}
+
+void Worker::on_accept() {
+    for (int i = 0; i < 64 && accepting_; ++i) {
+        int fd = accept4(spec_.listen.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+                case EAGAIN:
+                    return;
+                case EINTR:
+                case ECONNABORTED:
+                case EPROTO:
+                case EPERM:  // a firewall rule refused this one
+                    continue;
+                case EMFILE:
+                case ENFILE:
+                case ENOBUFS:
+                case ENOMEM:
+                    pause_accepting(core::errno_text("accept4()"));
+                    return;
+                default:
+                    pause_accepting(core::errno_text("accept4()"));
+                    return;
+            }
+        }
+        int one = 1;
+        // Responses leave in one writev; Nagle would only delay pipelined ones.
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        auto c = std::make_unique<Connection>(*this, core::UniqueFd(fd));
+        if (static_cast<std::size_t>(fd) >= connections_.size())
+            connections_.resize(static_cast<std::size_t>(fd) + 256);
+        Connection* raw = c.get();
+        connections_[static_cast<std::size_t>(fd)] = std::move(c);
+        ++open_connections_;
+        raw->start();
+    }
+}
+
+void Worker::pause_accepting(const std::string& why) {
+    // nginx's answer to EMFILE: stop accepting for a moment instead of spinning on a listen
+    // socket that stays readable; in shared mode another worker may take the connection.
+    core::log_warn("{}; pausing accept for {} ms ({} connections open)", why, accept_pause.count(),
+                   open_connections_);
+    loop_.remove(spec_.listen.get());
+    accepting_ = false;
+    loop_.add_timer(accept_pause, [this] {
+        if (draining_ || accepting_ || !spec_.listen) return;
+        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
+                  [this](std::uint32_t) { on_accept(); });
+        accepting_ = true;
+    });
+}
+
+void Worker::release(int fd) {
+    auto& slot = connections_.at(static_cast<std::size_t>(fd));
+    if (released_.empty()) loop_.defer([this] { released_.clear(); });
+    released_.push_back(std::move(slot));
+    --open_connections_;
+    maybe_finish();
+}
+
+void Worker::start_drain(bool close_idle, int deadline_ms) {
+    if (draining_) return;
+    draining_ = true;
+    if (accepting_) loop_.remove(spec_.listen.get());
+    accepting_ = false;
+    spec_.listen.reset();  // our copy only: other workers keep accepting on theirs
+    core::log_info("draining: {} connection(s) open, deadline {} ms", open_connections_,
+                   deadline_ms);
+    loop_.add_timer(std::chrono::milliseconds(deadline_ms), [this] {
+        core::log_warn("drain deadline passed with {} connection(s) open; exiting",
+                       open_connections_);
+        finish(exit_ok);
+    });
+    for (std::size_t i = 0; i < connections_.size(); ++i)
+        if (connections_[i]) connections_[i]->drain(close_idle);
+    maybe_finish();
+}
+
+void Worker::maybe_finish() {
+    if (draining_ && open_connections_ == 0) finish(exit_ok);
+}
+
+void Worker::finish(int code) {
+    exit_code_ = code;
+    loop_.stop();
+}
+
+void Worker::sweep() {
+    auto now = Connection::Clock::now();
+    for (auto& c : connections_)
+        if (c) c->check_timeouts(now);
+    // Timeouts are checked at a quarter of the shortest one: enough resolution, no timer per
+    // connection.
+    int shortest = std::min(spec_.app.header_timeout_ms, spec_.app.keepalive_timeout_ms);
+    int period = std::clamp(shortest / 4, 10, 1000);
+    loop_.add_timer(std::chrono::milliseconds(period), [this] { sweep(); });
+}
+
+void worker_main(WorkerSpec spec) {
+    int code = 1;
+    try {
+        Worker worker(std::move(spec));
+        code = worker.run();
+    } catch (const std::exception& e) {
+        core::log_error("worker failed: {}", e.what());
+        code = 1;
+    }
+    // Plugin output written with stdio must not be lost.
+    std::fflush(nullptr);
+    _exit(code);
+}
+
+}  // namespace herd::worker

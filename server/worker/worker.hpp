@@ -1,0 +1,85 @@
+// Worker: a forked process that loads the app's plugins, reports ready to the master, and
+// serves HTTP on its own epoll loop until it is told to drain or the master goes away.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/channel.hpp"
+#include "core/config.hpp"
+#include "core/event_loop.hpp"
+#include "worker/http_parser.hpp"
+#include "worker/plugin_host.hpp"
+
+namespace herd::worker {
+
+class Connection;
+
+// Exit codes the master understands (nginx's idea: a start-up failure is not respawned
+// like a crash).
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_start_failure = 3;
+inline constexpr int exit_master_gone = 4;
+
+struct WorkerSpec {
+    core::AppConfig app;
+    int slot = 0;
+    int generation = 1;
+    core::UniqueFd channel;  // to the master
+    core::UniqueFd listen;   // the app's shared listen socket
+};
+
+class Worker {
+  public:
+    explicit Worker(WorkerSpec spec);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Loads plugins, reports ready, serves until done; returns the process exit code.
+    int run();
+
+    // For connections.
+    core::EventLoop& loop() { return loop_; }
+    PluginHost& plugins() { return plugins_; }
+    const core::AppConfig& app() const { return spec_.app; }
+    const HttpLimits& limits() const { return limits_; }
+    bool draining() const { return draining_; }
+    void count_request() { ++requests_; }
+    // The connection closed: frees it after this loop iteration.
+    void release(int fd);
+    char* read_buffer() { return read_buffer_.data(); }
+    std::size_t read_buffer_size() const { return read_buffer_.size(); }
+
+  private:
+    void on_master_message(core::Message&& m);
+    void on_accept();
+    void pause_accepting(const std::string& why);
+    void start_drain(bool close_idle, int deadline_ms);
+    void sweep();
+    void maybe_finish();
+    void finish(int code);
+
+    WorkerSpec spec_;
+    core::EventLoop loop_;
+    std::unique_ptr<core::Channel> master_;
+    core::Dispatcher dispatch_;
+    PluginHost plugins_;
+    HttpLimits limits_;
+    std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
+    std::size_t open_connections_ = 0;
+    std::vector<std::unique_ptr<Connection>> released_;
+    std::vector<char> read_buffer_;
+    std::uint64_t requests_ = 0;
+    bool draining_ = false;
+    bool accepting_ = false;
+    int exit_code_ = exit_ok;
+    std::string identity_;
+};
+
+// The body of a forked worker process: never returns.
+[[noreturn]] void worker_main(WorkerSpec spec);
+
+}  // namespace herd::worker
