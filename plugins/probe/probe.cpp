@@ -28,6 +28,8 @@ std::string query_param(std::string_view query, std::string_view name) {
 
 class Probe final : public herd::Plugin {
   public:
+    void on_start(herd::Context& ctx) override { ctx_ = &ctx; }
+
     void handle(const herd::Request& request, herd::Response& response) override {
         std::string_view path = request.subpath();
         response.add_header("Content-Type", "text/plain");
@@ -51,6 +53,8 @@ class Probe final : public herd::Plugin {
                 response.set_body("ms must be a number of milliseconds from 0 to 600000\n");
                 return;
             }
+            // Logged so a test can tell the request is in flight without guessing.
+            ctx_->log().info("sleeping " + std::to_string(n) + " ms");
             std::this_thread::sleep_for(std::chrono::milliseconds(n));
             answer_pid(response);
         } else if (path == "/throw") {
@@ -71,6 +75,8 @@ class Probe final : public herd::Plugin {
     static void answer_pid(herd::Response& response) {
         response.set_body(std::to_string(getpid()));
     }
+
+    herd::Context* ctx_ = nullptr;
 };
 
 }  // namespace

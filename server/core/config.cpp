@@ -124,7 +124,7 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
             a.workers = static_cast<int>(w.get<long long>());
         else
             fail(where + ".workers",
-                 "expected a positive integer (at most 1024) or \"auto\", got " + describe(w));
+                 "expected a positive integer or \"auto\" (at most 1024), got " + describe(w));
     }
     if (j.contains("balance")) {
         a.balance = get_string(j["balance"], where + ".balance");

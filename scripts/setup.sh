@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what herd needs from Debian 12 (as root, or through sudo) and builds it in build/.
+# Sourced by the README's two commands; safe to run again (it installs only what is missing).
+set -euo pipefail
+
+HERD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${HERD_BUILD_DIR:-$HERD_ROOT/build}"
+
+# Build: compiler, Meson, the libraries. Tests: GoogleTest, Python, curl and wrk as clients.
+PACKAGES=(
+  g++ meson ninja-build pkg-config
+  libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp
+  libgtest-dev python3 curl wrk
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing missing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    echo "setup: missing packages (${missing[*]}) and neither root nor sudo: install them and run again" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -q
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  meson setup "$BUILD_DIR" "$HERD_ROOT"
+fi
+meson compile -C "$BUILD_DIR"

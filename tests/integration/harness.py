@@ -1,0 +1,305 @@
+"""Integration-test harness: starts the real herd binary, waits on its log lines (never on
+sleeps), and offers plain-socket HTTP helpers that see exactly what herd sends.
+
+Environment (set by meson test):
+  HERD_BIN             path to build/server/herd
+  HERD_PLUGIN_DIR      folder with the built plugins (libhello.so, libprobe.so, ...)
+  HERD_TIMEOUT_SCALE   multiplies every timeout, for slow machines (default 1)
+  HERD_KEEP_TMP        keep temp dirs even when a test passes
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERD_BIN = os.environ.get("HERD_BIN", "build/server/herd")
+PLUGIN_DIR = os.environ.get("HERD_PLUGIN_DIR", "build/plugins")
+SCALE = float(os.environ.get("HERD_TIMEOUT_SCALE", "1"))
+
+
+def timeout(seconds):
+    return seconds * SCALE
+
+
+def plugin(name):
+    return os.path.join(PLUGIN_DIR, "lib%s.so" % name)
+
+
+def app(name="web", workers=2, plugins=None, **extra):
+    """One app entry listening on a kernel-chosen port of 127.0.0.1."""
+    entry = {
+        "name": name,
+        "listen": "127.0.0.1:0",
+        "workers": workers,
+        "plugins": plugins if plugins is not None else [{"mount": "/", "path": plugin("hello")}],
+    }
+    entry.update(extra)
+    return entry
+
+
+class Herd:
+    """A herd master run in the background. Use as a context manager."""
+
+    def __init__(self, config, tmpdir=None, args=None):
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="herd-test-")
+        self.config_path = os.path.join(self.tmpdir, "herd.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=2)
+        self.args = args
+        self.proc = None
+        self.lines = []
+        self.cond = threading.Condition()
+        self.reader = None
+
+    # -- process --------------------------------------------------------------------------
+    def start(self, wait_ready=True):
+        self.proc = subprocess.Popen(
+            [HERD_BIN, "run", self.config_path] + (self.args or []),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=self.tmpdir)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if wait_ready:
+            self.wait_for(r"all apps ready")
+        return self
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("<eof>")
+            self.cond.notify_all()
+
+    def wait_for(self, pattern, after=0, seconds=10):
+        """Waits for a log line matching pattern (regex) at index >= after; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout(seconds)
+        i = after
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    if self.lines[i] == "<eof>":
+                        raise AssertionError("herd exited before logging /%s/; log:\n%s" % (pattern, self.log()))
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("timed out waiting for /%s/; log:\n%s" % (pattern, self.log()))
+                self.cond.wait(left)
+
+    def mark(self):
+        """Index of the next log line: pass to wait_for(after=...) to see only new lines."""
+        with self.cond:
+            return len(self.lines)
+
+    def count(self, pattern):
+        rx = re.compile(pattern)
+        with self.cond:
+            return sum(1 for l in self.lines if rx.search(l))
+
+    def matches(self, pattern):
+        rx = re.compile(pattern)
+        with self.cond:
+            return [m for m in (rx.search(l) for l in self.lines) if m]
+
+    def log(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def port(self, app_name="web"):
+        m = self.wait_for(r'app "%s" listening on 127\.0\.0\.1:(\d+)' % re.escape(app_name))
+        return int(m.group(1))
+
+    def worker_pids(self):
+        """Pids of the master's live children, from /proc (no guessing from logs)."""
+        pids = []
+        for task in os.listdir("/proc/%d/task" % self.proc.pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (self.proc.pid, task)) as f:
+                    pids += [int(p) for p in f.read().split()]
+            except FileNotFoundError:
+                pass
+        return sorted(pids)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, seconds=15):
+        """Waits for the master to exit and for its whole log to be read; returns the code."""
+        try:
+            code = self.proc.wait(timeout(seconds))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("herd did not exit within %ss; log:\n%s" % (seconds, self.log()))
+        # Workers may still hold the pipe for a moment after the master is gone.
+        if self.reader:
+            self.reader.join(timeout(seconds))
+        return code
+
+    def stop(self, seconds=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.wait_exit(seconds)
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        if self.reader:
+            self.reader.join(timeout(5))
+        if exc[0] is not None:
+            sys.stderr.write("---- herd log (temp dir %s kept) ----\n%s\n" % (self.tmpdir, self.log()))
+        elif not os.environ.get("HERD_KEEP_TMP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return False
+
+
+def run_herd(*args, seconds=30):
+    """Runs `herd ARGS...` to completion: (exit code, combined output)."""
+    p = subprocess.run([HERD_BIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout(seconds))
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_until(predicate, seconds=10, what="condition"):
+    """Polls a cheap predicate (a /proc read) with a short back-off; for process states only,
+    where no log line or socket can be waited on."""
+    deadline = time.monotonic() + timeout(seconds)
+    delay = 0.005
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+# -- HTTP over plain sockets ----------------------------------------------------------------
+
+class Response:
+    def __init__(self, version, status, reason, headers, body):
+        self.version, self.status, self.reason = version, status, reason
+        self.headers, self.body = headers, body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return "<Response %d %r %r>" % (self.status, self.headers, self.body[:80])
+
+
+class Client:
+    """One TCP connection; send raw bytes, read responses one at a time."""
+
+    def __init__(self, port, host="127.0.0.1", seconds=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout(seconds))
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("latin-1")
+
+    def read_response(self, head_only=False):
+        status_line = self._line()
+        version, status, reason = (status_line.split(" ", 2) + [""])[:3]
+        headers = []
+        while True:
+            line = self._line()
+            if line == "":
+                break
+            k, v = line.split(":", 1)
+            headers.append((k.strip(), v.strip()))
+        resp = Response(version, int(status), reason, headers, b"")
+        if head_only or resp.status in (100, 204, 304):
+            return resp
+        length = resp.header("Content-Length")
+        if length is None:
+            raise AssertionError("response without Content-Length: %r" % resp)
+        n = int(length)
+        while len(self.buf) < n:
+            self._fill()
+        resp.body, self.buf = self.buf[:n], self.buf[n:]
+        return resp
+
+    def request(self, method="GET", target="/", headers=None, body=b"", version="HTTP/1.1"):
+        if isinstance(body, str):
+            body = body.encode()
+        lines = ["%s %s %s" % (method, target, version), "Host: 127.0.0.1"]
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in (headers or {})):
+            lines.append("Content-Length: %d" % len(body))
+        self.send("\r\n".join(lines).encode() + b"\r\n\r\n" + body)
+        return self.read_response(head_only=(method == "HEAD"))
+
+    def closed_by_server(self):
+        """True when the server closed the connection (EOF after any buffered bytes)."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def get(port, target="/", **kw):
+    with Client(port) as c:
+        return c.request("GET", target, **kw)
+
+
+def main():
+    unittest.main(verbosity=2)
