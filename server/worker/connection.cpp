@@ -110,6 +110,7 @@ void Connection::process(const char* data, std::size_t size) {
         handle_request();
         parser_.next();
         continue_sent_ = false;
+        phase_since_ = Clock::now();  // the keep-alive timeout runs from the response
         if (close_after_) {
             // Whatever the client pipelined after a closing request is not answered.
             state_ = State::closing;
@@ -127,6 +128,7 @@ void Connection::process(const char* data, std::size_t size) {
 void Connection::handle_request() {
     Request& request = parser_.request();
     worker_.count_request();
+    served_any_ = true;
     close_after_ = parser_.must_close() || worker_.draining();
     bool head = request.method() == "HEAD";
     std::string& out = out_.tail();
@@ -253,7 +255,11 @@ void Connection::check_timeouts(Clock::time_point now) {
     if (state_ == State::closing) return;
     switch (parser_.phase()) {
         case HttpParser::Phase::idle:
-            if (since > std::chrono::milliseconds(app.keepalive_timeout_ms)) destroy();
+            // A connection that never sent a request gets the header timeout (as nginx's
+            // client_header_timeout); between requests, the keep-alive timeout. Either way
+            // there is no request to answer: close without a response.
+            if (since > (served_any_ ? std::chrono::milliseconds(app.keepalive_timeout_ms) : header_timeout))
+                destroy();
             return;
         case HttpParser::Phase::headers:
         case HttpParser::Phase::body:

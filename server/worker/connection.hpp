@@ -55,6 +55,7 @@ class Connection {
     std::string pending_;  // unparsed input kept while reading is paused for backpressure
     State state_ = State::open;
     bool close_after_ = false;
+    bool served_any_ = false;
     bool continue_sent_ = false;
     bool reading_paused_ = false;
     bool want_out_ = false;
