@@ -53,8 +53,14 @@ void Connection::on_events(std::uint32_t events) {
         linger();
         return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable();
-    if (fd_ && (events & EPOLLOUT)) flush();
+    if (events & EPOLLERR) {
+        destroy();  // a reset or a failed send: nothing more can be delivered
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) on_readable();
+    // EPOLLHUP is reported whatever we asked for: a closing connection tries its last write,
+    // which fails and frees it, instead of being woken again and again.
+    if (fd_ && (events & (EPOLLOUT | EPOLLHUP))) flush();
 }
 
 void Connection::on_readable() {
