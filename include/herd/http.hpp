@@ -40,8 +40,9 @@ class Request {
     std::string_view method() const noexcept { return method_; }
     // The request target as sent ("/a/b?x=1"), its path ("/a/b") and its query ("x=1").
     std::string_view target() const noexcept { return target_; }
+    // For an absolute-form target ("http://host/a?b", RFC 9112 3.2.2) the path is "/a".
     std::string_view path() const noexcept {
-        return std::string_view(target_).substr(0, path_len_);
+        return std::string_view(target_).substr(path_start_, path_len_ - path_start_);
     }
     std::string_view query() const noexcept {
         return path_len_ < target_.size() ? std::string_view(target_).substr(path_len_ + 1)
@@ -68,7 +69,8 @@ class Request {
     friend class worker::HttpParser;
     std::string method_;
     std::string target_;
-    std::size_t path_len_ = 0;
+    std::size_t path_start_ = 0;  // past "scheme://authority" in absolute-form
+    std::size_t path_len_ = 0;    // end of the path (the '?' or the end of the target)
     std::size_t mount_len_ = 0;
     int major_ = 1;
     int minor_ = 1;

@@ -101,7 +101,10 @@ void Connection::process(const char* data, std::size_t size) {
         data += consumed;
         size -= consumed;
         if (status == HttpParser::Status::need_more) {
-            if (parser_.expects_continue() && !continue_sent_) {
+            // RFC 9110 10.1.1: only once the head is complete (it may still be refused with
+            // 413), and never to an HTTP/1.0 client.
+            if (parser_.expects_continue() && !continue_sent_ &&
+                parser_.phase() == HttpParser::Phase::body && parser_.request().http_minor() >= 1) {
                 out_.tail().append("HTTP/1.1 100 Continue\r\n\r\n");
                 out_.commit();
                 continue_sent_ = true;
@@ -137,10 +140,12 @@ void Connection::handle_request() {
     served_any_ = true;
     close_after_ = parser_.must_close() || worker_.draining();
     bool head = request.method() == "HEAD";
+    bool http10_keep_alive =
+        request.http_major() == 1 && request.http_minor() == 0 && !close_after_;
     std::string& out = out_.tail();
     MountedPlugin* mounted = worker_.plugins().route(request.path());
     if (mounted == nullptr) {
-        encode_error(out, 404, close_after_, head);
+        encode_error(out, 404, close_after_, head, http10_keep_alive);
         out_.commit();
         return;
     }
@@ -152,18 +157,16 @@ void Connection::handle_request() {
         core::log_error("plugin \"{}\" threw {} while handling {} {}", mounted->mount,
                         describe_current_exception(), request.method(),
                         request.target().substr(0, 200));
-        encode_error(out, 500, close_after_, head);
+        encode_error(out, 500, close_after_, head, http10_keep_alive);
         out_.commit();
         return;
     }
-    bool http10_keep_alive =
-        request.http_major() == 1 && request.http_minor() == 0 && !close_after_;
     std::string error;
     std::string& body = response_.body();
     if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive, error)) {
         core::log_error("plugin \"{}\" gave an invalid response to {} {}: {}", mounted->mount,
                         request.method(), request.target().substr(0, 200), error);
-        encode_error(out, 500, close_after_, head);
+        encode_error(out, 500, close_after_, head, http10_keep_alive);
         out_.commit();
         return;
     }
@@ -264,7 +267,8 @@ void Connection::check_timeouts(Clock::time_point now) {
             // A connection that never sent a request gets the header timeout (as nginx's
             // client_header_timeout); between requests, the keep-alive timeout. Either way
             // there is no request to answer: close without a response.
-            if (since > (served_any_ ? std::chrono::milliseconds(app.keepalive_timeout_ms) : header_timeout))
+            if (since > (served_any_ ? std::chrono::milliseconds(app.keepalive_timeout_ms)
+                                     : header_timeout))
                 destroy();
             return;
         case HttpParser::Phase::headers:

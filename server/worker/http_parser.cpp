@@ -36,8 +36,9 @@ HttpParser::HttpParser(const HttpLimits& limits) : limits_(limits) {
         t.on_message_complete = &HttpParser::on_message_complete;
         return t;
     }();
-    // Strict parsing (no lenient flags): conflicting Content-Length / Transfer-Encoding,
-    // bare LF and bad chunk sizes are errors, which is what closes smuggling holes.
+    // Strict parsing (LLHTTP_STRICT_MODE in meson.build, no lenient flags): conflicting
+    // Content-Length / Transfer-Encoding, bare LF and bad chunk sizes are errors, which is what
+    // closes smuggling holes.
     llhttp_init(&parser_, HTTP_REQUEST, &shared);
     parser_.data = this;
 }
@@ -87,6 +88,7 @@ int HttpParser::on_message_begin(llhttp_t* p) {
     Request& r = s->request_;
     r.method_.clear();
     r.target_.clear();
+    r.path_start_ = 0;
     r.path_len_ = 0;
     r.mount_len_ = 0;
     r.header_count_ = 0;
@@ -115,6 +117,15 @@ int HttpParser::on_url_complete(llhttp_t* p) {
     Request& r = self(p)->request_;
     auto q = r.target_.find('?');
     r.path_len_ = q == std::string::npos ? r.target_.size() : q;
+    r.path_start_ = 0;
+    if (!r.target_.starts_with('/')) {
+        // Absolute-form ("http://host:80/path?q"): the path starts after the authority.
+        auto scheme_end = r.target_.find("://");
+        if (scheme_end != std::string::npos && scheme_end < r.path_len_) {
+            auto slash = r.target_.find('/', scheme_end + 3);
+            r.path_start_ = slash == std::string::npos || slash > r.path_len_ ? r.path_len_ : slash;
+        }
+    }
     return HPE_OK;
 }
 
@@ -163,6 +174,9 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
     r.method_ = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     r.major_ = p->http_major;
     r.minor_ = p->http_minor;
+    if (r.major_ != 1)  // HTTP/0.9 ("GET /" with no version) and 2.0+ are not spoken here
+        return s->fail(505, "HTTP/" + std::to_string(r.major_) + "." + std::to_string(r.minor_) +
+                                " is not supported");
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->limits_.max_body_bytes)
         return s->fail(413, "Content-Length " + std::to_string(p->content_length) +
                                 " exceeds the limit of " +

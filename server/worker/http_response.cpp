@@ -75,6 +75,8 @@ std::string_view reason_phrase(int status) {
             return "Service Unavailable";
         case 504:
             return "Gateway Timeout";
+        case 505:
+            return "HTTP Version Not Supported";
         default:
             return "Unknown";
     }
@@ -176,10 +178,11 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     return true;
 }
 
-void encode_error(std::string& out, int status, bool close, bool head_only) {
+void encode_error(std::string& out, int status, bool close, bool head_only,
+                  bool http10_keep_alive) {
     std::string_view reason = reason_phrase(status);
     append_status_line(out, status);
-    append_common(out, reason.size() + 1, close, false, true);
+    append_common(out, reason.size() + 1, close, http10_keep_alive, true);
     out.append("Content-Type: text/plain; charset=utf-8\r\n\r\n");
     if (!head_only) {
         out.append(reason);

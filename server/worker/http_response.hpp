@@ -20,6 +20,7 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
                  bool http10_keep_alive, std::string& error);
 
 // Appends a whole plain-text error response (400, 408, 413, 500, ...).
-void encode_error(std::string& out, int status, bool close, bool head_only = false);
+void encode_error(std::string& out, int status, bool close, bool head_only = false,
+                  bool http10_keep_alive = false);
 
 }  // namespace herd::worker
