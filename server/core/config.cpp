@@ -85,7 +85,7 @@ PluginConfig parse_plugin(const json& j, const std::string& where, const std::st
     p.mount = j.contains("mount") ? get_string(j["mount"], where + ".mount") : "/";
     if (!p.mount.starts_with('/'))
         fail(where + ".mount", "must start with \"/\", got " + describe(j["mount"]));
-    if (p.mount.size() > 1 && p.mount.ends_with('/')) p.mount.pop_back();
+    while (p.mount.size() > 1 && p.mount.ends_with('/')) p.mount.pop_back();
     if (p.mount.find_first_of("?# \t\r\n") != std::string::npos)
         fail(where + ".mount", "must be a plain path, got " + describe(j["mount"]));
     if (j.contains("config")) {
@@ -175,6 +175,10 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     return a;
 }
 
+std::string canonical_address(const SocketAddress& a) {
+    return std::string(reinterpret_cast<const char*>(&a.storage), a.length);
+}
+
 }  // namespace
 
 int cpu_count() {
@@ -206,7 +210,8 @@ Config parse_config(const json& j, const std::string& base_dir) {
         AppConfig a = parse_app(apps[i], where, base_dir);
         if (!names.insert(a.name).second)
             fail(where + ".name", "\"" + a.name + "\" is used by another app");
-        if (a.listen.port() != 0 && !listens.insert(a.listen.text).second)
+        // Compared as bound addresses, so \"*:80\" and \"0.0.0.0:80\" are the same.
+        if (a.listen.port() != 0 && !listens.insert(canonical_address(a.listen)).second)
             fail(where + ".listen", "\"" + a.listen.text + "\" is used by another app");
         c.apps.push_back(std::move(a));
     }

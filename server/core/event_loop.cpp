@@ -66,14 +66,17 @@ void EventLoop::modify(int fd, std::uint32_t events) {
 
 void EventLoop::remove(int fd) {
     if (!watching(fd)) return;
-    Entry& e = *entries_[static_cast<size_t>(fd)];
+    auto& slot = entries_[static_cast<size_t>(fd)];
     // ENOENT/EBADF: the fd was already closed, which removed it from the epoll set.
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    e.active = false;
-    ++e.generation;
-    // The handler may be the one running now: keep it alive until the batch is done.
-    graveyard_.push_back(std::move(e.handler));
-    e.handler = nullptr;
+    // The handler may be the one running now. Moving a std::function would leave a small
+    // closure's captures in place, where a re-add of this fd would overwrite them: bury the
+    // whole entry until the batch is done, and give the fd a fresh one.
+    auto fresh = std::make_unique<Entry>();
+    fresh->generation = slot->generation + 1;
+    slot->active = false;
+    graveyard_.push_back(std::move(slot));
+    slot = std::move(fresh);
 }
 
 bool EventLoop::watching(int fd) const {

@@ -55,9 +55,10 @@ HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::siz
     consumed = pos ? static_cast<std::size_t>(pos - data) : size;
     if (err == HPE_PAUSED) return Status::request;
     if (err == HPE_PAUSED_UPGRADE) {
-        // herd performs no protocol upgrade: answer the request, then close.
-        request_.keep_alive_ = false;
-        return Status::request;
+        // Only reached if input follows an upgrade request (next() refuses it first).
+        error_status_ = 400;
+        error_reason_ = "data after an upgrade request";
+        return Status::error;
     }
     if (error_status_ == 0) {
         error_status_ = 400;
@@ -69,6 +70,13 @@ HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::siz
 
 void HttpParser::next() {
     phase_ = Phase::idle;
+    if (upgraded_) {
+        // herd performs no protocol switch: the connection closes after the answer, and llhttp
+        // would only report the upgrade again, so whatever follows is refused.
+        error_status_ = 400;
+        error_reason_ = "data after an upgrade request";
+        return;
+    }
     llhttp_resume(&parser_);
 }
 
@@ -163,7 +171,10 @@ int HttpParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
 int HttpParser::on_header_value_complete(llhttp_t* p) {
     HttpParser* s = self(p);
     s->in_value_ = true;  // also for an empty value, where on_header_value never ran
-    const Header& h = s->request_.headers_[s->request_.header_count_ - 1];
+    Header& h = s->request_.headers_[s->request_.header_count_ - 1];
+    // llhttp strips leading whitespace only; trailing OWS is not part of the value either.
+    while (!h.value.empty() && (h.value.back() == ' ' || h.value.back() == '\t'))
+        h.value.pop_back();
     if (iequals(h.name, "expect") && iequals(h.value, "100-continue")) s->expect_continue_ = true;
     return HPE_OK;
 }
@@ -201,6 +212,7 @@ int HttpParser::on_message_complete(llhttp_t* p) {
     // An upgrade (WebSocket, CONNECT) is answered as a plain request and the connection
     // closed: herd performs no protocol switch.
     s->request_.keep_alive_ = llhttp_should_keep_alive(p) != 0 && p->upgrade == 0;
+    s->upgraded_ = p->upgrade != 0;
     s->expect_continue_ = false;
     // Pause so the caller answers this request before the parser looks at the next one.
     return HPE_PAUSED;

@@ -71,6 +71,7 @@ class HttpParser {
     std::size_t header_bytes_ = 0;
     bool in_value_ = false;
     bool expect_continue_ = false;
+    bool upgraded_ = false;
     int error_status_ = 0;
     std::string error_reason_;
 };

@@ -106,10 +106,13 @@ void append_number(std::string& out, std::size_t value) {
     out.append(digits, end);
 }
 
-bool has_crlf(std::string_view s) {
-    return s.find_first_of("\r\n") != std::string_view::npos;
+// CR, LF, NUL and the other control characters (but tab) are never sent in a field
+// (RFC 9110 5.5); they would split or corrupt the response head.
+bool has_control_char(std::string_view s) {
+    for (char c : s)
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return true;
+    return false;
 }
-
 void append_status_line(std::string& out, int status) {
     out.append("HTTP/1.1 ");
     append_number(out, static_cast<std::size_t>(status));
@@ -153,10 +156,12 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     }
     bool add_server = true;
     for (const Header& h : response.headers()) {
-        if (h.name.empty() || has_crlf(h.name) || has_crlf(h.value) ||
+        if (h.name.empty() || has_control_char(h.name) || has_control_char(h.value) ||
             h.name.find_first_of(" :\t") != std::string::npos) {
-            error = "invalid header name or value (empty, or containing CR, LF, ':' or space): \"" +
-                    h.name.substr(0, 64) + "\"";
+            error =
+                "invalid header name or value (empty, a control character, or ':' or space in the "
+                "name): \"" +
+                h.name.substr(0, 64) + "\"";
             return false;
         }
         if (iequals(h.name, "content-length") || iequals(h.name, "transfer-encoding") ||

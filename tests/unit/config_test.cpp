@@ -1,0 +1,636 @@
+// Tests server/core/config: parsing and strict validation of the herd config, error paths.
+#include "core/config.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace herd::core {
+namespace {
+
+using nlohmann::json;
+
+// A minimal valid config; tests change one field at a time.
+json base_config() {
+    return json::parse(R"({
+        "apps": [{
+            "name": "web",
+            "listen": "127.0.0.1:8080",
+            "plugins": [{"path": "/opt/plugins/libhello.so"}]
+        }]
+    })");
+}
+
+Config parse(const json& j, const std::string& base_dir = "/etc/herd") {
+    return parse_config_text(j.dump(), "test.json", base_dir);
+}
+
+// The ConfigError message for j, or a test failure if it parses.
+std::string error_of(const json& j) {
+    try {
+        parse(j);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "expected a ConfigError for " << j.dump();
+    return {};
+}
+
+std::string error_of_text(const std::string& text) {
+    try {
+        parse_config_text(text, "test.json", "/etc/herd");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "expected a ConfigError for " << text;
+    return {};
+}
+
+TEST(ConfigTest, MinimalConfigGetsDefaults) {
+    Config c = parse(base_config());
+    EXPECT_EQ(c.file, "");
+    EXPECT_EQ(c.dir, "/etc/herd");
+    EXPECT_EQ(c.log_level, "info");
+    ASSERT_EQ(c.apps.size(), 1u);
+    const AppConfig& a = c.apps[0];
+    AppConfig defaults;
+    EXPECT_EQ(a.name, "web");
+    EXPECT_EQ(a.listen.text, "127.0.0.1:8080");
+    EXPECT_EQ(a.listen.family(), AF_INET);
+    EXPECT_EQ(a.listen.port(), 8080);
+    EXPECT_EQ(a.listen.length, sizeof(sockaddr_in));
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&a.listen.storage);
+    EXPECT_EQ(ntohl(v4->sin_addr.s_addr), 0x7f000001u);
+    EXPECT_EQ(a.workers, 1);
+    EXPECT_EQ(a.balance, "shared");
+    EXPECT_TRUE(a.env.empty());
+    EXPECT_EQ(a.drain_timeout_ms, defaults.drain_timeout_ms);
+    EXPECT_EQ(a.max_body_bytes, defaults.max_body_bytes);
+    EXPECT_EQ(a.max_header_bytes, defaults.max_header_bytes);
+    EXPECT_EQ(a.header_timeout_ms, defaults.header_timeout_ms);
+    EXPECT_EQ(a.keepalive_timeout_ms, defaults.keepalive_timeout_ms);
+    EXPECT_EQ(a.backlog, defaults.backlog);
+    ASSERT_EQ(a.plugins.size(), 1u);
+    EXPECT_EQ(a.plugins[0].mount, "/");
+    EXPECT_EQ(a.plugins[0].path, "/opt/plugins/libhello.so");
+    EXPECT_EQ(a.plugins[0].config, json::object());
+}
+
+TEST(ConfigTest, EveryFieldIsRead) {
+    json j = base_config();
+    j["log_level"] = "debug";
+    json& app = j["apps"][0];
+    app["workers"] = 7;
+    app["balance"] = "shared";
+    app["env"] = {{"REDIS_URL", "redis://x"}, {"EMPTY", ""}};
+    app["drain_timeout_ms"] = 0;
+    app["max_body_bytes"] = 123;
+    app["max_header_bytes"] = 2048;
+    app["header_timeout_ms"] = 11;
+    app["keepalive_timeout_ms"] = 12;
+    app["backlog"] = 13;
+    app["plugins"][0]["mount"] = "/api";
+    app["plugins"][0]["config"] = {{"greeting", "hi"}, {"n", 3}};
+    Config c = parse(j);
+    EXPECT_EQ(c.log_level, "debug");
+    const AppConfig& a = c.apps.at(0);
+    EXPECT_EQ(a.workers, 7);
+    EXPECT_EQ(a.env.size(), 2u);
+    EXPECT_EQ(a.env.at("REDIS_URL"), "redis://x");
+    EXPECT_EQ(a.env.at("EMPTY"), "");
+    EXPECT_EQ(a.drain_timeout_ms, 0);
+    EXPECT_EQ(a.max_body_bytes, 123u);
+    EXPECT_EQ(a.max_header_bytes, 2048u);
+    EXPECT_EQ(a.header_timeout_ms, 11);
+    EXPECT_EQ(a.keepalive_timeout_ms, 12);
+    EXPECT_EQ(a.backlog, 13);
+    EXPECT_EQ(a.plugins.at(0).mount, "/api");
+    EXPECT_EQ(a.plugins.at(0).config, (json{{"greeting", "hi"}, {"n", 3}}));
+}
+
+TEST(ConfigTest, WorkersAutoIsCpuCount) {
+    json j = base_config();
+    j["apps"][0]["workers"] = "auto";
+    int cpus = cpu_count();
+    EXPECT_GE(cpus, 1);
+    EXPECT_EQ(parse(j).apps.at(0).workers, cpus);
+}
+
+TEST(ConfigTest, CpuCountFollowsAffinity) {
+    cpu_set_t set;
+    ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+    EXPECT_EQ(cpu_count(), CPU_COUNT(&set));
+}
+
+TEST(ConfigTest, WorkersBoundsAreAccepted) {
+    json j = base_config();
+    j["apps"][0]["workers"] = 1024;
+    EXPECT_EQ(parse(j).apps.at(0).workers, 1024);
+    j["apps"][0]["workers"] = 1025;
+    EXPECT_NE(error_of(j).find("apps[0].workers: expected a positive integer"), std::string::npos);
+}
+
+TEST(ConfigTest, RelativePluginPathResolvesAgainstBaseDir) {
+    json j = base_config();
+    j["apps"][0]["plugins"] = json::array({
+        {{"path", "plugins/libhello.so"}, {"mount", "/"}},
+        {{"path", "../lib/./libecho.so"}, {"mount", "/echo"}},
+        {{"path", "/abs/libx.so"}, {"mount", "/x"}},
+    });
+    Config c = parse(j, "/etc/herd");
+    const auto& p = c.apps.at(0).plugins;
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_EQ(p[0].path, "/etc/herd/plugins/libhello.so");
+    EXPECT_EQ(p[1].path, "/etc/lib/libecho.so");
+    EXPECT_EQ(p[2].path, "/abs/libx.so");
+}
+
+TEST(ConfigTest, RelativePluginPathStaysRelativeWithoutBaseDir) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["path"] = "./plugins/libhello.so";
+    EXPECT_EQ(parse(j, "").apps.at(0).plugins.at(0).path, "plugins/libhello.so");
+}
+
+TEST(ConfigTest, MountTrailingSlashIsRemoved) {
+    json j = base_config();
+    j["apps"][0]["plugins"] = json::array({
+        {{"path", "a.so"}, {"mount", "/api/"}},
+        {{"path", "b.so"}, {"mount", "/"}},
+    });
+    Config c = parse(j);
+    EXPECT_EQ(c.apps.at(0).plugins.at(0).mount, "/api");
+    EXPECT_EQ(c.apps.at(0).plugins.at(1).mount, "/");
+}
+
+TEST(ConfigTest, MountWithSeveralTrailingSlashesIsNormalised) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["mount"] = "/api//";
+    EXPECT_EQ(parse(j).apps.at(0).plugins.at(0).mount, "/api");
+}
+
+TEST(ConfigTest, SeveralAppsKeepTheirOrder) {
+    json j = base_config();
+    json second = j["apps"][0];
+    second["name"] = "admin";
+    second["listen"] = "[::1]:9090";
+    j["apps"].push_back(second);
+    Config c = parse(j);
+    ASSERT_EQ(c.apps.size(), 2u);
+    EXPECT_EQ(c.apps[0].name, "web");
+    EXPECT_EQ(c.apps[1].name, "admin");
+    EXPECT_EQ(c.apps[1].listen.family(), AF_INET6);
+    EXPECT_EQ(c.apps[1].listen.port(), 9090);
+}
+
+TEST(ConfigTest, ListenWildcardAndPortZero) {
+    json j = base_config();
+    j["apps"][0]["listen"] = "*:0";
+    Config c = parse(j);
+    EXPECT_EQ(c.apps[0].listen.family(), AF_INET);
+    EXPECT_EQ(c.apps[0].listen.port(), 0);
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&c.apps[0].listen.storage);
+    EXPECT_EQ(v4->sin_addr.s_addr, htonl(INADDR_ANY));
+}
+
+TEST(ConfigTest, TwoAppsOnPortZeroAreNotDuplicates) {
+    json j = base_config();
+    j["apps"][0]["listen"] = "127.0.0.1:0";
+    json second = j["apps"][0];
+    second["name"] = "other";
+    j["apps"].push_back(second);
+    EXPECT_EQ(parse(j).apps.size(), 2u);
+}
+
+// ---- errors ----
+
+TEST(ConfigErrorTest, MalformedJsonNamesLineAndColumn) {
+    std::string e = error_of_text("{\n  \"apps\": [\n    {\"name\": }\n  ]\n}");
+    EXPECT_EQ(e.rfind("test.json: invalid JSON: ", 0), 0u) << e;
+    EXPECT_NE(e.find("line 3"), std::string::npos) << e;
+    EXPECT_NE(e.find("column"), std::string::npos) << e;
+    EXPECT_EQ(e.find("[json.exception"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, EmptyTextIsInvalidJson) {
+    std::string e = error_of_text("");
+    EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, TopLevelMustBeAnObject) {
+    std::string e = error_of_text("[1, 2]");
+    EXPECT_NE(e.find("test.json: config: expected an object"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, UnknownTopLevelKey) {
+    json j = base_config();
+    j["aps"] = json::array();
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
+    EXPECT_NE(e.find("apps, log_level"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, UnknownAppKey) {
+    json j = base_config();
+    j["apps"][0]["worker"] = 2;
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].worker: unknown key"), std::string::npos) << e;
+    EXPECT_NE(e.find("workers"), std::string::npos) << e;  // the list of known keys
+}
+
+TEST(ConfigErrorTest, UnknownPluginKey) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["foo"] = 1;
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].plugins[0].foo: unknown key"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, UnknownKeyInSecondPluginOfSecondApp) {
+    json j = base_config();
+    json second = j["apps"][0];
+    second["name"] = "b";
+    second["listen"] = "127.0.0.1:8081";
+    second["plugins"].push_back({{"path", "x.so"}, {"mount", "/x"}, {"bar", true}});
+    j["apps"].push_back(second);
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[1].plugins[1].bar: unknown key"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, AppsMissingEmptyOrNotArray) {
+    EXPECT_NE(error_of(json::object()).find("apps: missing"), std::string::npos);
+    json j = base_config();
+    j["apps"] = json::array();
+    EXPECT_NE(error_of(j).find("apps: expected a non-empty array"), std::string::npos);
+    j["apps"] = json::object();
+    EXPECT_NE(error_of(j).find("apps: expected a non-empty array"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, AppMustBeAnObject) {
+    json j = base_config();
+    j["apps"][0] = "web";
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0]: expected an object, got \"web\""), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, PluginsMissingEmptyOrNotArray) {
+    json j = base_config();
+    j["apps"][0].erase("plugins");
+    EXPECT_NE(error_of(j).find("apps[0].plugins: missing"), std::string::npos);
+    j["apps"][0]["plugins"] = json::array();
+    EXPECT_NE(error_of(j).find("apps[0].plugins: expected a non-empty array"), std::string::npos);
+    j["apps"][0]["plugins"] = "libhello.so";
+    EXPECT_NE(error_of(j).find("apps[0].plugins: expected a non-empty array"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, PluginMustBeAnObjectWithAPath) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0] = "libhello.so";
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0]: expected an object"), std::string::npos);
+    j["apps"][0]["plugins"][0] = {{"mount", "/"}};
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].path: missing"), std::string::npos);
+    j["apps"][0]["plugins"][0] = {{"path", ""}};
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].path: must not be empty"), std::string::npos);
+    j["apps"][0]["plugins"][0] = {{"path", 5}};
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].path: expected a string, got 5"),
+              std::string::npos);
+}
+
+TEST(ConfigErrorTest, BadMounts) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["mount"] = "api";
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].mount: must start with \"/\""),
+              std::string::npos);
+    j["apps"][0]["plugins"][0]["mount"] = "/a?b";
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].mount: must be a plain path"),
+              std::string::npos);
+    j["apps"][0]["plugins"][0]["mount"] = "/a b";
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].mount: must be a plain path"),
+              std::string::npos);
+    j["apps"][0]["plugins"][0]["mount"] = 1;
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].mount: expected a string"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, PluginConfigMustBeAnObject) {
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["config"] = json::array({1});
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].plugins[0].config: expected an object, got [1]"), std::string::npos)
+        << e;
+}
+
+TEST(ConfigErrorTest, DuplicateMountsAfterNormalisation) {
+    json j = base_config();
+    j["apps"][0]["plugins"] = json::array({
+        {{"path", "a.so"}, {"mount", "/api"}},
+        {{"path", "b.so"}, {"mount", "/api/"}},
+    });
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].plugins[1].mount: \"/api\" is mounted twice"), std::string::npos)
+        << e;
+}
+
+TEST(ConfigErrorTest, DuplicateDefaultMount) {
+    json j = base_config();
+    j["apps"][0]["plugins"].push_back({{"path", "b.so"}});
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].plugins[1].mount: \"/\" is mounted twice"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, WrongTypes) {
+    struct Case {
+        const char* key;
+        json value;
+        const char* message;
+    };
+    const Case cases[] = {
+        {"name", 3, "apps[0].name: expected a string, got 3"},
+        {"listen", 8080, "apps[0].listen: expected a string, got 8080"},
+        {"balance", true, "apps[0].balance: expected a string, got true"},
+        {"env", json::array(), "apps[0].env: expected an object of strings, got []"},
+        {"drain_timeout_ms", "5s", "apps[0].drain_timeout_ms: expected an integer from 0 to"},
+        {"backlog", 1.5, "apps[0].backlog: expected an integer from 1 to 65535, got 1.5"},
+        {"max_body_bytes", nullptr, "apps[0].max_body_bytes: expected an integer"},
+        {"header_timeout_ms", false, "apps[0].header_timeout_ms: expected an integer"},
+    };
+    for (const Case& c : cases) {
+        json j = base_config();
+        j["apps"][0][c.key] = c.value;
+        std::string e = error_of(j);
+        EXPECT_NE(e.find(c.message), std::string::npos) << c.key << ": " << e;
+    }
+}
+
+TEST(ConfigErrorTest, BadNames) {
+    for (json name : {json(""), json("a b"), json("web/1"), json(std::string(65, 'a'))}) {
+        json j = base_config();
+        j["apps"][0]["name"] = name;
+        std::string e = error_of(j);
+        EXPECT_NE(e.find("apps[0].name: expected 1 to 64 letters"), std::string::npos) << e;
+    }
+    json j = base_config();
+    j["apps"][0]["name"] = std::string(64, 'a');
+    EXPECT_EQ(parse(j).apps[0].name, std::string(64, 'a'));
+    j["apps"][0].erase("name");
+    EXPECT_NE(error_of(j).find("apps[0].name: missing"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, BadWorkers) {
+    for (json w : {json(-2), json(0), json("many"), json(2.5), json(true), json(nullptr)}) {
+        json j = base_config();
+        j["apps"][0]["workers"] = w;
+        std::string e = error_of(j);
+        EXPECT_NE(e.find("test.json: apps[0].workers: expected a positive integer"),
+                  std::string::npos)
+            << w.dump() << ": " << e;
+        EXPECT_NE(e.find("got " + w.dump()), std::string::npos) << e;
+    }
+}
+
+TEST(ConfigErrorTest, HugeUnsignedWorkersIsRejected) {
+    // 2^64-1 as a JSON number: must not wrap to -1 or to a small positive count.
+    std::string e = error_of_text(
+        R"({"apps": [{"name": "web", "listen": "127.0.0.1:1", "workers": 18446744073709551615,
+                      "plugins": [{"path": "a.so"}]}]})");
+    EXPECT_NE(e.find("apps[0].workers: expected a positive integer"), std::string::npos) << e;
+    e = error_of_text(
+        R"({"apps": [{"name": "web", "listen": "127.0.0.1:1", "workers": 4294967297,
+                      "plugins": [{"path": "a.so"}]}]})");
+    EXPECT_NE(e.find("apps[0].workers: expected a positive integer"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, BadListenAddresses) {
+    struct Case {
+        const char* listen;
+        const char* message;
+    };
+    const Case cases[] = {
+        {"nohost", "expected \"host:port\""},
+        {"1.2.3.4:99999", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:-1", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:80x", "port must be a number from 0 to 65535"},
+        {"localhost:80", "host names are not resolved"},
+        {"256.1.1.1:80", "is not an IPv4 or IPv6 address"},
+        {"[::1:80", "expected \"[IPv6]:port\""},
+        {"[::1]80", "expected \"[IPv6]:port\""},
+        {"[nothex]:80", "is not an IPv4 or IPv6 address"},
+    };
+    for (const Case& c : cases) {
+        json j = base_config();
+        j["apps"][0]["listen"] = c.listen;
+        std::string e = error_of(j);
+        EXPECT_NE(e.find("test.json: apps[0].listen: "), std::string::npos)
+            << c.listen << ": " << e;
+        EXPECT_NE(e.find(c.message), std::string::npos) << c.listen << ": " << e;
+    }
+    json j = base_config();
+    j["apps"][0].erase("listen");
+    EXPECT_NE(error_of(j).find("apps[0].listen: missing"), std::string::npos);
+}
+
+TEST(ConfigErrorTest, DuplicateAppNames) {
+    json j = base_config();
+    json second = j["apps"][0];
+    second["listen"] = "127.0.0.1:8081";
+    j["apps"].push_back(second);
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[1].name: \"web\" is used by another app"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, DuplicateListenAddresses) {
+    json j = base_config();
+    json second = j["apps"][0];
+    second["name"] = "other";
+    j["apps"].push_back(second);
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[1].listen: \"127.0.0.1:8080\" is used by another app"),
+              std::string::npos)
+        << e;
+}
+
+TEST(ConfigErrorTest, DuplicateListenAddressesSpelledDifferently) {
+    // "*:8080", ":8080" and "0.0.0.0:8080" are the same socket address; so are two spellings
+    // of ::1. The second bind() would fail at start-up instead of as a config error.
+    const std::pair<const char*, const char*> pairs[] = {
+        {"*:8080", "0.0.0.0:8080"},
+        {":8080", "0.0.0.0:8080"},
+        {"[::1]:8080", "[0:0::1]:8080"},
+    };
+    for (const auto& [first, second_listen] : pairs) {
+        json j = base_config();
+        j["apps"][0]["listen"] = first;
+        json second = j["apps"][0];
+        second["name"] = "other";
+        second["listen"] = second_listen;
+        j["apps"].push_back(second);
+        std::string e = error_of(j);
+        EXPECT_NE(e.find("apps[1].listen: "), std::string::npos) << first << " / " << second_listen;
+        EXPECT_NE(e.find("is used by another app"), std::string::npos) << e;
+    }
+}
+
+TEST(ConfigErrorTest, BadBalance) {
+    json j = base_config();
+    j["apps"][0]["balance"] = "round-robin";
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].balance: expected \"shared\", got \"round-robin\""),
+              std::string::npos)
+        << e;
+}
+
+TEST(ConfigErrorTest, BadEnv) {
+    json j = base_config();
+    j["apps"][0]["env"] = {{"PORT", 8080}};
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].env.PORT: expected a string, got 8080"), std::string::npos) << e;
+    j["apps"][0]["env"] = {{"A=B", "x"}};
+    e = error_of(j);
+    EXPECT_NE(e.find("apps[0].env.A=B: not a valid environment variable name"), std::string::npos)
+        << e;
+    j["apps"][0]["env"] = {{"", "x"}};
+    e = error_of(j);
+    EXPECT_NE(e.find("apps[0].env.: not a valid environment variable name"), std::string::npos)
+        << e;
+    j["apps"][0]["env"] = "A=B";
+    e = error_of(j);
+    EXPECT_NE(e.find("apps[0].env: expected an object of strings"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, BadLogLevel) {
+    json j = base_config();
+    j["log_level"] = "verbose";
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("test.json: log_level: expected \"debug\", \"info\", \"warn\" or \"error\", "
+                     "got \"verbose\""),
+              std::string::npos)
+        << e;
+    j["log_level"] = 1;
+    EXPECT_NE(error_of(j).find("log_level: expected a string, got 1"), std::string::npos);
+    for (const char* level : {"debug", "info", "warn", "error"}) {
+        j["log_level"] = level;
+        EXPECT_EQ(parse(j).log_level, level);
+    }
+}
+
+TEST(ConfigErrorTest, IntegersOutOfRange) {
+    struct Case {
+        const char* key;
+        json low_bad, low_ok, high_ok, high_bad;
+    };
+    const Case cases[] = {
+        {"drain_timeout_ms", -1, 0, 3600000, 3600001},
+        {"max_body_bytes", -1, 0, 1LL << 32, (1LL << 32) + 1},
+        {"max_header_bytes", 1023, 1024, 1 << 20, (1 << 20) + 1},
+        {"header_timeout_ms", 0, 1, 3600000, 3600001},
+        {"keepalive_timeout_ms", 0, 1, 3600000, 3600001},
+        {"backlog", 0, 1, 65535, 65536},
+    };
+    for (const Case& c : cases) {
+        for (const json& ok : {c.low_ok, c.high_ok}) {
+            json j = base_config();
+            j["apps"][0][c.key] = ok;
+            EXPECT_NO_THROW(parse(j)) << c.key << " = " << ok.dump();
+        }
+        for (const json& bad : {c.low_bad, c.high_bad}) {
+            json j = base_config();
+            j["apps"][0][c.key] = bad;
+            std::string e = error_of(j);
+            std::string want = "apps[0]." + std::string(c.key) + ": expected an integer from " +
+                               c.low_ok.dump() + " to " + c.high_ok.dump() + ", got " + bad.dump();
+            EXPECT_NE(e.find(want), std::string::npos) << e;
+        }
+    }
+}
+
+TEST(ConfigErrorTest, HugeUnsignedIntegerIsOutOfRange) {
+    std::string e = error_of_text(
+        R"({"apps": [{"name": "web", "listen": "127.0.0.1:1", "backlog": 18446744073709551615,
+                      "plugins": [{"path": "a.so"}]}]})");
+    EXPECT_NE(e.find("apps[0].backlog: expected an integer from 1 to 65535"), std::string::npos)
+        << e;
+}
+
+TEST(ConfigErrorTest, LargestBodyLimitIsStoredExactly) {
+    json j = base_config();
+    j["apps"][0]["max_body_bytes"] = 1LL << 32;
+    EXPECT_EQ(parse(j).apps[0].max_body_bytes, std::size_t{1} << 32);
+}
+
+// ---- load_config ----
+
+class LoadConfigTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/herd_config_test.XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::filesystem::path dir_;
+};
+
+TEST_F(LoadConfigTest, MissingFileSaysWhichAndWhy) {
+    std::string file = (dir_ / "nope.json").string();
+    try {
+        load_config(file);
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+        std::string m = e.what();
+        EXPECT_NE(m.find("cannot read config file " + file), std::string::npos) << m;
+        EXPECT_NE(m.find("No such file or directory"), std::string::npos) << m;
+    }
+}
+
+TEST_F(LoadConfigTest, LoadsFileAndResolvesAgainstItsFolder) {
+    std::filesystem::create_directory(dir_ / "etc");
+    std::filesystem::path file = dir_ / "etc" / "herd.json";
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["path"] = "lib/libhello.so";
+    std::ofstream(file) << j.dump();
+    Config c = load_config(file.string());
+    EXPECT_EQ(c.file, file.string());
+    EXPECT_EQ(c.dir, (dir_ / "etc").string());
+    EXPECT_EQ(c.apps.at(0).plugins.at(0).path, (dir_ / "etc" / "lib" / "libhello.so").string());
+}
+
+TEST_F(LoadConfigTest, RelativeFileNameBecomesAbsolute) {
+    std::ofstream(dir_ / "herd.json") << base_config().dump();
+    struct Cwd {
+        std::filesystem::path old = std::filesystem::current_path();
+        ~Cwd() { std::filesystem::current_path(old); }
+    } restore;
+    std::filesystem::current_path(dir_);
+    Config c = load_config("./sub/../herd.json");
+    EXPECT_EQ(c.file, (dir_ / "herd.json").string());
+    EXPECT_EQ(c.dir, dir_.string());
+}
+
+TEST_F(LoadConfigTest, ErrorsNameTheFile) {
+    std::filesystem::path file = dir_ / "bad.json";
+    std::ofstream(file) << "{\"apps\": [],\n}";
+    try {
+        load_config(file.string());
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+        std::string m = e.what();
+        EXPECT_EQ(m.rfind(file.string() + ": invalid JSON", 0), 0u) << m;
+        EXPECT_NE(m.find("line 2"), std::string::npos) << m;
+    }
+    std::ofstream(file, std::ios::trunc) << "{\"apps\": []}";
+    try {
+        load_config(file.string());
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  file.string() + ": apps: expected a non-empty array, got []");
+    }
+}
+
+}  // namespace
+}  // namespace herd::core
