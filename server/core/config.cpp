@@ -128,8 +128,11 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     }
     if (j.contains("balance")) {
         a.balance = get_string(j["balance"], where + ".balance");
-        if (a.balance != "shared")
-            fail(where + ".balance", "expected \"shared\", got " + describe(j["balance"]));
+        if (a.balance != "shared" && a.balance != "reuseport" && a.balance != "round-robin" &&
+            a.balance != "least-conn")
+            fail(where + ".balance",
+                 "expected \"shared\", \"reuseport\", \"round-robin\" or \"least-conn\", got " +
+                     describe(j["balance"]));
     }
     if (!j.contains("plugins"))
         fail(where + ".plugins", "missing (a list of {\"mount\", \"path\", \"config\"})");

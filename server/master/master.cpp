@@ -46,15 +46,96 @@ void Master::bind_all() {
     for (const core::AppConfig& a : config_.apps) {
         auto app = std::make_unique<App>();
         app->config = a;
+        auto mode = balance::parse_mode(a.balance);
+        if (!mode)
+            throw core::Error("app \"" + a.name + "\": unknown balance \"" + a.balance + "\"");
+        app->strategy = balance::make_strategy(*mode);
         try {
-            app->listen = core::listen_tcp(a.listen, false, a.backlog);
+            app->strategy->bind(a.listen, a.backlog, a.workers);
         } catch (const core::Error& e) {
             throw core::Error("app \"" + a.name + "\": " + e.what());
         }
-        app->bound = core::local_address(app->listen.get());
+        app->bound = app->strategy->bound_address();
+        App* raw = app.get();
+        if (int fd = app->strategy->master_socket(); fd >= 0)
+            loop_.add(fd, EPOLLIN, [this, raw](std::uint32_t) { accept_for(*raw); });
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
         apps_.push_back(std::move(app));
+    }
+}
+
+void Master::accept_for(App& app) {
+    int listen_fd = app.strategy->master_socket();
+    for (int i = 0; i < 64 && listen_fd >= 0 && !stopping_; ++i) {
+        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN) return;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
+                continue;
+            pause_accepting(app, core::errno_text("accept4() for app \"" + app.config.name + "\""));
+            return;
+        }
+        place_connection(app, core::UniqueFd(fd));
+    }
+}
+
+void Master::pause_accepting(App& app, const std::string& why) {
+    // EMFILE and friends: the listen socket stays readable, so waiting on it again would
+    // spin. Stop watching it for a moment (nginx's way); the backlog keeps the clients.
+    constexpr auto pause = std::chrono::milliseconds(100);
+    core::log_warn("{}; pausing accept for {} ms", why, pause.count());
+    int fd = app.strategy->master_socket();
+    loop_.remove(fd);
+    app.accept_paused = true;
+    App* raw = &app;
+    loop_.add_timer(pause, [this, raw] {
+        int fd = raw->strategy->master_socket();
+        if (stopping_ || fd < 0 || !raw->accept_paused) return;
+        raw->accept_paused = false;
+        loop_.add(fd, EPOLLIN, [this, raw](std::uint32_t) { accept_for(*raw); });
+    });
+}
+
+void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by) {
+    std::vector<WorkerProc*> workers;
+    std::vector<balance::Candidate> candidates;
+    for (auto& [pid, w] : workers_) {
+        if (w->app != &app) continue;
+        workers.push_back(w.get());
+        balance::Candidate c;
+        c.accepting =
+            w->state == WorkerState::ready && w.get() != refused_by && !w->channel->closed();
+        c.open = static_cast<std::uint32_t>(w->passed - w->closed);
+        candidates.push_back(c);
+    }
+    int i = app.strategy->pick(candidates);
+    if (i < 0) {
+        constexpr std::size_t max_pending = 4096;
+        if (app.pending.size() >= max_pending) {
+            core::log_error(
+                "app \"{}\": no worker can take a connection and {} are waiting; closing this one",
+                app.config.name, app.pending.size());
+            return;  // fd closes here
+        }
+        app.pending.push_back(std::move(fd));
+        return;
+    }
+    WorkerProc* w = workers[static_cast<std::size_t>(i)];
+    std::vector<core::UniqueFd> fds;
+    fds.push_back(std::move(fd));
+    if (w->channel->send({{"type", "conn"}}, std::move(fds))) ++w->passed;
+    // A failed send closed the channel (and the descriptor): the worker is going away and
+    // its exit will be handled on SIGCHLD.
+}
+
+void Master::flush_pending(App& app) {
+    while (!app.pending.empty()) {
+        std::size_t before = app.pending.size();
+        core::UniqueFd fd = std::move(app.pending.front());
+        app.pending.pop_front();
+        place_connection(app, std::move(fd));
+        if (app.pending.size() >= before) break;  // still nobody: it went back in the queue
     }
 }
 
@@ -85,14 +166,16 @@ void Master::spawn_worker(App& app, int slot) {
                           std::to_string(slot));
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
     int generation = app.generation;
-    int child_end = theirs.get(), listen_fd = app.listen.get();
-    pid_t pid = spawn_process({child_end, listen_fd}, [&] {
+    int child_end = theirs.get(), listen_fd = app.strategy->worker_socket(slot);
+    std::vector<int> keep{child_end};
+    if (listen_fd >= 0) keep.push_back(listen_fd);
+    pid_t pid = spawn_process(keep, [&] {
         worker::WorkerSpec spec;
         spec.app = app.config;
         spec.slot = slot;
         spec.generation = generation;
         spec.channel = core::UniqueFd(child_end);
-        spec.listen = core::UniqueFd(listen_fd);
+        if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
         for (const auto& [k, v] : app.config.env) setenv(k.c_str(), v.c_str(), 1);
         worker::worker_main(std::move(spec));
     });
@@ -122,6 +205,19 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         if (w.state == WorkerState::starting) w.state = WorkerState::ready;
         core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
         check_all_ready();
+        flush_pending(*w.app);
+    } else if (type == "conn.refused") {
+        // The worker is draining and sent the connection back: someone else takes it.
+        if (w.state == WorkerState::ready) w.state = WorkerState::draining;
+        if (w.closed < w.passed) ++w.closed;
+        for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
+    } else if (type == "load") {
+        auto closed = m.body.value("closed", std::uint64_t{0});
+        if (closed > w.passed)
+            core::log_error("{} reported {} connections closed but was passed {}; ignoring", w.name,
+                            closed, w.passed);
+        else
+            w.closed = std::max(w.closed, closed);
     } else if (type == "fatal") {
         std::string reason = m.body.value("reason", std::string("(no reason given)"));
         if (m.body.value("phase", std::string()) == "start") {
@@ -238,7 +334,11 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     core::log_line(exit_code == 0 ? core::LogLevel::info : core::LogLevel::error,
                    fmt::format("stopping ({}): draining {} worker(s), deadline {} ms", why,
                                workers_.size(), deadline));
-    for (auto& app : apps_) app->listen.reset();
+    for (auto& app : apps_) {
+        if (int fd = app->strategy->master_socket(); fd >= 0) loop_.remove(fd);
+        app->strategy->close();
+        app->pending.clear();  // never placed: these clients see the connection close
+    }
     for (auto& [pid, w] : workers_) {
         w->state = WorkerState::draining;
         if (!w->channel->send({{"type", "drain"},

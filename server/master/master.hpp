@@ -4,11 +4,13 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "balance/strategy.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -38,13 +40,21 @@ class Master {
         core::EventLoop::Clock::time_point started;
         std::string name;           // "worker web/0 (pid 4711)"
         std::string start_failure;  // reason from its "fatal" report during start-up
+        // Connections passed by the master (round-robin, least-conn) and those the worker
+        // reported closed: their difference is its open count, exact without a round trip.
+        std::uint64_t passed = 0;
+        std::uint64_t closed = 0;
     };
     struct App {
         core::AppConfig config;
-        core::UniqueFd listen;
+        std::unique_ptr<balance::Strategy> strategy;
         std::string bound;  // the address actually bound ("127.0.0.1:39117")
         int generation = 1;
         bool announced_ready = false;
+        bool accept_paused = false;
+        // Connections the master accepted while no worker could take one (start-up, every
+        // worker replaced at once); handed out as soon as a worker is ready.
+        std::deque<core::UniqueFd> pending;
     };
 
     void bind_all();
@@ -54,6 +64,11 @@ class Master {
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
+    void accept_for(App& app);
+    void pause_accepting(App& app, const std::string& why);
+    // Gives a connection the master accepted to a worker of the app, or queues it.
+    void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
+    void flush_pending(App& app);
     void begin_stop(int exit_code, const std::string& why);
     void stop_now();
 

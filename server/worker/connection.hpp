@@ -24,6 +24,8 @@ class Connection {
     ~Connection();
 
     void start();
+    // Reads whatever has arrived, as if the socket had been reported readable.
+    void read_now() { on_events(EPOLLIN); }
     int fd() const { return fd_.get(); }
     // Closes the connection when a deadline has passed (408 for an unfinished request).
     void check_timeouts(Clock::time_point now);

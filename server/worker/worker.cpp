@@ -40,6 +40,19 @@ int Worker::run() {
                        core::log_error("channel to master closed ({}); exiting", reason);
                        finish(exit_master_gone);
                    });
+    dispatch_.on("conn", [this](core::Message& m) {
+        if (m.fds.size() != 1) {
+            core::log_error("\"conn\" message from master with {} descriptors; expected 1",
+                            m.fds.size());
+            return;
+        }
+        if (draining_) {
+            // Too late for us: hand it back so another worker serves it.
+            master_->send({{"type", "conn.refused"}}, std::move(m.fds));
+            return;
+        }
+        adopt(std::move(m.fds.front()));
+    });
     dispatch_.on("drain", [this](core::Message& m) {
         start_drain(m.body.value("close_idle", false),
                     m.body.value("deadline_ms", spec_.app.drain_timeout_ms));
@@ -71,8 +84,12 @@ int Worker::run() {
         return exit_start_failure;
     }
 
-    loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE, [this](std::uint32_t) { on_accept(); });
-    accepting_ = true;
+    master_accepts_ = !spec_.listen;
+    if (spec_.listen) {
+        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
+                  [this](std::uint32_t) { on_accept(); });
+        accepting_ = true;
+    }
     sweep();
     master_->send({{"type", "ready"},
                    {"pid", getpid()},
@@ -93,39 +110,54 @@ void Worker::on_master_message(core::Message&& m) {
 }
 
 void Worker::on_accept() {
-    for (int i = 0; i < 64 && accepting_; ++i) {
+    // One connection per wake-up, served at once: a worker about to block in a slow handler
+    // never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to idle workers.
+    for (;;) {
         int fd = accept4(spec_.listen.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            switch (errno) {
-                case EAGAIN:
-                    return;
-                case EINTR:
-                case ECONNABORTED:
-                case EPROTO:
-                case EPERM:  // a firewall rule refused this one
-                    continue;
-                case EMFILE:
-                case ENFILE:
-                case ENOBUFS:
-                case ENOMEM:
-                    pause_accepting(core::errno_text("accept4()"));
-                    return;
-                default:
-                    pause_accepting(core::errno_text("accept4()"));
-                    return;
-            }
+        if (fd >= 0) {
+            adopt(core::UniqueFd(fd));
+            return;
         }
-        int one = 1;
-        // Responses leave in one writev; Nagle would only delay pipelined ones.
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        auto c = std::make_unique<Connection>(*this, core::UniqueFd(fd));
-        if (static_cast<std::size_t>(fd) >= connections_.size())
-            connections_.resize(static_cast<std::size_t>(fd) + 256);
-        Connection* raw = c.get();
-        connections_[static_cast<std::size_t>(fd)] = std::move(c);
-        ++open_connections_;
-        raw->start();
+        switch (errno) {
+            case EAGAIN:
+                return;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+            case EPERM:  // a firewall rule refused this one
+                continue;
+            default:  // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected
+                pause_accepting(core::errno_text("accept4()"));
+                return;
+        }
     }
+}
+
+void Worker::adopt(core::UniqueFd fd) {
+    int one = 1;
+    // Responses leave in one writev; Nagle would only delay pipelined ones.
+    (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto index = static_cast<std::size_t>(fd.get());
+    if (index >= connections_.size()) connections_.resize(index + 256);
+    auto c = std::make_unique<Connection>(*this, std::move(fd));
+    Connection* raw = c.get();
+    connections_[index] = std::move(c);
+    ++open_connections_;
+    raw->start();
+    // The request has usually arrived with the connection: read it now, not after another
+    // epoll_wait.
+    raw->read_now();
+}
+
+void Worker::report_load() {
+    // Only the master that places our connections needs the count; one report per loop
+    // iteration however many connections closed in it.
+    if (!master_accepts_ || load_report_due_ || !master_) return;
+    load_report_due_ = true;
+    loop_.defer([this] {
+        load_report_due_ = false;
+        master_->send({{"type", "load"}, {"closed", closed_}});
+    });
 }
 
 void Worker::pause_accepting(const std::string& why) {
@@ -148,6 +180,8 @@ void Worker::release(int fd) {
     if (released_.empty()) loop_.defer([this] { released_.clear(); });
     released_.push_back(std::move(slot));
     --open_connections_;
+    ++closed_;
+    report_load();
     maybe_finish();
 }
 
@@ -156,7 +190,9 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
     draining_ = true;
     if (accepting_) loop_.remove(spec_.listen.get());
     accepting_ = false;
-    spec_.listen.reset();  // our copy only: other workers keep accepting on theirs
+    // Our copy only: the master keeps the socket (and, in reuseport mode, its queue) for the
+    // next worker; other workers keep accepting on theirs.
+    spec_.listen.reset();
     core::log_info("draining: {} connection(s) open, deadline {} ms", open_connections_,
                    deadline_ms);
     loop_.add_timer(std::chrono::milliseconds(deadline_ms), [this] {

@@ -28,7 +28,7 @@ struct WorkerSpec {
     int slot = 0;
     int generation = 1;
     core::UniqueFd channel;  // to the master
-    core::UniqueFd listen;   // the app's shared listen socket
+    core::UniqueFd listen;   // the socket this worker accepts on; empty when the master accepts
 };
 
 class Worker {
@@ -56,6 +56,9 @@ class Worker {
   private:
     void on_master_message(core::Message&& m);
     void on_accept();
+    // Serves a connection accepted here or passed by the master.
+    void adopt(core::UniqueFd fd);
+    void report_load();
     void pause_accepting(const std::string& why);
     void start_drain(bool close_idle, int deadline_ms);
     void sweep();
@@ -73,6 +76,9 @@ class Worker {
     std::vector<std::unique_ptr<Connection>> released_;
     std::vector<char> read_buffer_;
     std::uint64_t requests_ = 0;
+    std::uint64_t closed_ = 0;  // connections closed, reported to the master when it accepts for us
+    bool load_report_due_ = false;
+    bool master_accepts_ = false;  // round-robin, least-conn: connections arrive as "conn"
     bool draining_ = false;
     bool accepting_ = false;
     int exit_code_ = exit_ok;

@@ -477,11 +477,20 @@ TEST(ConfigErrorTest, DuplicateListenAddressesSpelledDifferently) {
 
 TEST(ConfigErrorTest, BadBalance) {
     json j = base_config();
-    j["apps"][0]["balance"] = "round-robin";
+    j["apps"][0]["balance"] = "random";
     std::string e = error_of(j);
-    EXPECT_NE(e.find("apps[0].balance: expected \"shared\", got \"round-robin\""),
+    EXPECT_NE(e.find("apps[0].balance: expected \"shared\", \"reuseport\", \"round-robin\" or "
+                     "\"least-conn\", got \"random\""),
               std::string::npos)
         << e;
+}
+
+TEST(ConfigTest, EveryBalanceModeIsAccepted) {
+    for (const char* mode : {"shared", "reuseport", "round-robin", "least-conn"}) {
+        json j = base_config();
+        j["apps"][0]["balance"] = mode;
+        EXPECT_EQ(parse_config(j, "/srv").apps[0].balance, mode);
+    }
 }
 
 TEST(ConfigErrorTest, BadEnv) {

@@ -1,0 +1,27 @@
+// reuseport: one SO_REUSEPORT socket per worker slot, created and kept by the master. The
+// socket belongs to the slot, not to the process: a replaced worker inherits it with its
+// queue, so connections waiting there are not lost. The kernel spreads connections over the
+// sockets by a hash of the addresses, so one busy worker can hold up the ones hashed to it.
+#pragma once
+
+#include <vector>
+
+#include "balance/strategy.hpp"
+#include "core/unique_fd.hpp"
+
+namespace herd::balance {
+
+class Reuseport final : public Strategy {
+  public:
+    Mode mode() const override { return Mode::reuseport; }
+    void bind(const core::SocketAddress& address, int backlog, int slots) override;
+    int worker_socket(int slot) const override;
+    int master_socket() const override { return -1; }
+    std::string bound_address() const override;
+    void close() override { sockets_.clear(); }
+
+  private:
+    std::vector<core::UniqueFd> sockets_;  // by slot
+};
+
+}  // namespace herd::balance

@@ -1,0 +1,54 @@
+// Balancing strategies: who accepts an app's connections. One file per strategy behind this
+// interface, as Node's cluster has one class per handle kind: the listen sockets a strategy
+// owns, and for strategies where the master accepts, the (pure) choice of worker.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/socket.hpp"
+
+namespace herd::balance {
+
+enum class Mode { shared, reuseport, round_robin, least_conn };
+
+std::optional<Mode> parse_mode(std::string_view name);
+std::string_view mode_name(Mode mode);
+
+// The master's view of one worker when it places a connection.
+struct Candidate {
+    bool accepting = false;  // ready, not draining
+    std::uint32_t open = 0;  // connections passed to it and not yet reported closed
+};
+
+class Strategy {
+  public:
+    virtual ~Strategy() = default;
+    virtual Mode mode() const = 0;
+
+    // Binds what the strategy needs for `slots` workers; throws core::Error.
+    virtual void bind(const core::SocketAddress& address, int backlog, int slots) = 0;
+    // The socket a worker in `slot` accepts on itself, or -1 when the master accepts for it.
+    virtual int worker_socket(int slot) const = 0;
+    // The socket the master accepts on and passes connections from, or -1.
+    virtual int master_socket() const = 0;
+    // The address actually bound ("127.0.0.1:39117").
+    virtual std::string bound_address() const = 0;
+    // Closes every socket (stop).
+    virtual void close() = 0;
+
+    // For strategies where the master accepts: the index of the worker that gets the next
+    // connection, or -1 when no worker is accepting. Pure: no I/O, no clock.
+    virtual int pick(std::span<const Candidate> candidates) {
+        (void)candidates;
+        return -1;
+    }
+};
+
+std::unique_ptr<Strategy> make_strategy(Mode mode);
+
+}  // namespace herd::balance
