@@ -31,6 +31,13 @@ class Context {
     virtual int worker_id() const = 0;
     virtual std::string_view app() const = 0;
     virtual std::string_view mount() const = 0;
+
+    // Node's process.send: a JSON message to the master, which logs it (herd runs no plugin
+    // code in the master). False when the master cannot be reached.
+    virtual bool send(const nlohmann::json& message) = 0;
+    // This plugin's instance in every worker of the app, this one included, receives the
+    // message in Plugin::on_message, in its own event loop. False when it cannot be sent.
+    virtual bool broadcast(const nlohmann::json& message) = 0;
 };
 
 }  // namespace herd

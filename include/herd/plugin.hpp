@@ -14,7 +14,7 @@ namespace herd {
 
 // Bumped whenever any type in include/herd/ changes layout or virtual functions; the worker
 // refuses a plugin built against another version before running any of its code.
-inline constexpr std::uint32_t abi_version = 1;
+inline constexpr std::uint32_t abi_version = 2;
 
 // A plugin object lives in one worker from on_start to on_stop. Handlers are synchronous:
 // the process model, not threads, gives concurrency. An exception escaping handle() turns
@@ -26,6 +26,12 @@ class Plugin {
     // start-up failure: the worker never serves. The Context outlives the plugin.
     virtual void on_start(Context& ctx) { (void)ctx; }
     virtual void handle(const Request& request, Response& response) = 0;
+    // A message broadcast by this plugin in a worker of the app (Context::broadcast);
+    // from_worker is the sender's worker_id().
+    virtual void on_message(const nlohmann::json& message, int from_worker) {
+        (void)message;
+        (void)from_worker;
+    }
     // Called when the worker stops gracefully, after its last request.
     virtual void on_stop() {}
 };

@@ -1,5 +1,5 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
-// stuck requests). Never mount it on a public address.
+// stuck requests, messages between workers). Never mount it on a public address.
 #include <unistd.h>
 
 #include <charconv>
@@ -57,6 +57,21 @@ class Probe final : public herd::Plugin {
             ctx_->log().info("sleeping " + std::to_string(n) + " ms");
             std::this_thread::sleep_for(std::chrono::milliseconds(n));
             answer_pid(response);
+        } else if (path == "/broadcast") {
+            if (request.method() != "POST") {
+                response.set_status(405);
+                response.add_header("Allow", "POST");
+                return;
+            }
+            // A JSON body is sent as JSON, anything else as a string.
+            auto message = nlohmann::json::parse(request.body(), nullptr, false);
+            if (message.is_discarded()) message = std::string(request.body());
+            bool sent = ctx_->broadcast(message);
+            response.set_status(sent ? 202 : 503);
+            response.set_body(sent ? "sent\n" : "the master cannot be reached\n");
+        } else if (path == "/inbox") {
+            response.set_header("Content-Type", "application/json");
+            response.set_body(inbox_.dump());
         } else if (path == "/throw") {
             throw std::runtime_error("probe: /throw was requested");
         } else if (path == "/segv") {
@@ -76,7 +91,14 @@ class Probe final : public herd::Plugin {
         response.set_body(std::to_string(getpid()));
     }
 
+    void on_message(const nlohmann::json& message, int from_worker) override {
+        // Bounded: a test sending without end must not grow a worker without end.
+        if (inbox_.size() >= 1000) inbox_.erase(inbox_.begin());
+        inbox_.push_back({{"from", from_worker}, {"message", message}});
+    }
+
     herd::Context* ctx_ = nullptr;
+    nlohmann::json inbox_ = nlohmann::json::array();
 };
 
 }  // namespace

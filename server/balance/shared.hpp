@@ -1,5 +1,8 @@
 // shared: one listen socket, inherited by every worker, each accepting with EPOLLEXCLUSIVE;
-// whoever is idle wins, and the kernel wakes one waiter per connection, not the herd.
+// whoever is idle wins, and the kernel wakes one waiter per connection, not the herd. The
+// kernel always wakes the first idle waiter, and on a busy machine the worker on the CPU
+// drains the whole backlog; a LoadBoard lets a worker far ahead of an idle sibling step back
+// for one accept, so keep-alive connections end up spread.
 #pragma once
 
 #include "balance/strategy.hpp"
@@ -15,9 +18,11 @@ class Shared final : public Strategy {
     int master_socket() const override { return -1; }
     std::string bound_address() const override;
     void close() override { socket_.reset(); }
+    LoadBoard* load_board() override { return &board_; }
 
   private:
     core::UniqueFd socket_;
+    LoadBoard board_;
 };
 
 }  // namespace herd::balance

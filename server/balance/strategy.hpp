@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "balance/load_board.hpp"
 #include "core/socket.hpp"
 
 namespace herd::balance {
@@ -40,6 +41,8 @@ class Strategy {
     virtual std::string bound_address() const = 0;
     // Closes every socket (stop).
     virtual void close() = 0;
+    // Shared load figures for workers that accept on one socket (shared), or null.
+    virtual LoadBoard* load_board() { return nullptr; }
 
     // For strategies where the master accepts: the index of the worker that gets the next
     // connection, or -1 when no worker is accepting. Pure: no I/O, no clock.

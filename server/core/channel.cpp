@@ -48,16 +48,22 @@ FrameDecoder::Result FrameDecoder::next(Message& out, std::string& error) {
         return Result::broken;
     }
     if (buffered() < header_size + length) return Result::need_more;
-    if (fds_.size() < nfds) {
-        error = "frame declares " + std::to_string(nfds) + " descriptors but " +
-                std::to_string(fds_.size()) + " arrived";
-        return Result::broken;
-    }
     std::vector<UniqueFd> fds;
-    fds.reserve(nfds);
-    for (std::uint32_t i = 0; i < nfds; ++i) {
-        fds.push_back(std::move(fds_.front()));
-        fds_.pop_front();
+    std::size_t lost = 0;
+    if (nfds > 0) {
+        if (batches_.empty()) {
+            error = "frame declares " + std::to_string(nfds) + " descriptors but 0 arrived";
+            return Result::broken;
+        }
+        Batch& batch = batches_.front();
+        if (batch.fds.size() > nfds || (batch.fds.size() < nfds && !batch.truncated)) {
+            error = "frame declares " + std::to_string(nfds) + " descriptors but " +
+                    std::to_string(batch.fds.size()) + " arrived";
+            return Result::broken;
+        }
+        lost = nfds - batch.fds.size();
+        fds = std::move(batch.fds);
+        batches_.pop_front();
     }
     const char* payload = buffer_.data() + start_ + header_size;
     start_ += header_size + length;
@@ -70,13 +76,25 @@ FrameDecoder::Result FrameDecoder::next(Message& out, std::string& error) {
     }
     out.body = std::move(body);
     out.fds = std::move(fds);
+    out.fds_lost = lost;
     return Result::message;
+}
+
+void FrameDecoder::add_fds(std::vector<UniqueFd> batch, bool truncated) {
+    if (batch.empty() && !truncated) return;
+    batches_.push_back(Batch{std::move(batch), truncated});
+}
+
+std::size_t FrameDecoder::pending_fds() const {
+    std::size_t n = 0;
+    for (const Batch& b : batches_) n += b.fds.size();
+    return n;
 }
 
 void FrameDecoder::clear() {
     buffer_.clear();
     start_ = 0;
-    fds_.clear();
+    batches_.clear();
 }
 
 std::string encode_frame(const nlohmann::json& body, std::uint32_t fd_count) {
@@ -129,21 +147,19 @@ void Channel::read_ready() {
             return;
         }
         // Wrap every received descriptor first, so each error path below closes them.
+        std::vector<UniqueFd> batch;
         for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
             if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
             std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
             for (std::size_t i = 0; i < count; ++i) {
                 int received;
                 std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                decoder_.add_fd(UniqueFd(received));
+                batch.emplace_back(received);
             }
         }
-        if (msg.msg_flags & MSG_CTRUNC) {
-            // Descriptors were lost: later frames would be paired with the wrong ones.
-            fail("control message truncated (MSG_CTRUNC) from " + peer_name_ +
-                 ": descriptors lost");
-            return;
-        }
+        // MSG_CTRUNC: the kernel dropped descriptors (we are at our descriptor limit). The
+        // frame that owns this batch is told; the channel itself stays sound.
+        decoder_.add_fds(std::move(batch), (msg.msg_flags & MSG_CTRUNC) != 0);
         if (n == 0) {
             if (decoder_.buffered() > 0)
                 fail("peer closed the channel in the middle of a frame (" +
@@ -166,6 +182,11 @@ void Channel::read_ready() {
                 log_error("ignoring malformed message from {}: {}", peer_name_, error);
                 continue;
             }
+            if (m.fds_lost > 0)
+                log_error(
+                    "{} descriptor(s) of a \"{}\" message from {} were dropped by the kernel "
+                    "(MSG_CTRUNC: out of descriptors?)",
+                    m.fds_lost, m.type(), peer_name_);
             on_message_(std::move(m));
             if (!fd_) return;  // the handler closed us
         }

@@ -6,9 +6,12 @@
 // the socket buffer, and state snapshots of tens of MiB must pass. Received descriptors go
 // into a FIFO in arrival order; the kernel delivers a sendmsg's descriptors with the first
 // byte of that sendmsg, which is never later than the first byte of the frame that owns
-// them, so when a frame is complete its fds are at the head of the FIFO. The sender puts at
+// them, and a recvmsg never returns the descriptors of two sendmsg calls. The sender puts at
 // most one fd-carrying frame in a sendmsg, and after a partial write never sends those fds
-// again (libuv's rule).
+// again (libuv's rule). So each recvmsg that brings descriptors (a batch) belongs to the next
+// frame that declares some, in order. When the receiver is out of descriptors the kernel
+// drops a batch (MSG_CTRUNC): that batch is marked truncated, and the frame it belongs to is
+// delivered with what arrived and the loss reported, instead of breaking the channel.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +32,7 @@ namespace herd::core {
 struct Message {
     nlohmann::json body;
     std::vector<UniqueFd> fds;
+    std::size_t fds_lost = 0;  // declared by the sender but dropped by the kernel (MSG_CTRUNC)
 
     std::string type() const;  // body["type"] if it is a string, else ""
 };
@@ -48,17 +52,22 @@ class FrameDecoder {
     };
 
     void append(const char* data, std::size_t size);
-    void add_fd(UniqueFd fd) { fds_.push_back(std::move(fd)); }
+    // The descriptors one recvmsg returned; truncated when it reported MSG_CTRUNC.
+    void add_fds(std::vector<UniqueFd> batch, bool truncated);
     Result next(Message& out, std::string& error);
     std::size_t buffered() const { return buffer_.size() - start_; }
-    std::size_t pending_fds() const { return fds_.size(); }
+    std::size_t pending_fds() const;
     // Only the fds still unclaimed; they are closed here.
     void clear();
 
   private:
     std::string buffer_;
     std::size_t start_ = 0;
-    std::deque<UniqueFd> fds_;
+    struct Batch {
+        std::vector<UniqueFd> fds;
+        bool truncated = false;
+    };
+    std::deque<Batch> batches_;
 };
 
 // Encodes one frame: header and JSON payload.

@@ -80,6 +80,10 @@ UniqueFd listen_tcp(const SocketAddress& address, bool reuseport, int backlog) {
     if (address.family() == AF_INET6 &&
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
         throw_errno("setsockopt(IPV6_V6ONLY) for " + address.text);
+    int defer_seconds = 1;
+    if (setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds, sizeof defer_seconds) <
+        0)
+        throw_errno("setsockopt(TCP_DEFER_ACCEPT) for " + address.text);
     if (bind(fd.get(), address.get(), address.length) < 0)
         throw_errno("bind(" + address.text + ")");
     if (listen(fd.get(), backlog) < 0) throw_errno("listen(" + address.text + ")");

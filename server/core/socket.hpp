@@ -25,8 +25,13 @@ struct SocketAddress {
 SocketAddress parse_address(std::string_view text);
 
 // A non-blocking, close-on-exec TCP listen socket. SO_REUSEADDR always (a restarted master
-// binds at once); SO_REUSEPORT when asked. Throws Error naming the address, e.g.
-// "bind(127.0.0.1:8080): EADDRINUSE (Address already in use)".
+// binds at once); SO_REUSEPORT when asked. TCP_DEFER_ACCEPT (nginx's "deferred"): a
+// connection becomes acceptable once its first bytes have arrived, so the worker that
+// accepts it can serve it at once, and a worker about to block in a slow handler is never
+// holding fresh connections whose requests have not come yet. A client that connects and
+// sends nothing is still accepted, a second or three later, and then meets the header timeout.
+// Throws Error naming the address, e.g. "bind(127.0.0.1:8080): EADDRINUSE (Address already in
+// use)".
 UniqueFd listen_tcp(const SocketAddress& address, bool reuseport, int backlog);
 
 // The address a socket is bound to ("127.0.0.1:39117").

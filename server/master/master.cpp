@@ -104,9 +104,9 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
         if (w->app != &app) continue;
         workers.push_back(w.get());
         balance::Candidate c;
-        c.accepting =
-            w->state == WorkerState::ready && w.get() != refused_by && !w->channel->closed();
         c.open = static_cast<std::uint32_t>(w->passed - w->closed);
+        c.accepting = w->state == WorkerState::ready && w.get() != refused_by &&
+                      c.open < w->capacity && !w->channel->closed();
         candidates.push_back(c);
     }
     int i = app.strategy->pick(candidates);
@@ -118,6 +118,11 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
                 app.config.name, app.pending.size());
             return;  // fd closes here
         }
+        if (app.pending.empty())
+            core::log_warn(
+                "app \"{}\": no worker can take a connection now (starting, draining or at "
+                "capacity); queueing",
+                app.config.name);
         app.pending.push_back(std::move(fd));
         return;
     }
@@ -167,6 +172,13 @@ void Master::spawn_worker(App& app, int slot) {
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
     int generation = app.generation;
     int child_end = theirs.get(), listen_fd = app.strategy->worker_socket(slot);
+    balance::LoadBoard* board = app.strategy->load_board();
+    if (board != nullptr && slot < balance::LoadBoard::max_slots) {
+        board->slot(slot).open.store(0);
+        board->slot(slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
+    } else {
+        board = nullptr;
+    }
     std::vector<int> keep{child_end};
     if (listen_fd >= 0) keep.push_back(listen_fd);
     pid_t pid = spawn_process(keep, [&] {
@@ -176,6 +188,7 @@ void Master::spawn_worker(App& app, int slot) {
         spec.generation = generation;
         spec.channel = core::UniqueFd(child_end);
         if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
+        spec.board = board;
         for (const auto& [k, v] : app.config.env) setenv(k.c_str(), v.c_str(), 1);
         worker::worker_main(std::move(spec));
     });
@@ -203,6 +216,7 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
     std::string type = m.type();
     if (type == "ready") {
         if (w.state == WorkerState::starting) w.state = WorkerState::ready;
+        w.capacity = m.body.value("capacity", w.capacity);
         core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
         check_all_ready();
         flush_pending(*w.app);
@@ -211,6 +225,23 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         if (w.state == WorkerState::ready) w.state = WorkerState::draining;
         if (w.closed < w.passed) ++w.closed;
         for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
+    } else if (type == "user") {
+        // A plugin's message: "app" goes to the same plugin in every worker of the app, the
+        // sender included; "master" is logged (no plugin code runs in the master).
+        std::string to = m.body.value("to", std::string());
+        std::string mount = m.body.value("mount", std::string());
+        if (to == "app") {
+            nlohmann::json out = {{"type", "user"}, {"mount", mount}, {"from", w.slot}};
+            out["data"] = m.body.contains("data") ? m.body["data"] : nlohmann::json();
+            for (auto& [pid, other] : workers_)
+                if (other->app == w.app) other->channel->send(out);
+        } else if (to == "master") {
+            core::log_info(
+                "message from {} plugin \"{}\": {}", w.name, mount,
+                m.body.contains("data") ? m.body["data"].dump().substr(0, 1000) : "null");
+        } else {
+            core::log_warn("ignoring plugin message with \"to\": \"{}\" from {}", to, w.name);
+        }
     } else if (type == "load") {
         auto closed = m.body.value("closed", std::uint64_t{0});
         if (closed > w.passed)
@@ -218,6 +249,10 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
                             closed, w.passed);
         else
             w.closed = std::max(w.closed, closed);
+        if (!w.app->pending.empty()) flush_pending(*w.app);
+
+        core::log_debug("{} has {} connection(s) open ({} passed, {} closed)", w.name,
+                        w.passed - w.closed, w.passed, w.closed);
     } else if (type == "fatal") {
         std::string reason = m.body.value("reason", std::string("(no reason given)"));
         if (m.body.value("phase", std::string()) == "start") {
@@ -298,6 +333,9 @@ void Master::on_worker_exit(pid_t pid, int status) {
     }
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
+    if (balance::LoadBoard* board = w->app->strategy->load_board();
+        board != nullptr && w->slot < balance::LoadBoard::max_slots)
+        board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     std::string how = describe_status(status);
     if (stopping_) {

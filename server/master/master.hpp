@@ -44,6 +44,9 @@ class Master {
         // reported closed: their difference is its open count, exact without a round trip.
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
+        // Connections it may hold at once (from its "ready": its descriptor limit less a
+        // reserve); the master passes no more, so the kernel never has to drop one.
+        std::uint64_t capacity = 1024;
     };
     struct App {
         core::AppConfig config;

@@ -151,9 +151,12 @@ void Connection::handle_request() {
     }
     parser_.set_mount_length(mounted->mount == "/" ? 0 : mounted->mount.size());
     response_.clear();
+    worker_.set_busy(true);
     try {
         mounted->plugin->handle(request, response_);
+        worker_.set_busy(false);
     } catch (...) {
+        worker_.set_busy(false);
         core::log_error("plugin \"{}\" threw {} while handling {} {}", mounted->mount,
                         describe_current_exception(), request.method(),
                         request.target().substr(0, 200));

@@ -15,14 +15,25 @@ namespace herd::worker {
 
 class PluginContext final : public Context, public Logger {
   public:
-    PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id)
-        : config_(plugin.config), app_(app.name), mount_(plugin.mount), worker_id_(worker_id) {}
+    PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
+                  MessageSink* sink)
+        : config_(plugin.config),
+          app_(app.name),
+          mount_(plugin.mount),
+          worker_id_(worker_id),
+          sink_(sink) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
     int worker_id() const override { return worker_id_; }
     std::string_view app() const override { return app_; }
     std::string_view mount() const override { return mount_; }
+    bool send(const nlohmann::json& message) override {
+        return sink_ != nullptr && sink_->plugin_message(mount_, message, false);
+    }
+    bool broadcast(const nlohmann::json& message) override {
+        return sink_ != nullptr && sink_->plugin_message(mount_, message, true);
+    }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -40,6 +51,7 @@ class PluginContext final : public Context, public Logger {
     std::string app_;
     std::string mount_;
     int worker_id_;
+    MessageSink* sink_;
 };
 
 std::string describe_current_exception() {
@@ -102,11 +114,11 @@ PluginHost::~PluginHost() {
     }
 }
 
-void PluginHost::load(const core::AppConfig& app, int worker_id) {
+void PluginHost::load(const core::AppConfig& app, int worker_id, MessageSink* sink) {
     for (const core::PluginConfig& pc : app.plugins) {
         auto m = std::make_unique<MountedPlugin>();
         m->mount = pc.mount;
-        m->context = std::make_unique<PluginContext>(app, pc, worker_id);
+        m->context = std::make_unique<PluginContext>(app, pc, worker_id, sink);
         open_plugin(*m, pc.path);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
@@ -140,6 +152,20 @@ void PluginHost::stop() {
                             describe_current_exception());
         }
     }
+}
+
+bool PluginHost::deliver(std::string_view mount, const nlohmann::json& message, int from_worker) {
+    for (MountedPlugin* m : config_order_) {
+        if (m->mount != mount || !m->started) continue;
+        try {
+            m->plugin->on_message(message, from_worker);
+        } catch (...) {
+            core::log_error("plugin \"{}\" ({}): on_message threw {}", m->mount, m->path,
+                            describe_current_exception());
+        }
+        return true;
+    }
+    return false;
 }
 
 MountedPlugin* PluginHost::route(std::string_view path) {

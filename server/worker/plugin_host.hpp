@@ -23,6 +23,15 @@ class PluginError : public core::Error {
 
 class PluginContext;
 
+// Where plugins' messages go: the worker's channel to the master.
+class MessageSink {
+  public:
+    virtual ~MessageSink() = default;
+    // broadcast: to the plugin at `mount` in every worker of the app; else to the master.
+    virtual bool plugin_message(std::string_view mount, const nlohmann::json& message,
+                                bool broadcast) = 0;
+};
+
 struct MountedPlugin {
     MountedPlugin();
     ~MountedPlugin();  // out of line: PluginContext is complete only in plugin_host.cpp
@@ -44,11 +53,15 @@ class PluginHost {
     ~PluginHost();
 
     // Loads every plugin of the app and constructs it. Throws PluginError.
-    void load(const core::AppConfig& app, int worker_id);
+    // sink may be null (herd check): messages then go nowhere and send() returns false.
+    void load(const core::AppConfig& app, int worker_id, MessageSink* sink = nullptr);
     // on_start for each, in config order. Throws PluginError naming the plugin.
     void start();
     // on_stop for each started plugin, in reverse order; exceptions are logged, not thrown.
     void stop();
+
+    // Hands a broadcast to the plugin mounted at `mount`; false when there is none.
+    bool deliver(std::string_view mount, const nlohmann::json& message, int from_worker);
 
     // The plugin with the longest mount that is a path-segment prefix of `path`, or null.
     MountedPlugin* route(std::string_view path);

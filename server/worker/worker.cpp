@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +45,10 @@ int Worker::run() {
         if (m.fds.size() != 1) {
             core::log_error("\"conn\" message from master with {} descriptors; expected 1",
                             m.fds.size());
+            if (m.fds_lost > 0) {
+                ++closed_;  // the kernel closed that client: the master must not count it open
+                report_load();
+            }
             return;
         }
         if (draining_) {
@@ -52,6 +57,12 @@ int Worker::run() {
             return;
         }
         adopt(std::move(m.fds.front()));
+    });
+    dispatch_.on("user", [this](core::Message& m) {
+        std::string mount = m.body.value("mount", std::string());
+        if (!plugins_.deliver(mount, m.body.contains("data") ? m.body["data"] : nlohmann::json(),
+                              m.body.value("from", -1)))
+            core::log_warn("message for plugin \"{}\", which is not mounted here; ignored", mount);
     });
     dispatch_.on("drain", [this](core::Message& m) {
         start_drain(m.body.value("close_idle", false),
@@ -75,7 +86,7 @@ int Worker::run() {
     });
 
     try {
-        plugins_.load(spec_.app, spec_.slot);
+        plugins_.load(spec_.app, spec_.slot, this);
         plugins_.start();
     } catch (const std::exception& e) {
         core::log_error("cannot start: {}", e.what());
@@ -85,16 +96,25 @@ int Worker::run() {
     }
 
     master_accepts_ = !spec_.listen;
+    rlimit nofile{};
+    fd_limit_ = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                    ? static_cast<std::size_t>(nofile.rlim_cur)
+                    : 1u << 20;
     if (spec_.listen) {
         loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;
     }
+    set_busy(false);  // present and idle on the load board
     sweep();
+    // capacity: how many connections the master may pass us at once. Beyond it the kernel
+    // would drop them on the way (MSG_CTRUNC); a reserve stays for what plugins open.
+    std::size_t capacity = fd_limit_ > 64 ? fd_limit_ - 32 : fd_limit_ / 2;
     master_->send({{"type", "ready"},
                    {"pid", getpid()},
                    {"slot", spec_.slot},
-                   {"generation", spec_.generation}});
+                   {"generation", spec_.generation},
+                   {"capacity", capacity}});
     core::log_debug("ready, {} plugin(s) loaded", plugins_.size());
 
     loop_.run();
@@ -109,12 +129,28 @@ void Worker::on_master_message(core::Message&& m) {
     dispatch_.dispatch(m, "master");
 }
 
+bool Worker::plugin_message(std::string_view mount, const nlohmann::json& message, bool broadcast) {
+    return master_ && master_->send({{"type", "user"},
+                                     {"to", broadcast ? "app" : "master"},
+                                     {"mount", mount},
+                                     {"from", spec_.slot},
+                                     {"data", message}});
+}
+
 void Worker::on_accept() {
+    if (spec_.board != nullptr && !stepped_back_ &&
+        spec_.board->should_yield(spec_.slot, spec_.app.workers)) {
+        step_back();
+        return;
+    }
+    stepped_back_ = false;
     // One connection per wake-up, served at once: a worker about to block in a slow handler
     // never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to idle workers.
     for (;;) {
         int fd = accept4(spec_.listen.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            // To the back of the line: the next connection wakes another idle worker first.
+            if (spec_.app.workers > 1) loop_.requeue(spec_.listen.get());
             adopt(core::UniqueFd(fd));
             return;
         }
@@ -143,7 +179,9 @@ void Worker::adopt(core::UniqueFd fd) {
     Connection* raw = c.get();
     connections_[index] = std::move(c);
     ++open_connections_;
+    publish_open();
     raw->start();
+
     // The request has usually arrived with the connection: read it now, not after another
     // epoll_wait.
     raw->read_now();
@@ -175,11 +213,30 @@ void Worker::pause_accepting(const std::string& why) {
     });
 }
 
+void Worker::step_back() {
+    stepped_back_ = true;
+    loop_.remove(spec_.listen.get());
+    accepting_ = false;
+    loop_.add_timer(std::chrono::milliseconds(1), [this] {
+        if (draining_ || accepting_ || !spec_.listen) return;
+        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
+                  [this](std::uint32_t) { on_accept(); });
+        accepting_ = true;
+    });
+}
+
+void Worker::publish_open() {
+    if (spec_.board != nullptr)
+        spec_.board->slot(spec_.slot)
+            .open.store(static_cast<std::uint32_t>(open_connections_), std::memory_order_relaxed);
+}
+
 void Worker::release(int fd) {
     auto& slot = connections_.at(static_cast<std::size_t>(fd));
     if (released_.empty()) loop_.defer([this] { released_.clear(); });
     released_.push_back(std::move(slot));
     --open_connections_;
+    publish_open();
     ++closed_;
     report_load();
     maybe_finish();
@@ -188,6 +245,10 @@ void Worker::release(int fd) {
 void Worker::start_drain(bool close_idle, int deadline_ms) {
     if (draining_) return;
     draining_ = true;
+    if (spec_.board != nullptr)
+        spec_.board->slot(spec_.slot)
+            .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
+                         std::memory_order_relaxed);
     if (accepting_) loop_.remove(spec_.listen.get());
     accepting_ = false;
     // Our copy only: the master keeps the socket (and, in reuseport mode, its queue) for the

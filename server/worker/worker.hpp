@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "balance/load_board.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -29,12 +30,13 @@ struct WorkerSpec {
     int generation = 1;
     core::UniqueFd channel;  // to the master
     core::UniqueFd listen;   // the socket this worker accepts on; empty when the master accepts
+    balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
 };
 
-class Worker {
+class Worker final : public MessageSink {
   public:
     explicit Worker(WorkerSpec spec);
-    ~Worker();
+    ~Worker() override;
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
@@ -48,6 +50,14 @@ class Worker {
     const HttpLimits& limits() const { return limits_; }
     bool draining() const { return draining_; }
     void count_request() { ++requests_; }
+    // Around a plugin handler: siblings do not step back for a worker that cannot accept.
+    void set_busy(bool busy) {
+        if (spec_.board != nullptr)
+            spec_.board->slot(spec_.slot)
+                .state.store(static_cast<std::uint32_t>(busy ? balance::SlotState::busy
+                                                             : balance::SlotState::idle),
+                             std::memory_order_relaxed);
+    }
     // The connection closed: frees it after this loop iteration.
     void release(int fd);
     char* read_buffer() { return read_buffer_.data(); }
@@ -55,11 +65,16 @@ class Worker {
 
   private:
     void on_master_message(core::Message&& m);
+    bool plugin_message(std::string_view mount, const nlohmann::json& message,
+                        bool broadcast) override;
     void on_accept();
     // Serves a connection accepted here or passed by the master.
     void adopt(core::UniqueFd fd);
     void report_load();
     void pause_accepting(const std::string& why);
+    // Stops accepting for a millisecond so an idle, less loaded sibling takes the next one.
+    void step_back();
+    void publish_open();
     void start_drain(bool close_idle, int deadline_ms);
     void sweep();
     void maybe_finish();
@@ -78,7 +93,10 @@ class Worker {
     std::uint64_t requests_ = 0;
     std::uint64_t closed_ = 0;  // connections closed, reported to the master when it accepts for us
     bool load_report_due_ = false;
-    bool master_accepts_ = false;  // round-robin, least-conn: connections arrive as "conn"
+    bool master_accepts_ = false;
+    bool stepped_back_ = false;  // at most one step back in a row: never a stall
+
+    std::size_t fd_limit_ = 1024;  // round-robin, least-conn: connections arrive as "conn"
     bool draining_ = false;
     bool accepting_ = false;
     int exit_code_ = exit_ok;

@@ -10,6 +10,7 @@ Environment (set by meson test):
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -48,12 +49,13 @@ def app(name="web", workers=2, plugins=None, **extra):
 class Herd:
     """A herd master run in the background. Use as a context manager."""
 
-    def __init__(self, config, tmpdir=None, args=None):
+    def __init__(self, config, tmpdir=None, args=None, nofile=None):
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="herd-test-")
         self.config_path = os.path.join(self.tmpdir, "herd.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
         self.args = args
+        self.nofile = nofile  # RLIMIT_NOFILE for herd and its workers, to provoke EMFILE
         self.proc = None
         self.lines = []
         self.cond = threading.Condition()
@@ -64,12 +66,15 @@ class Herd:
         self.proc = subprocess.Popen(
             [HERD_BIN, "run", self.config_path] + (self.args or []),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=self.tmpdir)
+            cwd=self.tmpdir, preexec_fn=self._limits if self.nofile else None)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:
             self.wait_for(r"all apps ready")
         return self
+
+    def _limits(self):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _read(self):
         for raw in self.proc.stdout:
