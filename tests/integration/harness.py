@@ -24,6 +24,7 @@ import unittest
 HERD_BIN = os.environ.get("HERD_BIN", "build/server/herd")
 PLUGIN_DIR = os.environ.get("HERD_PLUGIN_DIR", "build/plugins")
 SCALE = float(os.environ.get("HERD_TIMEOUT_SCALE", "1"))
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error: ")
 
 
 def timeout(seconds):
@@ -171,6 +172,11 @@ class Herd:
         self.kill()
         if self.reader:
             self.reader.join(timeout(5))
+        # In a sanitizer build a worker's report reaches only its log: it fails the test.
+        reports = [l for l in self.lines if SANITIZER_REPORT.search(l)]
+        if reports and exc[0] is None:
+            sys.stderr.write("---- herd log (temp dir %s kept) ----\n%s\n" % (self.tmpdir, self.log()))
+            raise AssertionError("sanitizer report in herd's log: %s" % reports[0])
         if exc[0] is not None:
             sys.stderr.write("---- herd log (temp dir %s kept) ----\n%s\n" % (self.tmpdir, self.log()))
         elif not os.environ.get("HERD_KEEP_TMP"):
