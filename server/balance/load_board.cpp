@@ -12,9 +12,10 @@
 namespace herd::balance {
 
 bool should_yield_accept(SlotView me, std::span<const SlotView> others) {
-    std::uint32_t slack = 2 + me.open / 8;
+    // Proportional: more than twice a sibling's count, plus a margin. Many short connections
+    // (one request each, then lingering) make counts jitter; only a real skew costs a pause.
     return std::any_of(others.begin(), others.end(), [&](const SlotView& o) {
-        return o.state == SlotState::idle && o.open + slack < me.open;
+        return o.state == SlotState::idle && me.open > 2 * o.open + 4;
     });
 }
 

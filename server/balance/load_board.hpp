@@ -24,7 +24,8 @@ struct SlotView {
 
 // The pure decision: should a worker with `me` step back from accepting once, because a
 // sibling that is present, not inside a handler, and clearly less loaded could take the
-// connection? Slack grows with load so that small differences never cost a pause.
+// connection? Only a clear skew counts (more than twice the sibling's load, plus 4), so that
+// the jitter of short connections never costs a pause.
 bool should_yield_accept(SlotView me, std::span<const SlotView> others);
 
 class LoadBoard {

@@ -50,7 +50,6 @@ void EventLoop::add(int fd, std::uint32_t events, IoHandler handler) {
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
         throw_errno("epoll_ctl(ADD, fd " + std::to_string(fd) + ")");
     e.handler = std::move(handler);
-    e.events = events;
     e.active = true;
 }
 
@@ -58,7 +57,6 @@ void EventLoop::modify(int fd, std::uint32_t events) {
     if (!watching(fd))
         throw Error("EventLoop::modify(): fd " + std::to_string(fd) + " not registered");
     Entry& e = *entries_[static_cast<size_t>(fd)];
-    e.events = events;
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = pack(fd, e.generation);
@@ -79,17 +77,6 @@ void EventLoop::remove(int fd) {
     slot->active = false;
     graveyard_.push_back(std::move(slot));
     slot = std::move(fresh);
-}
-
-void EventLoop::requeue(int fd) {
-    if (!watching(fd)) return;
-    Entry& e = *entries_[static_cast<size_t>(fd)];
-    epoll_event ev{};
-    ev.events = e.events;
-    ev.data.u64 = pack(fd, e.generation);
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0 ||
-        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
-        throw_errno("epoll_ctl(requeue, fd " + std::to_string(fd) + ")");
 }
 
 bool EventLoop::watching(int fd) const {

@@ -33,11 +33,6 @@ class EventLoop {
     // Safe for the fd whose handler is running; pending events for it are dropped.
     void remove(int fd);
     bool watching(int fd) const;
-    // Registers fd again (EPOLL_CTL_DEL then ADD, same handler): this moves our entry to the
-    // back of the watched file's wait queue. With EPOLLEXCLUSIVE on a shared listen socket the
-    // kernel wakes the first idle waiter in that queue, so without this the same worker would
-    // win every connection.
-    void requeue(int fd);
 
     TimerId add_timer(std::chrono::milliseconds delay, TimerHandler handler);
     // Cancelling an unknown or already fired timer does nothing.
@@ -58,7 +53,6 @@ class EventLoop {
   private:
     struct Entry {
         IoHandler handler;
-        std::uint32_t events = 0;
         std::uint32_t generation = 0;
         bool active = false;
     };

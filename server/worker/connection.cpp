@@ -230,6 +230,7 @@ void Connection::begin_close() {
         return;
     }
     state_ = State::lingering;
+    worker_.connection_closing();
     phase_since_ = Clock::now();
     set_interest(true, false);
 }
@@ -298,7 +299,7 @@ void Connection::destroy() {
     int fd = fd_.get();
     worker_.loop().remove(fd);
     fd_.reset();
-    worker_.release(fd);
+    worker_.release(fd, state_ == State::lingering);
 }
 
 }  // namespace herd::worker

@@ -149,8 +149,6 @@ void Worker::on_accept() {
     for (;;) {
         int fd = accept4(spec_.listen.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            // To the back of the line: the next connection wakes another idle worker first.
-            if (spec_.app.workers > 1) loop_.requeue(spec_.listen.get());
             adopt(core::UniqueFd(fd));
             return;
         }
@@ -226,12 +224,21 @@ void Worker::step_back() {
 }
 
 void Worker::publish_open() {
+    // Connections closing (answered, waiting for the client's FIN) are no load: counting them
+    // made many short connections look like a skew, and skews cost pauses.
     if (spec_.board != nullptr)
         spec_.board->slot(spec_.slot)
-            .open.store(static_cast<std::uint32_t>(open_connections_), std::memory_order_relaxed);
+            .open.store(static_cast<std::uint32_t>(open_connections_ - closing_connections_),
+                        std::memory_order_relaxed);
 }
 
-void Worker::release(int fd) {
+void Worker::connection_closing() {
+    ++closing_connections_;
+    publish_open();
+}
+
+void Worker::release(int fd, bool was_closing) {
+    if (was_closing) --closing_connections_;
     auto& slot = connections_.at(static_cast<std::size_t>(fd));
     if (released_.empty()) loop_.defer([this] { released_.clear(); });
     released_.push_back(std::move(slot));

@@ -59,7 +59,9 @@ class Worker final : public MessageSink {
                              std::memory_order_relaxed);
     }
     // The connection closed: frees it after this loop iteration.
-    void release(int fd);
+    void release(int fd, bool was_closing);
+    // The connection sent its last response and waits for the client to close.
+    void connection_closing();
     char* read_buffer() { return read_buffer_.data(); }
     std::size_t read_buffer_size() const { return read_buffer_.size(); }
 
@@ -88,6 +90,7 @@ class Worker final : public MessageSink {
     HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
+    std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN
     std::vector<std::unique_ptr<Connection>> released_;
     std::vector<char> read_buffer_;
     std::uint64_t requests_ = 0;

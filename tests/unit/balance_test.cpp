@@ -71,19 +71,19 @@ TEST(LeastConnTest, IgnoresWorkersNotAcceptingEvenIfEmpty) {
 TEST(LoadBoardTest, YieldsOnlyToAnIdleClearlyLessLoadedSibling) {
     auto view = [](std::uint32_t open, SlotState s) { return SlotView{open, s}; };
     std::vector<SlotView> others{view(0, SlotState::idle)};
-    EXPECT_FALSE(should_yield_accept(view(2, SlotState::idle), others));  // within the slack
-    EXPECT_TRUE(should_yield_accept(view(3, SlotState::idle), others));
+    EXPECT_FALSE(should_yield_accept(view(4, SlotState::idle), others));  // within the margin
+    EXPECT_TRUE(should_yield_accept(view(5, SlotState::idle), others));
     // A busy sibling (inside a handler) cannot accept: never step back for it.
     EXPECT_FALSE(should_yield_accept(view(50, SlotState::idle),
                                      std::vector<SlotView>{view(0, SlotState::busy)}));
     // An absent slot (starting, draining, dead) neither.
     EXPECT_FALSE(should_yield_accept(view(50, SlotState::idle),
                                      std::vector<SlotView>{view(0, SlotState::absent)}));
-    // The slack grows with load: 100 against 90 is close enough.
+    // Proportional: 100 against 48 is close enough, against 47 it is not.
     EXPECT_FALSE(should_yield_accept(view(100, SlotState::idle),
-                                     std::vector<SlotView>{view(90, SlotState::idle)}));
+                                     std::vector<SlotView>{view(48, SlotState::idle)}));
     EXPECT_TRUE(should_yield_accept(view(100, SlotState::idle),
-                                    std::vector<SlotView>{view(80, SlotState::idle)}));
+                                    std::vector<SlotView>{view(47, SlotState::idle)}));
     EXPECT_FALSE(should_yield_accept(view(100, SlotState::idle), std::vector<SlotView>{}));
 }
 
