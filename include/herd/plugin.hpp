@@ -18,7 +18,7 @@ inline constexpr std::uint32_t abi_version = 2;
 
 // A plugin object lives in one worker from on_start to on_stop. Handlers are synchronous:
 // the process model, not threads, gives concurrency. An exception escaping handle() turns
-// the request into a 500 and retires the worker (see the README's failure model).
+// the request into a 500 and is logged with its type and message.
 class Plugin {
   public:
     virtual ~Plugin() = default;

@@ -113,7 +113,14 @@ Channel::Channel(EventLoop& loop, UniqueFd fd, std::string peer_name)
     : loop_(loop), fd_(std::move(fd)), peer_name_(std::move(peer_name)) {}
 
 Channel::~Channel() {
+    if (retry_timer_ != 0) loop_.cancel_timer(retry_timer_);
     if (fd_) loop_.remove(fd_.get());
+}
+
+void Channel::drain_input() {
+    // read_ready() reads a bounded amount per call; a dead peer's socket ends in EOF.
+    while (fd_ && read_ready()) {
+    }
 }
 
 void Channel::start(MessageHandler on_message, CloseHandler on_close) {
@@ -124,11 +131,11 @@ void Channel::start(MessageHandler on_message, CloseHandler on_close) {
 }
 
 void Channel::on_events(std::uint32_t events) {
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) read_ready();
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) (void)read_ready();
     if (fd_ && (events & EPOLLOUT)) write_ready();
 }
 
-void Channel::read_ready() {
+bool Channel::read_ready() {
     char data[65536];
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * FrameDecoder::max_fds)];
     // Bounded work per wake-up so one chatty peer cannot starve the loop.
@@ -142,9 +149,9 @@ void Channel::read_ready() {
         ssize_t n = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
-            if (errno == EAGAIN) return;
+            if (errno == EAGAIN) return false;
             fail(errno_text("recvmsg() from " + peer_name_));
-            return;
+            return false;
         }
         // Wrap every received descriptor first, so each error path below closes them.
         std::vector<UniqueFd> batch;
@@ -159,6 +166,7 @@ void Channel::read_ready() {
         }
         // MSG_CTRUNC: the kernel dropped descriptors (we are at our descriptor limit). The
         // frame that owns this batch is told; the channel itself stays sound.
+        bool carried_fds = !batch.empty() || (msg.msg_flags & MSG_CTRUNC) != 0;
         decoder_.add_fds(std::move(batch), (msg.msg_flags & MSG_CTRUNC) != 0);
         if (n == 0) {
             if (decoder_.buffered() > 0)
@@ -166,7 +174,7 @@ void Channel::read_ready() {
                      std::to_string(decoder_.buffered()) + " bytes pending)");
             else
                 fail("peer closed the channel");
-            return;
+            return false;
         }
         decoder_.append(data, static_cast<std::size_t>(n));
         for (;;) {
@@ -176,7 +184,7 @@ void Channel::read_ready() {
             if (result == FrameDecoder::Result::need_more) break;
             if (result == FrameDecoder::Result::broken) {
                 fail("bad frame from " + peer_name_ + ": " + error);
-                return;
+                return false;
             }
             if (result == FrameDecoder::Result::bad_message) {
                 log_error("ignoring malformed message from {}: {}", peer_name_, error);
@@ -187,11 +195,19 @@ void Channel::read_ready() {
                     "{} descriptor(s) of a \"{}\" message from {} were dropped by the kernel "
                     "(MSG_CTRUNC: out of descriptors?)",
                     m.fds_lost, m.type(), peer_name_);
-            on_message_(std::move(m));
-            if (!fd_) return;  // the handler closed us
+            try {
+                on_message_(std::move(m));
+            } catch (const nlohmann::json::exception& e) {
+                // A well-framed message with a field of the wrong type: the sender's bug.
+                log_error("ignoring a malformed message from {}: {}", peer_name_, e.what());
+            }
+            if (!fd_) return false;  // the handler closed us
         }
-        if (static_cast<std::size_t>(n) < sizeof data) return;
+        // A short read has taken what was there, unless the kernel stopped early after a
+        // descriptor-carrying segment (it never merges two of them into one read).
+        if (static_cast<std::size_t>(n) < sizeof data && !carried_fds) return false;
     }
+    return static_cast<bool>(fd_);  // stopped at the bound: more may be waiting
 }
 
 bool Channel::send(const nlohmann::json& body, std::vector<UniqueFd> fds) {
@@ -256,6 +272,19 @@ void Channel::write_ready() {
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
+            if (errno == ETOOMANYREFS || errno == ENOBUFS || errno == ENOMEM) {
+                // Transient: too many descriptors in flight (they count against our limit
+                // until the peer reads them) or no memory now. The socket stays writable,
+                // so EPOLLOUT would not wake us: retry on a timer.
+                if (retry_timer_ == 0) {
+                    log_warn("{}; retrying", errno_text("sendmsg() to " + peer_name_));
+                    retry_timer_ = loop_.add_timer(std::chrono::milliseconds(10), [this] {
+                        retry_timer_ = 0;
+                        write_ready();
+                    });
+                }
+                break;
+            }
             fail(errno_text("sendmsg() to " + peer_name_));
             return;
         }
@@ -297,6 +326,8 @@ void Channel::fail(const std::string& reason) {
 }
 
 void Channel::close() {
+    if (retry_timer_ != 0) loop_.cancel_timer(retry_timer_);
+    retry_timer_ = 0;
     if (!fd_) return;
     loop_.remove(fd_.get());
     fd_.reset();

@@ -91,6 +91,9 @@ class Channel {
     bool send(const nlohmann::json& body, std::vector<UniqueFd> fds = {});
     // Writes as much of the queue as possible without waiting; true when it is empty.
     bool flush();
+    // Reads and dispatches everything the peer has sent, up to EOF (used when the peer is
+    // known to be dead, so that its last messages, such as "ready" or "fatal", are not lost).
+    void drain_input();
     void close();
     bool closed() const { return !fd_; }
     std::size_t queued_bytes() const { return queued_bytes_; }
@@ -109,7 +112,8 @@ class Channel {
     };
 
     void on_events(std::uint32_t events);
-    void read_ready();
+    // Reads up to a bound; true when it stopped at the bound (more may be waiting).
+    bool read_ready();
     void write_ready();
     void fail(const std::string& reason);
     void update_interest();
@@ -123,6 +127,7 @@ class Channel {
     std::deque<Frame> queue_;
     std::size_t queued_bytes_ = 0;
     bool want_write_ = false;
+    EventLoop::TimerId retry_timer_ = 0;
 };
 
 // Type -> handler table. An unknown type or a message without one is logged with its sender

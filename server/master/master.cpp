@@ -105,7 +105,7 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
         workers.push_back(w.get());
         balance::Candidate c;
         c.open = static_cast<std::uint32_t>(w->passed - w->closed);
-        c.accepting = w->state == WorkerState::ready && w.get() != refused_by &&
+        c.accepting = w->state == WorkerState::ready && !w->exited && w.get() != refused_by &&
                       c.open < w->capacity && !w->channel->closed();
         candidates.push_back(c);
     }
@@ -181,17 +181,23 @@ void Master::spawn_worker(App& app, int slot) {
     }
     std::vector<int> keep{child_end};
     if (listen_fd >= 0) keep.push_back(listen_fd);
-    pid_t pid = spawn_process(keep, [&] {
-        worker::WorkerSpec spec;
-        spec.app = app.config;
-        spec.slot = slot;
-        spec.generation = generation;
-        spec.channel = core::UniqueFd(child_end);
-        if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
-        spec.board = board;
-        for (const auto& [k, v] : app.config.env) setenv(k.c_str(), v.c_str(), 1);
-        worker::worker_main(std::move(spec));
-    });
+    pid_t pid = -1;
+    try {
+        pid = spawn_process(keep, [&] {
+            worker::WorkerSpec spec;
+            spec.app = app.config;
+            spec.slot = slot;
+            spec.generation = generation;
+            spec.channel = core::UniqueFd(child_end);
+            if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
+            spec.board = board;
+            for (const auto& [k, v] : app.config.env) setenv(k.c_str(), v.c_str(), 1);
+            worker::worker_main(std::move(spec));
+        });
+    } catch (const core::Error& e) {
+        throw core::Error("spawning a worker for app \"" + app.config.name + "\" slot " +
+                          std::to_string(slot) + ": " + e.what());
+    }
     theirs.reset();
 
     auto w = std::make_unique<WorkerProc>();
@@ -207,7 +213,13 @@ void Master::spawn_worker(App& app, int slot) {
     workers_[pid] = std::move(w);
     raw->channel->start([this, raw](core::Message&& m) { on_worker_message(*raw, m); },
                         [raw](const std::string& reason) {
-                            core::log_info("{} disconnected: {}", raw->name, reason);
+                            // A worker that exits closes its end first: that is routine. A
+                            // live worker cut off by an error is not, and it will leave (its
+                            // side sees EOF) and be replaced.
+                            if (reason == "peer closed the channel")
+                                core::log_info("{} disconnected", raw->name);
+                            else
+                                core::log_error("{} disconnected: {}", raw->name, reason);
                         });
     core::log_info("spawned {} generation {}", raw->name, generation);
 }
@@ -331,6 +343,11 @@ void Master::on_worker_exit(pid_t pid, int status) {
         core::log_warn("reaped unknown child pid {}: {}", pid, describe_status(status));
         return;
     }
+    // Read what the dead worker sent before deciding anything: its "ready" or "fatal" may be
+    // unread when several children are reaped at once. It is gone, so take it out of the
+    // candidates first, or its "ready" would have connections passed to it.
+    it->second->exited = true;
+    if (!it->second->channel->closed()) it->second->channel->drain_input();
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
     if (balance::LoadBoard* board = w->app->strategy->load_board();

@@ -42,6 +42,7 @@ class Master {
         std::string start_failure;  // reason from its "fatal" report during start-up
         // Connections passed by the master (round-robin, least-conn) and those the worker
         // reported closed: their difference is its open count, exact without a round trip.
+        bool exited = false;  // reaped: being cleaned up
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
         // Connections it may hold at once (from its "ready": its descriptor limit less a

@@ -52,13 +52,20 @@ pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()
     if (pid > 0) return pid;
 
     // Child. If the master dies, the kernel kills us; if it died before this line, exit now.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(4);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+        core::log_error("{}", core::errno_text("prctl(PR_SET_PDEATHSIG) in a new child"));
+        _exit(1);
+    }
+    if (getppid() != parent) _exit(4);  // the master died between fork and prctl
     for (int sig = 1; sig < NSIG; ++sig) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         signal(sig, SIG_DFL);  // errors for reserved real-time signals are harmless
     }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    // Operator signals are the master's: "pkill -HUP herd" or a terminal hangup must not kill
+    // every worker at once.
+    for (int sig : {SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU}) signal(sig, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -121,8 +121,10 @@ void Connection::process(const char* data, std::size_t size) {
         continue_sent_ = false;
         phase_since_ = Clock::now();  // the keep-alive timeout runs from the response
         if (close_after_) {
-            // Whatever the client pipelined after a closing request is not answered.
+            // Whatever the client pipelined after a closing request is not answered, and not
+            // read either until the response is out (level-triggered input would spin).
             state_ = State::closing;
+            set_interest(false, true);
             return;
         }
         if (out_.size() > max_unsent_bytes && size > 0) {
@@ -199,7 +201,7 @@ void Connection::flush() {
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) {
-                set_interest(want_in_, true);
+                set_interest(state_ == State::open && !reading_paused_, true);
                 return;
             }
             destroy();  // EPIPE, ECONNRESET: the client went away
@@ -207,7 +209,10 @@ void Connection::flush() {
         }
         last_write_ = Clock::now();
     }
-    if (close_after_) {
+    if (close_after_ ||
+        (worker_.draining() && parser_.phase() == HttpParser::Phase::idle && !reading_paused_)) {
+        // Draining: a connection whose last response just left closes now, not at the deadline.
+        close_after_ = true;
         begin_close();
         return;
     }
@@ -237,7 +242,9 @@ void Connection::begin_close() {
 
 void Connection::linger() {
     char* buffer = worker_.read_buffer();
-    for (;;) {
+    // Bounded like on_readable: a client that keeps sending must not stall the others; the
+    // sweep ends lingering after linger_time.
+    for (int round = 0; round < 4; ++round) {
         ssize_t n = ::read(fd_.get(), buffer, worker_.read_buffer_size());
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
@@ -245,6 +252,7 @@ void Connection::linger() {
         destroy();  // EOF or error: the client is done
         return;
     }
+    if (Clock::now() - phase_since_ > linger_time) destroy();
 }
 
 void Connection::check_timeouts(Clock::time_point now) {

@@ -1,6 +1,7 @@
 // HttpParser: llhttp driven one request at a time; see http_parser.hpp.
 #include "worker/http_parser.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace herd::worker {
@@ -101,6 +102,8 @@ int HttpParser::on_message_begin(llhttp_t* p) {
     r.mount_len_ = 0;
     r.header_count_ = 0;
     r.body_.clear();
+    // A kept-alive connection does not keep a past large body's memory.
+    if (r.body_.capacity() > (256u << 10)) r.body_.shrink_to_fit();
     r.keep_alive_ = true;
     s->phase_ = Phase::headers;
     s->header_bytes_ = 0;
@@ -193,7 +196,10 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
                                 " exceeds the limit of " +
                                 std::to_string(s->limits_.max_body_bytes) + " bytes");
     // Reserve the announced body once, instead of growing it chunk by chunk.
-    if (p->flags & F_CONTENT_LENGTH) r.body_.reserve(static_cast<std::size_t>(p->content_length));
+    // (at most 64 KiB up front: a client announcing a large body must send it to use memory)
+    if (p->flags & F_CONTENT_LENGTH)
+        r.body_.reserve(
+            std::min<std::size_t>(static_cast<std::size_t>(p->content_length), 64 << 10));
     s->phase_ = Phase::body;
     return HPE_OK;
 }

@@ -161,7 +161,7 @@ void Worker::on_accept() {
             case EPERM:  // a firewall rule refused this one
                 continue;
             default:  // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected
-                pause_accepting(core::errno_text("accept4()"));
+                pause_accepting(core::errno_text("accept4() on " + spec_.app.listen.text));
                 return;
         }
     }

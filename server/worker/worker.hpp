@@ -52,7 +52,7 @@ class Worker final : public MessageSink {
     void count_request() { ++requests_; }
     // Around a plugin handler: siblings do not step back for a worker that cannot accept.
     void set_busy(bool busy) {
-        if (spec_.board != nullptr)
+        if (spec_.board != nullptr && !draining_)
             spec_.board->slot(spec_.slot)
                 .state.store(static_cast<std::uint32_t>(busy ? balance::SlotState::busy
                                                              : balance::SlotState::idle),
