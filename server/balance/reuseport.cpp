@@ -7,18 +7,31 @@ namespace herd::balance {
 
 void Reuseport::bind(const core::SocketAddress& address, int backlog, int slots) {
     core::SocketAddress a = address;
-    for (int slot = static_cast<int>(sockets_.size()); slot < slots; ++slot) {
-        if (!sockets_.empty() && a.port() == 0) {
-            // Port 0: the first socket chose the port; the others join its group.
-            a = core::parse_address(core::local_address(sockets_.front().get()));
+    if (!sockets_.empty() && a.port() == 0) {
+        // Port 0: the first socket chose the port; the others join its group.
+        a = core::parse_address(core::local_address(sockets_.front().get()));
+        a.text = address.text;
+    }
+    if (sockets_.size() < static_cast<std::size_t>(slots))
+        sockets_.resize(static_cast<std::size_t>(slots));
+    for (auto& socket : sockets_) {
+        if (socket) continue;  // slot 0 is never removed, so the first one is bound first
+        socket = core::listen_tcp(a, true, backlog);
+        if (a.port() == 0) {
+            a = core::parse_address(core::local_address(socket.get()));
             a.text = address.text;
         }
-        sockets_.push_back(core::listen_tcp(a, true, backlog));
     }
 }
 
+core::UniqueFd Reuseport::remove_slot(int slot) {
+    if (slot <= 0 || static_cast<std::size_t>(slot) >= sockets_.size()) return {};
+    return std::move(sockets_[static_cast<std::size_t>(slot)]);
+}
+
 int Reuseport::worker_socket(int slot) const {
-    if (slot < 0 || static_cast<std::size_t>(slot) >= sockets_.size())
+    if (slot < 0 || static_cast<std::size_t>(slot) >= sockets_.size() ||
+        !sockets_[static_cast<std::size_t>(slot)])
         throw core::Error("reuseport: no socket for slot " + std::to_string(slot));
     return sockets_[static_cast<std::size_t>(slot)].get();
 }

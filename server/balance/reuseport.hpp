@@ -2,6 +2,8 @@
 // socket belongs to the slot, not to the process: a replaced worker inherits it with its
 // queue, so connections waiting there are not lost. The kernel spreads connections over the
 // sockets by a hash of the addresses, so one busy worker can hold up the ones hashed to it.
+// When a slot is removed (scale-down) the master takes its socket over, passes whatever
+// queues there to the other workers, and closes it once the slot's worker has left.
 #pragma once
 
 #include <vector>
@@ -19,6 +21,7 @@ class Reuseport final : public Strategy {
     int master_socket() const override { return -1; }
     std::string bound_address() const override;
     void close() override { sockets_.clear(); }
+    core::UniqueFd remove_slot(int slot) override;
 
   private:
     std::vector<core::UniqueFd> sockets_;  // by slot

@@ -4,7 +4,7 @@
 namespace herd::balance {
 
 void RoundRobin::bind(const core::SocketAddress& address, int backlog, int) {
-    socket_ = core::listen_tcp(address, false, backlog);
+    if (!socket_) socket_ = core::listen_tcp(address, false, backlog);  // one socket for any count
 }
 
 std::string RoundRobin::bound_address() const {

@@ -4,7 +4,7 @@
 namespace herd::balance {
 
 void Shared::bind(const core::SocketAddress& address, int backlog, int) {
-    socket_ = core::listen_tcp(address, false, backlog);
+    if (!socket_) socket_ = core::listen_tcp(address, false, backlog);  // one socket for any count
 }
 
 std::string Shared::bound_address() const {

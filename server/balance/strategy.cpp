@@ -30,6 +30,15 @@ std::string_view mode_name(Mode mode) {
     return "?";
 }
 
+int Strategy::pick(std::span<const Candidate> candidates) {
+    int best = -1;
+    for (std::size_t i = 0; i < candidates.size(); ++i)
+        if (candidates[i].accepting &&
+            (best < 0 || candidates[i].open < candidates[static_cast<std::size_t>(best)].open))
+            best = static_cast<int>(i);
+    return best;
+}
+
 std::unique_ptr<Strategy> make_strategy(Mode mode) {
     switch (mode) {
         case Mode::shared:

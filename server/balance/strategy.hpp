@@ -12,6 +12,7 @@
 
 #include "balance/load_board.hpp"
 #include "core/socket.hpp"
+#include "core/unique_fd.hpp"
 
 namespace herd::balance {
 
@@ -31,7 +32,8 @@ class Strategy {
     virtual ~Strategy() = default;
     virtual Mode mode() const = 0;
 
-    // Binds what the strategy needs for `slots` workers; throws core::Error.
+    // Binds what the strategy needs for `slots` workers (again after a scale-up: only what is
+    // missing); throws core::Error.
     virtual void bind(const core::SocketAddress& address, int backlog, int slots) = 0;
     // The socket a worker in `slot` accepts on itself, or -1 when the master accepts for it.
     virtual int worker_socket(int slot) const = 0;
@@ -43,13 +45,18 @@ class Strategy {
     virtual void close() = 0;
     // Shared load figures for workers that accept on one socket (shared), or null.
     virtual LoadBoard* load_board() { return nullptr; }
+    // A slot is going away (scale-down): the socket that belonged to it alone, if any
+    // (reuseport), for the master to drain into other workers and close.
+    virtual core::UniqueFd remove_slot(int slot) {
+        (void)slot;
+        return {};
+    }
 
     // For strategies where the master accepts: the index of the worker that gets the next
     // connection, or -1 when no worker is accepting. Pure: no I/O, no clock.
-    virtual int pick(std::span<const Candidate> candidates) {
-        (void)candidates;
-        return -1;
-    }
+    // Where workers accept themselves, the master places only the connections it drains from
+    // a removed slot's socket: to the accepting worker with the fewest it was passed.
+    virtual int pick(std::span<const Candidate> candidates);
 };
 
 std::unique_ptr<Strategy> make_strategy(Mode mode);

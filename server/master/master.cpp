@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -58,42 +59,43 @@ void Master::bind_all() {
         app->bound = app->strategy->bound_address();
         App* raw = app.get();
         if (int fd = app->strategy->master_socket(); fd >= 0)
-            loop_.add(fd, EPOLLIN, [this, raw](std::uint32_t) { accept_for(*raw); });
+            loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
         apps_.push_back(std::move(app));
     }
 }
 
-void Master::accept_for(App& app) {
-    int listen_fd = app.strategy->master_socket();
+void Master::accept_for(App& app, int listen_fd) {
     for (int i = 0; i < 64 && listen_fd >= 0 && !stopping_; ++i) {
         int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN) return;
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
                 continue;
-            pause_accepting(app, core::errno_text("accept4() for app \"" + app.config.name + "\""));
+            pause_accepting(app, listen_fd,
+                            core::errno_text("accept4() for app \"" + app.config.name + "\""));
             return;
         }
         place_connection(app, core::UniqueFd(fd));
     }
 }
 
-void Master::pause_accepting(App& app, const std::string& why) {
+void Master::pause_accepting(App& app, int listen_fd, const std::string& why) {
     // EMFILE and friends: the listen socket stays readable, so waiting on it again would
     // spin. Stop watching it for a moment (nginx's way); the backlog keeps the clients.
     constexpr auto pause = std::chrono::milliseconds(100);
     core::log_warn("{}; pausing accept for {} ms", why, pause.count());
-    int fd = app.strategy->master_socket();
-    loop_.remove(fd);
-    app.accept_paused = true;
+    loop_.remove(listen_fd);
     App* raw = &app;
-    loop_.add_timer(pause, [this, raw] {
-        int fd = raw->strategy->master_socket();
-        if (stopping_ || fd < 0 || !raw->accept_paused) return;
-        raw->accept_paused = false;
-        loop_.add(fd, EPOLLIN, [this, raw](std::uint32_t) { accept_for(*raw); });
+    loop_.add_timer(pause, [this, raw, listen_fd] {
+        // Still ours? (A stop closes the app's socket; a retired slot's closes with its worker.)
+        bool ours = raw->strategy->master_socket() == listen_fd ||
+                    std::any_of(raw->retiring.begin(), raw->retiring.end(),
+                                [&](const auto& r) { return r.second.get() == listen_fd; });
+        if (stopping_ || !ours || loop_.watching(listen_fd)) return;
+        loop_.add(listen_fd, EPOLLIN,
+                  [this, raw, listen_fd](std::uint32_t) { accept_for(*raw, listen_fd); });
     });
 }
 
@@ -307,6 +309,12 @@ void Master::on_signal() {
             case SIGCHLD:
                 reap();
                 break;
+            case SIGTTIN:
+            case SIGTTOU:
+                if (stopping_) break;
+                for (auto& app : apps_)
+                    scale(*app, app->config.workers + (sig == SIGTTIN ? 1 : -1));
+                break;
             case SIGTERM:
             case SIGINT:
             case SIGQUIT:
@@ -361,6 +369,13 @@ void Master::on_worker_exit(pid_t pid, int status) {
             fmt::format("{} {} after {:.1f} s", w->name, how, seconds_since(w->started)));
         return;
     }
+    if (w->slot >= w->app->config.workers) {
+        // Its slot was removed (scale-down): it is not replaced.
+        core::log_info("{} {} after {:.1f} s; slot {} removed", w->name, how,
+                       seconds_since(w->started), w->slot);
+        close_retired_slot(*w->app, w->slot);
+        return;
+    }
     core::log_error("{} {} unexpectedly after {:.1f} s", w->name, how, seconds_since(w->started));
     bool never_ready = w->state == WorkerState::starting;
     bool start_failed = !w->start_failure.empty() ||
@@ -380,6 +395,49 @@ void Master::on_worker_exit(pid_t pid, int status) {
     }
 }
 
+void Master::scale(App& app, int workers) {
+    int old = app.config.workers;
+    workers = std::clamp(workers, 1, balance::LoadBoard::max_slots);
+    if (workers == old) return;
+    core::log_info("app \"{}\": {} to {} worker(s)", app.config.name, old, workers);
+    app.config.workers = workers;
+    if (workers > old) {
+        try {
+            app.strategy->bind(app.config.listen, app.config.backlog, workers);
+            for (int slot = old; slot < workers; ++slot) spawn_worker(app, slot);
+        } catch (const core::Error& e) {
+            core::log_error("app \"{}\": cannot add workers: {}", app.config.name, e.what());
+        }
+        return;
+    }
+    for (auto& [pid, w] : workers_) {
+        if (w->app != &app || w->slot < workers || w->state == WorkerState::draining) continue;
+        w->state = WorkerState::draining;
+        w->channel->send({{"type", "drain"},
+                          {"close_idle", false},
+                          {"deadline_ms", app.config.drain_timeout_ms}});
+        if (core::UniqueFd socket = app.strategy->remove_slot(w->slot)) {
+            // The slot's queue must not be stranded: from now on the master accepts there and
+            // passes connections to the remaining workers.
+            int fd = socket.get();
+            App* raw = &app;
+            loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+            app.retiring[w->slot] = std::move(socket);
+        }
+    }
+}
+
+void Master::close_retired_slot(App& app, int slot) {
+    auto it = app.retiring.find(slot);
+    if (it == app.retiring.end()) return;
+    // Last pass over its queue, then close. A connection that the kernel hashes here between
+    // this accept and the close is reset: the window is one system call wide.
+    int fd = it->second.get();
+    accept_for(app, fd);
+    loop_.remove(fd);
+    app.retiring.erase(it);
+}
+
 void Master::begin_stop(int exit_code, const std::string& why) {
     if (stopping_) return;
     stopping_ = true;
@@ -391,6 +449,8 @@ void Master::begin_stop(int exit_code, const std::string& why) {
                                workers_.size(), deadline));
     for (auto& app : apps_) {
         if (int fd = app->strategy->master_socket(); fd >= 0) loop_.remove(fd);
+        for (auto& [slot, socket] : app->retiring) loop_.remove(socket.get());
+        app->retiring.clear();
         app->strategy->close();
         app->pending.clear();  // never placed: these clients see the connection close
     }

@@ -55,10 +55,12 @@ class Master {
         std::string bound;  // the address actually bound ("127.0.0.1:39117")
         int generation = 1;
         bool announced_ready = false;
-        bool accept_paused = false;
         // Connections the master accepted while no worker could take one (start-up, every
         // worker replaced at once); handed out as soon as a worker is ready.
         std::deque<core::UniqueFd> pending;
+        // Sockets of removed reuseport slots, by slot: the master accepts on them and passes
+        // the connections on until the slot's worker has left, then closes them.
+        std::map<int, core::UniqueFd> retiring;
     };
 
     void bind_all();
@@ -68,8 +70,11 @@ class Master {
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
-    void accept_for(App& app);
-    void pause_accepting(App& app, const std::string& why);
+    void accept_for(App& app, int listen_fd);
+    // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
+    void scale(App& app, int workers);
+    void close_retired_slot(App& app, int slot);
+    void pause_accepting(App& app, int listen_fd, const std::string& why);
     // Gives a connection the master accepted to a worker of the app, or queues it.
     void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
     void flush_pending(App& app);
