@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,14 +30,20 @@ herd::core::LogLevel parse_level(const std::string& s) {
     return herd::core::LogLevel::info;
 }
 
-int cmd_run(const std::string& file) {
-    herd::core::Config config;
+// The config, or nothing after printing why not.
+std::optional<herd::core::Config> load_or_report(const std::string& file) {
     try {
-        config = herd::core::load_config(file);
+        return herd::core::load_config(file);
     } catch (const herd::core::Error& e) {
         std::fprintf(stderr, "herd: %s\n", e.what());
-        return exit_usage;
+        return std::nullopt;
     }
+}
+
+int cmd_run(const std::string& file) {
+    std::optional<herd::core::Config> loaded = load_or_report(file);
+    if (!loaded) return exit_usage;
+    herd::core::Config config = std::move(*loaded);
     herd::core::set_log_level(parse_level(config.log_level));
     try {
         herd::master::Master master(std::move(config));
@@ -50,13 +57,9 @@ int cmd_run(const std::string& file) {
 // Loads every plugin of every app and runs on_start/on_stop, in a child so that nothing a
 // plugin does at load time touches this process.
 int cmd_check(const std::string& file) {
-    herd::core::Config config;
-    try {
-        config = herd::core::load_config(file);
-    } catch (const herd::core::Error& e) {
-        std::fprintf(stderr, "herd: %s\n", e.what());
-        return exit_usage;
-    }
+    std::optional<herd::core::Config> loaded = load_or_report(file);
+    if (!loaded) return exit_usage;
+    herd::core::Config config = std::move(*loaded);
     herd::core::set_log_identity("check");
     herd::core::set_log_level(herd::core::LogLevel::warn);
     std::size_t plugins = 0;

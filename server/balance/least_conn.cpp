@@ -3,14 +3,6 @@
 
 namespace herd::balance {
 
-void LeastConn::bind(const core::SocketAddress& address, int backlog, int) {
-    if (!socket_) socket_ = core::listen_tcp(address, false, backlog);  // one socket for any count
-}
-
-std::string LeastConn::bound_address() const {
-    return core::local_address(socket_.get());
-}
-
 int LeastConn::pick(std::span<const Candidate> candidates) {
     std::size_t n = candidates.size();
     int best = -1;

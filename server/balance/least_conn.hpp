@@ -4,23 +4,18 @@
 // burst is spread before any report comes back.
 #pragma once
 
-#include "balance/strategy.hpp"
-#include "core/unique_fd.hpp"
+#include "balance/one_socket.hpp"
 
 namespace herd::balance {
 
-class LeastConn final : public Strategy {
+class LeastConn final : public OneSocket {
   public:
     Mode mode() const override { return Mode::least_conn; }
-    void bind(const core::SocketAddress& address, int backlog, int slots) override;
     int worker_socket(int) const override { return -1; }
     int master_socket() const override { return socket_.get(); }
-    std::string bound_address() const override;
-    void close() override { socket_.reset(); }
     int pick(std::span<const Candidate> candidates) override;
 
   private:
-    core::UniqueFd socket_;
     std::size_t next_ = 0;  // where the search for a tie starts
 };
 

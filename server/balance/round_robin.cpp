@@ -3,14 +3,6 @@
 
 namespace herd::balance {
 
-void RoundRobin::bind(const core::SocketAddress& address, int backlog, int) {
-    if (!socket_) socket_ = core::listen_tcp(address, false, backlog);  // one socket for any count
-}
-
-std::string RoundRobin::bound_address() const {
-    return core::local_address(socket_.get());
-}
-
 int RoundRobin::pick(std::span<const Candidate> candidates) {
     std::size_t n = candidates.size();
     for (std::size_t k = 0; k < n; ++k) {

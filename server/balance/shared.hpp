@@ -5,23 +5,18 @@
 // for one accept, so keep-alive connections end up spread.
 #pragma once
 
-#include "balance/strategy.hpp"
-#include "core/unique_fd.hpp"
+#include "balance/one_socket.hpp"
 
 namespace herd::balance {
 
-class Shared final : public Strategy {
+class Shared final : public OneSocket {
   public:
     Mode mode() const override { return Mode::shared; }
-    void bind(const core::SocketAddress& address, int backlog, int slots) override;
     int worker_socket(int) const override { return socket_.get(); }
     int master_socket() const override { return -1; }
-    std::string bound_address() const override;
-    void close() override { socket_.reset(); }
     LoadBoard* load_board() override { return &board_; }
 
   private:
-    core::UniqueFd socket_;
     LoadBoard board_;
 };
 

@@ -212,6 +212,43 @@ def wait_until(predicate, seconds=10, what="condition"):
         delay = min(delay * 2, 0.1)
 
 
+class HerdTestCase(unittest.TestCase):
+    """One herd per test class; its log is printed and its temp dir kept if any test failed."""
+    config = None
+    herd = None
+    failed = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.failed = False
+        cls.herd = Herd(cls.config)
+        try:
+            cls.herd.start()
+            cls.port = cls.herd.port()
+        except BaseException:
+            cls.herd.__exit__(AssertionError, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.failed:
+            cls.herd.__exit__(AssertionError, AssertionError("a test failed"), None)
+        else:
+            cls.herd.__exit__(None, None, None)
+
+    def run(self, result=None):
+        before = (len(result.failures), len(result.errors)) if result else None
+        out = super().run(result)
+        if result and (len(result.failures), len(result.errors)) != before:
+            type(self).failed = True
+        return out
+
+    def client(self):
+        c = Client(self.port)
+        self.addCleanup(c.close)
+        return c
+
+
 # -- HTTP over plain sockets ----------------------------------------------------------------
 
 class Response:
@@ -310,6 +347,39 @@ class Client:
 def get(port, target="/", **kw):
     with Client(port) as c:
         return c.request("GET", target, **kw)
+
+
+def burst(port, threads, per_thread, target="/probe/pid"):
+    """Starts `threads` threads, each sending `per_thread` requests on new connections
+    (Connection: close). Returns (threads, results, errors, lock); results collects
+    (status, body) as answers come; join the threads to wait for all."""
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def run():
+        for _ in range(per_thread):
+            try:
+                with Client(port, seconds=30) as c:
+                    r = c.request("GET", target, headers={"Connection": "close"})
+                with lock:
+                    results.append((r.status, r.body))
+            except Exception as e:
+                with lock:
+                    errors.append(e)
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for t in started:
+        t.start()
+    return started, results, errors, lock
+
+
+
+def wait_answers(results, lock, count):
+    """Waits until a burst() has collected at least `count` answers."""
+    def enough():
+        with lock:
+            return len(results) >= count
+    wait_until(enough, what="%d answers" % count)
 
 
 def main():

@@ -126,29 +126,10 @@ class Reuseport(unittest.TestCase):
             # Stopped, the victim accepts nothing: connections hashed to its slot queue up.
             harness.os.kill(victim, signal.SIGSTOP)
             mark = herd.mark()
-            results, errors = [], []
-            lock = threading.Lock()
-
-            def burst(n):
-                for _ in range(n):
-                    try:
-                        with harness.Client(port, seconds=30) as c:
-                            r = c.request("GET", "/probe/pid", headers={"Connection": "close"})
-                        with lock:
-                            results.append((r.status, int(r.body)))
-                    except Exception as e:
-                        with lock:
-                            errors.append(e)
-
-            threads = [threading.Thread(target=burst, args=(10,)) for _ in range(32)]
-            for t in threads:
-                t.start()
+            threads, results, errors, lock = harness.burst(port, threads=32, per_thread=10)
             # A quarter of the connections hash to the stopped slot and wait in its queue, each
             # holding up its thread; the other workers keep answering. Then the victim dies.
-            def others_answering():
-                with lock:
-                    return len(results) >= 20
-            harness.wait_until(others_answering, what="20 answers from the other workers")
+            harness.wait_answers(results, lock, 20)
             harness.os.kill(victim, signal.SIGKILL)
             m = herd.wait_for(r"worker web/(\d) \(pid (\d+)\) ready", after=mark)
             replacement = int(m.group(2))
@@ -156,8 +137,8 @@ class Reuseport(unittest.TestCase):
                 t.join()
             self.assertEqual(errors, [])
             self.assertEqual(len(results), 320)
-            self.assertTrue(all(s == 200 for s, _ in results))
-            pids = collections.Counter(p for _, p in results)
+            self.assertTrue(all(status == 200 for status, _ in results))
+            pids = collections.Counter(int(body) for _, body in results)
             self.assertNotIn(victim, pids)
             # The replacement served the connections that had queued on the victim's socket.
             self.assertIn(replacement, pids)

@@ -32,44 +32,7 @@ def echoed(resp):
     return json.loads(resp.body)
 
 
-class HerdClass(unittest.TestCase):
-    """One herd per test class; its log is printed and its temp dir kept if any test failed."""
-    config = None
-    herd = None
-    failed = False
-
-    @classmethod
-    def setUpClass(cls):
-        cls.failed = False
-        cls.herd = harness.Herd(cls.config)
-        try:
-            cls.herd.start()
-            cls.port = cls.herd.port()
-        except BaseException:
-            cls.herd.__exit__(AssertionError, None, None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.failed:
-            cls.herd.__exit__(AssertionError, AssertionError("a test failed"), None)
-        else:
-            cls.herd.__exit__(None, None, None)
-
-    def run(self, result=None):
-        before = (len(result.failures), len(result.errors)) if result else None
-        out = super().run(result)
-        if result and (len(result.failures), len(result.errors)) != before:
-            type(self).failed = True
-        return out
-
-    def client(self):
-        c = Client(self.port)
-        self.addCleanup(c.close)
-        return c
-
-
-class TestHttp(HerdClass):
+class TestHttp(harness.HerdTestCase):
     config = {"apps": [harness.app(
         workers=2,
         plugins=[{"mount": "/", "path": harness.plugin("hello")},
@@ -414,7 +377,7 @@ class TestHttp(HerdClass):
         self.assertIs(conn.sock, sock)
 
 
-class TestNoRootMount(HerdClass):
+class TestNoRootMount(harness.HerdTestCase):
     config = {"apps": [harness.app(workers=1,
                                    plugins=[{"mount": "/api", "path": harness.plugin("hello")}])]}
 

@@ -16,44 +16,7 @@ REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
            414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
-class HerdClass(unittest.TestCase):
-    """One herd per test class; its log is printed and its temp dir kept if any test failed."""
-    config = None
-    herd = None
-    failed = False
-
-    @classmethod
-    def setUpClass(cls):
-        cls.failed = False
-        cls.herd = harness.Herd(cls.config)
-        try:
-            cls.herd.start()
-            cls.port = cls.herd.port()
-        except BaseException:
-            cls.herd.__exit__(AssertionError, None, None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.failed:
-            cls.herd.__exit__(AssertionError, AssertionError("a test failed"), None)
-        else:
-            cls.herd.__exit__(None, None, None)
-
-    def run(self, result=None):
-        before = (len(result.failures), len(result.errors)) if result else None
-        out = super().run(result)
-        if result and (len(result.failures), len(result.errors)) != before:
-            type(self).failed = True
-        return out
-
-    def client(self):
-        c = Client(self.port)
-        self.addCleanup(c.close)
-        return c
-
-
-class TestLimits(HerdClass):
+class TestLimits(harness.HerdTestCase):
     # One worker: a slow or stuck client and the ordinary one share the same event loop.
     config = {"apps": [harness.app(
         workers=1,

@@ -44,29 +44,8 @@ class Scale(unittest.TestCase):
             # Stopped, the slot-3 worker accepts nothing: connections hashed to its socket queue.
             harness.os.kill(victim, signal.SIGSTOP)
             mark = herd.mark()
-            results, errors = [], []
-            lock = threading.Lock()
-
-            def burst(n):
-                for _ in range(n):
-                    try:
-                        with harness.Client(port, seconds=30) as c:
-                            r = c.request("GET", "/probe/pid", headers={"Connection": "close"})
-                        with lock:
-                            results.append((r.status, int(r.body)))
-                    except Exception as e:
-                        with lock:
-                            errors.append(e)
-
-            threads = [threading.Thread(target=burst, args=(10,)) for _ in range(32)]
-            for t in threads:
-                t.start()
-
-            def others_answering():
-                with lock:
-                    return len(results) >= 20
-
-            harness.wait_until(others_answering, what="20 answers from the other workers")
+            threads, results, errors, lock = harness.burst(port, threads=32, per_thread=10)
+            harness.wait_answers(results, lock, 20)
             # Remove slot 3: the master takes its socket over and passes what waits there on.
             herd.signal(signal.SIGTTOU)
             herd.wait_for(r'app "web": 4 to 3 worker\(s\)', after=mark)
@@ -76,7 +55,7 @@ class Scale(unittest.TestCase):
             herd.wait_for(r"worker web/3 \(pid %d\) killed by signal 9.*slot 3 removed" % victim, after=mark)
             self.assertEqual(errors, [])
             self.assertEqual(len(results), 320)
-            pids = collections.Counter(p for _, p in results)
+            pids = collections.Counter(int(body) for _, body in results)
             self.assertNotIn(victim, pids)
             self.assertEqual(set(pids), set(herd.worker_pids()))
             self.assertEqual(len(herd.worker_pids()), 3)
