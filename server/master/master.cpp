@@ -166,7 +166,7 @@ int Master::run() {
     return exit_code_;
 }
 
-void Master::spawn_worker(App& app, int slot) {
+Master::WorkerProc* Master::spawn_worker(App& app, int slot) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
         core::throw_errno("socketpair() for app \"" + app.config.name + "\" slot " +
@@ -224,6 +224,37 @@ void Master::spawn_worker(App& app, int slot) {
                                 core::log_error("{} disconnected: {}", raw->name, reason);
                         });
     core::log_info("spawned {} generation {}", raw->name, generation);
+    return raw;
+}
+
+void Master::replace_worker(WorkerProc& w, const std::string& why) {
+    if (w.replaced_by != 0 || stopping_ || w.slot >= w.app->config.workers) return;
+    w.state = WorkerState::draining;  // no more connections passed to it
+    try {
+        WorkerProc* next = spawn_worker(*w.app, w.slot);
+        next->replaces = w.pid;
+        w.replaced_by = next->pid;
+        core::log_info("replacing {} ({}) by pid {}", w.name, why, next->pid);
+    } catch (const core::Error& e) {
+        core::log_error("cannot replace {}: {}; draining it anyway", w.name, e.what());
+        drain_worker(w, false);
+    }
+}
+
+void Master::drain_worker(WorkerProc& w, bool close_idle) {
+    w.state = WorkerState::draining;
+    int deadline = w.app->config.drain_timeout_ms;
+    if (!w.channel->send(
+            {{"type", "drain"}, {"close_idle", close_idle}, {"deadline_ms", deadline}}))
+        (void)kill(w.pid, SIGTERM);  // no channel: the worker drains on TERM as well
+    // The worker keeps its own deadline; this is the backstop for one that is stuck.
+    pid_t pid = w.pid;
+    loop_.add_timer(std::chrono::milliseconds(deadline + 1000), [this, pid] {
+        auto it = workers_.find(pid);
+        if (it == workers_.end()) return;
+        core::log_error("{} is past its drain deadline: SIGKILL", it->second->name);
+        (void)kill(pid, SIGKILL);
+    });
 }
 
 void Master::on_worker_message(WorkerProc& w, core::Message& m) {
@@ -234,6 +265,15 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
         check_all_ready();
         flush_pending(*w.app);
+        if (w.replaces != 0) {
+            // Replacement first, then the old one leaves: no moment without a worker.
+            auto old = workers_.find(w.replaces);
+            if (old != workers_.end() && !old->second->exited) {
+                core::log_info("{} replaced by {}; draining it", old->second->name, w.name);
+                drain_worker(*old->second, false);
+            }
+            w.replaces = 0;
+        }
     } else if (type == "conn.refused") {
         // The worker is draining and sent the connection back: someone else takes it.
         if (w.state == WorkerState::ready) w.state = WorkerState::draining;
@@ -273,7 +313,9 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
             w.start_failure = reason;
             core::log_error("{} failed to start: {}", w.name, reason);
         } else {
-            core::log_error("{} reported a fatal error: {}", w.name, reason);
+            core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
+                            reason);
+            replace_worker(w, "fatal error");
         }
     } else if (type.empty()) {
         core::log_error("ignoring message without a \"type\" from {}", w.name);
@@ -358,8 +400,11 @@ void Master::on_worker_exit(pid_t pid, int status) {
     if (!it->second->channel->closed()) it->second->channel->drain_input();
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
+    bool slot_taken = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
+        return other.second->app == w->app && other.second->slot == w->slot;
+    });
     if (balance::LoadBoard* board = w->app->strategy->load_board();
-        board != nullptr && w->slot < balance::LoadBoard::max_slots)
+        board != nullptr && w->slot < balance::LoadBoard::max_slots && !slot_taken)
         board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     std::string how = describe_status(status);
@@ -367,6 +412,13 @@ void Master::on_worker_exit(pid_t pid, int status) {
         core::log_line(
             clean ? core::LogLevel::info : core::LogLevel::warn,
             fmt::format("{} {} after {:.1f} s", w->name, how, seconds_since(w->started)));
+        return;
+    }
+    if (w->replaced_by != 0) {
+        // Expected: it reported a fatal error and its replacement took the slot.
+        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
+                       fmt::format("{} {} after {:.1f} s (replaced by pid {})", w->name, how,
+                                   seconds_since(w->started), w->replaced_by));
         return;
     }
     if (w->slot >= w->app->config.workers) {

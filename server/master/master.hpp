@@ -42,7 +42,9 @@ class Master {
         std::string start_failure;  // reason from its "fatal" report during start-up
         // Connections passed by the master (round-robin, least-conn) and those the worker
         // reported closed: their difference is its open count, exact without a round trip.
-        bool exited = false;  // reaped: being cleaned up
+        bool exited = false;    // reaped: being cleaned up
+        pid_t replaces = 0;     // the failed worker this one replaces (drained once we are ready)
+        pid_t replaced_by = 0;  // our replacement: our exit is expected, no respawn
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
         // Connections it may hold at once (from its "ready": its descriptor limit less a
@@ -64,7 +66,12 @@ class Master {
     };
 
     void bind_all();
-    void spawn_worker(App& app, int slot);
+    WorkerProc* spawn_worker(App& app, int slot);
+    // After a fatal report: start the slot's replacement now; the old worker drains once the
+    // replacement is ready.
+    void replace_worker(WorkerProc& w, const std::string& why);
+    // Sends "drain" and arms the SIGKILL backstop for the worker's deadline.
+    void drain_worker(WorkerProc& w, bool close_idle);
     void on_signal();
     void on_worker_message(WorkerProc& w, core::Message& m);
     void reap();

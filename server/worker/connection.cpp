@@ -159,9 +159,10 @@ void Connection::handle_request() {
         worker_.set_busy(false);
     } catch (...) {
         worker_.set_busy(false);
-        core::log_error("plugin \"{}\" threw {} while handling {} {}", mounted->mount,
-                        describe_current_exception(), request.method(),
-                        request.target().substr(0, 200));
+        worker_.on_plugin_failure("plugin \"" + mounted->mount + "\" threw " +
+                                  describe_current_exception() + " while handling " +
+                                  std::string(request.method()) + " " +
+                                  std::string(request.target().substr(0, 200)));
         encode_error(out, 500, close_after_, head, http10_keep_alive);
         out_.commit();
         return;
@@ -209,8 +210,8 @@ void Connection::flush() {
         }
         last_write_ = Clock::now();
     }
-    if (close_after_ ||
-        (worker_.draining() && parser_.phase() == HttpParser::Phase::idle && !reading_paused_)) {
+    if (close_after_ || (worker_.closing_idle() && parser_.phase() == HttpParser::Phase::idle &&
+                         !reading_paused_)) {
         // Draining: a connection whose last response just left closes now, not at the deadline.
         close_after_ = true;
         begin_close();

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "worker/connection.hpp"
+#include "worker/throw_trace.hpp"
 
 namespace herd::worker {
 namespace {
@@ -51,7 +52,7 @@ int Worker::run() {
             }
             return;
         }
-        if (draining_) {
+        if (draining()) {
             // Too late for us: hand it back so another worker serves it.
             master_->send({{"type", "conn.refused"}}, std::move(m.fds));
             return;
@@ -204,11 +205,25 @@ void Worker::pause_accepting(const std::string& why) {
     loop_.remove(spec_.listen.get());
     accepting_ = false;
     loop_.add_timer(accept_pause, [this] {
-        if (draining_ || accepting_ || !spec_.listen) return;
+        if (draining() || accepting_ || !spec_.listen) return;
         loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;
     });
+}
+
+void Worker::on_plugin_failure(const std::string& description) {
+    core::log_error("{}; thrown at:\n{}", description, last_throw_trace());
+    if (retiring_ || draining_) return;
+    retiring_ = true;
+    if (accepting_) loop_.remove(spec_.listen.get());
+    accepting_ = false;
+    if (spec_.board != nullptr)
+        spec_.board->slot(spec_.slot)
+            .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
+                         std::memory_order_relaxed);
+    master_->send({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
+    core::log_info("retiring: accepting no more connections; {} open", open_connections_);
 }
 
 void Worker::step_back() {
@@ -216,7 +231,7 @@ void Worker::step_back() {
     loop_.remove(spec_.listen.get());
     accepting_ = false;
     loop_.add_timer(std::chrono::milliseconds(1), [this] {
-        if (draining_ || accepting_ || !spec_.listen) return;
+        if (draining() || accepting_ || !spec_.listen) return;
         loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;

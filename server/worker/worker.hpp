@@ -48,11 +48,19 @@ class Worker final : public MessageSink {
     PluginHost& plugins() { return plugins_; }
     const core::AppConfig& app() const { return spec_.app; }
     const HttpLimits& limits() const { return limits_; }
-    bool draining() const { return draining_; }
+    // Draining, or retiring after a plugin failure: responses close their connections.
+    bool draining() const { return draining_ || retiring_; }
+    // Told to drain: a connection closes as soon as it is idle. (A retiring worker that waits
+    // for its replacement keeps them until then.)
+    bool closing_idle() const { return draining_; }
+    // An exception escaped a plugin handler: log it with where it was thrown, report "fatal"
+    // to the master, stop accepting, and keep serving what is open until the master, once
+    // the replacement is ready, says "drain".
+    void on_plugin_failure(const std::string& description);
     void count_request() { ++requests_; }
     // Around a plugin handler: siblings do not step back for a worker that cannot accept.
     void set_busy(bool busy) {
-        if (spec_.board != nullptr && !draining_)
+        if (spec_.board != nullptr && !draining())
             spec_.board->slot(spec_.slot)
                 .state.store(static_cast<std::uint32_t>(busy ? balance::SlotState::busy
                                                              : balance::SlotState::idle),
@@ -101,6 +109,7 @@ class Worker final : public MessageSink {
 
     std::size_t fd_limit_ = 1024;  // round-robin, least-conn: connections arrive as "conn"
     bool draining_ = false;
+    bool retiring_ = false;
     bool accepting_ = false;
     int exit_code_ = exit_ok;
     std::string identity_;

@@ -1,0 +1,125 @@
+"""The uncaught-error path: a plugin exception gives its request a 500, the worker reports
+"fatal", the master starts the replacement, and only once it is ready does the old worker
+drain (in-flight requests finish, kept-alive connections get Connection: close) and exit."""
+import re
+import signal
+import threading
+import time
+import unittest
+
+import harness
+from harness import app, plugin
+
+
+def probe_app(workers=2, **extra):
+    return app(workers=workers, plugins=[
+        {"mount": "/", "path": plugin("hello")},
+        {"mount": "/probe", "path": plugin("probe")},
+    ], **extra)
+
+
+def event_order(herd):
+    """For each worker that reported a fatal error: (index of 'replaced by ...; draining it',
+    index of its exit line) in the log."""
+    lines = herd.log().split("\n")
+    order = {}
+    for i, line in enumerate(lines):
+        m = re.search(r"worker web/\d \(pid (\d+)\) generation \d+ reported a fatal error", line)
+        if m:
+            order.setdefault(int(m.group(1)), [None, None, None])[0] = i
+        m = re.search(r"worker web/\d \(pid (\d+)\) replaced by worker web/\d \(pid \d+\); draining it", line)
+        if m:
+            order.setdefault(int(m.group(1)), [None, None, None])[1] = i
+        m = re.search(r"worker web/\d \(pid (\d+)\) exited with code 0 .*\(replaced by pid", line)
+        if m:
+            order.setdefault(int(m.group(1)), [None, None, None])[2] = i
+    return order
+
+
+class UncaughtError(unittest.TestCase):
+    def test_throws_under_load_fail_only_themselves(self):
+        with harness.Herd({"apps": [probe_app(2)]}) as herd:
+            port = herd.port()
+            stop = threading.Event()
+            lock = threading.Lock()
+            ok, failures = [0], []
+
+            def load():
+                c = None
+                while not stop.is_set():
+                    try:
+                        if c is None:
+                            c = harness.Client(port)
+                        r = c.request("GET", "/probe/pid")
+                        if r.status != 200:
+                            raise AssertionError("status %d" % r.status)
+                        with lock:
+                            ok[0] += 1
+                        if r.header("Connection") == "close":  # a retiring worker sheds it
+                            c.close()
+                            c = None
+                    except Exception as e:
+                        with lock:
+                            failures.append(repr(e))
+                        if c:
+                            c.close()
+                        c = None
+                if c:
+                    c.close()
+
+            threads = [threading.Thread(target=load) for _ in range(4)]
+            for t in threads:
+                t.start()
+            throws = []
+            try:
+                for _ in range(15):  # a /throw every 200 ms for 3 s (pacing, not a wait)
+                    throws.append(harness.get(port, "/probe/throw").status)
+                    time.sleep(0.2)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            self.assertEqual(throws, [500] * 15)
+            self.assertEqual(failures, [])
+            self.assertGreater(ok[0], 100)
+            # Every failed worker was replaced, the replacement was ready before the old one
+            # was drained, and it exited only after that.
+            herd.wait_for(r"exited with code 0 .*\(replaced by pid")
+            self.assertEqual(herd.stop(), 0)
+            order = event_order(herd)
+            self.assertEqual(len(order), 15, herd.log())
+            for pid, (fatal, drained, exited) in order.items():
+                self.assertIsNotNone(drained, "pid %d drained after its replacement was ready" % pid)
+                self.assertIsNotNone(exited, "pid %d exited" % pid)
+                self.assertLess(fatal, drained)
+                self.assertLess(drained, exited)
+
+    def test_request_in_flight_on_the_failing_worker_completes(self):
+        with harness.Herd({"apps": [probe_app(2)]}) as herd:
+            with harness.Client(herd.port()) as c:
+                # Pipelined: the throw, then a slow request behind it on the same worker.
+                c.send("GET /probe/throw HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /probe/sleep?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+                first, second = c.read_response(), c.read_response()
+                self.assertEqual(first.status, 500)
+                self.assertEqual(second.status, 200)
+                self.assertEqual(second.header("Connection"), "close")
+                self.assertTrue(c.closed_by_server())
+
+    def test_idle_keep_alive_connection_holds_the_drain_until_its_deadline(self):
+        with harness.Herd({"apps": [probe_app(2, drain_timeout_ms=1000)]}) as herd:
+            with harness.Client(herd.port()) as c:
+                pid = int(c.request("GET", "/probe/pid").body)
+                mark = herd.mark()
+                self.assertEqual(c.request("GET", "/probe/throw").status, 500)
+                # The connection stays open and idle: the drain waits for it until the deadline.
+                herd.wait_for(r"worker web/\d:%d\] draining: 1 connection\(s\) open, deadline 1000 ms" % pid,
+                              after=mark)
+                herd.wait_for(r"worker web/\d:%d\] drain deadline passed with 1 connection\(s\) open" % pid,
+                              after=mark)
+                herd.wait_for(r"\(pid %d\) exited with code 0 .*\(replaced by pid" % pid, after=mark)
+                self.assertTrue(c.closed_by_server())
+
+
+if __name__ == "__main__":
+    harness.main()
