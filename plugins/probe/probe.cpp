@@ -1,5 +1,6 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
 // stuck requests, messages between workers). Never mount it on a public address.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -75,8 +76,11 @@ class Probe final : public herd::Plugin {
         } else if (path == "/throw") {
             throw std::runtime_error("probe: /throw was requested");
         } else if (path == "/segv") {
-            volatile int* nothing = nullptr;
-            *nothing = 1;  // a real segmentation fault, on purpose
+            // A real segmentation fault, on purpose: a write to a page mapped with no access
+            // (not a null pointer, which sanitizers would report as undefined behaviour).
+            void* page = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (page == MAP_FAILED) throw std::runtime_error("probe: /segv: mmap failed");
+            *static_cast<volatile int*>(page) = 1;
         } else if (path == "/spin") {
             volatile unsigned long spins = 0;
             for (;;) spins = spins + 1;  // an endless loop, on purpose (the watchdog's test)

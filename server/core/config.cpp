@@ -101,7 +101,7 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     reject_unknown_keys(j, where,
                         {"name", "listen", "workers", "balance", "plugins", "env",
                          "drain_timeout_ms", "max_body_bytes", "max_header_bytes",
-                         "header_timeout_ms", "keepalive_timeout_ms", "backlog"});
+                         "header_timeout_ms", "keepalive_timeout_ms", "backlog", "watchdog_ms"});
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -173,6 +173,9 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     if (j.contains("keepalive_timeout_ms"))
         a.keepalive_timeout_ms = static_cast<int>(
             get_int(j["keepalive_timeout_ms"], where + ".keepalive_timeout_ms", 1, 3600000));
+    if (j.contains("watchdog_ms"))
+        a.watchdog_ms =
+            static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
     if (j.contains("backlog"))
         a.backlog = static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
     return a;

@@ -38,6 +38,7 @@ struct AppConfig {
     int header_timeout_ms = 10000;
     int keepalive_timeout_ms = 75000;
     int backlog = 511;
+    int watchdog_ms = 30000;  // a worker silent this long (stuck in a plugin) is killed
 };
 
 struct Config {

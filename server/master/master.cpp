@@ -159,6 +159,7 @@ int Master::run() {
     loop_.add(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
 
     bind_all();
+    watchdog();
     for (auto& app : apps_)
         for (int slot = 0; slot < app->config.workers; ++slot) spawn_worker(*app, slot);
 
@@ -261,6 +262,7 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
     std::string type = m.type();
     if (type == "ready") {
         if (w.state == WorkerState::starting) w.state = WorkerState::ready;
+        w.last_heartbeat = Clock::now();
         w.capacity = m.body.value("capacity", w.capacity);
         core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
         check_all_ready();
@@ -279,6 +281,11 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         if (w.state == WorkerState::ready) w.state = WorkerState::draining;
         if (w.closed < w.passed) ++w.closed;
         for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
+    } else if (type == "heartbeat") {
+        w.last_heartbeat = Clock::now();
+        w.requests = m.body.value("requests", std::uint64_t{0});
+        w.open = m.body.value("open", std::uint64_t{0});
+        w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
     } else if (type == "user") {
         // A plugin's message: "app" goes to the same plugin in every worker of the app, the
         // sender included; "master" is logged (no plugin code runs in the master).
@@ -315,13 +322,33 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         } else {
             core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
                             reason);
-            replace_worker(w, "fatal error");
+            // A fatal signal kills the worker at once: its exit brings the replacement.
+            if (m.body.value("phase", std::string()) != "signal") replace_worker(w, "fatal error");
         }
     } else if (type.empty()) {
         core::log_error("ignoring message without a \"type\" from {}", w.name);
     } else {
         core::log_warn("ignoring message of unknown type \"{}\" from {}", type, w.name);
     }
+}
+
+void Master::watchdog() {
+    auto now = Clock::now();
+    int period = 1000;
+    for (auto& [pid, w] : workers_) {
+        period = std::min(period, std::max(50, w->app->config.watchdog_ms / 4));
+        if (w->state != WorkerState::ready || w->exited) continue;
+        auto silent =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - w->last_heartbeat);
+        if (silent.count() <= w->app->config.watchdog_ms) continue;
+        core::log_error(
+            "{} sent no heartbeat for {} ms (watchdog_ms {}): stuck in a plugin? SIGKILL", w->name,
+            silent.count(), w->app->config.watchdog_ms);
+        w->state = WorkerState::draining;  // once: it is being killed
+        (void)kill(pid, SIGKILL);
+    }
+    for (auto& app : apps_) period = std::min(period, std::max(50, app->config.watchdog_ms / 4));
+    loop_.add_timer(std::chrono::milliseconds(period), [this] { watchdog(); });
 }
 
 void Master::check_all_ready() {

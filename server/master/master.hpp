@@ -42,7 +42,11 @@ class Master {
         std::string start_failure;  // reason from its "fatal" report during start-up
         // Connections passed by the master (round-robin, least-conn) and those the worker
         // reported closed: their difference is its open count, exact without a round trip.
-        bool exited = false;    // reaped: being cleaned up
+        bool exited = false;  // reaped: being cleaned up
+        core::EventLoop::Clock::time_point last_heartbeat;
+        std::uint64_t requests = 0;  // figures from its last heartbeat
+        std::uint64_t open = 0;
+        std::uint64_t rss_kb = 0;
         pid_t replaces = 0;     // the failed worker this one replaces (drained once we are ready)
         pid_t replaced_by = 0;  // our replacement: our exit is expected, no respawn
         std::uint64_t passed = 0;
@@ -77,6 +81,8 @@ class Master {
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
+    // Kills (and so replaces) a ready worker silent for longer than its app's watchdog_ms.
+    void watchdog();
     void accept_for(App& app, int listen_fd);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
     void scale(App& app, int workers);

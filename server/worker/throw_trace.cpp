@@ -8,12 +8,12 @@
 #include <cstdlib>
 #include <typeinfo>
 
+#if !defined(__SANITIZE_ADDRESS__)
 namespace {
 void* g_frames[64];
 int g_depth = 0;
 }  // namespace
 
-#if !defined(__SANITIZE_ADDRESS__)
 // Exported from the executable (meson.build's dynamic list), so plugins' throws come here.
 extern "C" [[noreturn]] void __cxa_throw(void* object, std::type_info* type,
                                          void (*destroy)(void*)) {

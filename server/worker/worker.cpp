@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "worker/connection.hpp"
+#include "worker/crash_report.hpp"
 #include "worker/throw_trace.hpp"
 
 namespace herd::worker {
@@ -35,6 +36,7 @@ Worker::~Worker() {
 
 int Worker::run() {
     core::set_log_identity(identity_);
+    install_crash_handlers(spec_.channel.get(), identity_);
     master_ = std::make_unique<core::Channel>(loop_, std::move(spec_.channel), "master");
     master_->start([this](core::Message&& m) { on_master_message(std::move(m)); },
                    [this](const std::string& reason) {
@@ -108,6 +110,7 @@ int Worker::run() {
     }
     set_busy(false);  // present and idle on the load board
     sweep();
+    heartbeat();
     // capacity: how many connections the master may pass us at once. Beyond it the kernel
     // would drop them on the way (MSG_CTRUNC); a reserve stays for what plugins open.
     std::size_t capacity = fd_limit_ > 64 ? fd_limit_ - 32 : fd_limit_ / 2;
@@ -286,6 +289,23 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
     for (std::size_t i = 0; i < connections_.size(); ++i)
         if (connections_[i]) connections_[i]->drain(close_idle);
     maybe_finish();
+}
+
+void Worker::heartbeat() {
+    // From the event loop itself: a plugin stuck in a handler stops the heartbeats, and the
+    // master's watchdog notices. The figures feed status and least-loaded decisions.
+    long rss_pages = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+        long size = 0;
+        if (std::fscanf(f, "%ld %ld", &size, &rss_pages) != 2) rss_pages = 0;
+        std::fclose(f);
+    }
+    master_->send({{"type", "heartbeat"},
+                   {"requests", requests_},
+                   {"open", open_connections_},
+                   {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)}});
+    int period = std::clamp(spec_.app.watchdog_ms / 4, 50, 1000);
+    loop_.add_timer(std::chrono::milliseconds(period), [this] { heartbeat(); });
 }
 
 void Worker::maybe_finish() {

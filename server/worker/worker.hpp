@@ -87,6 +87,7 @@ class Worker final : public MessageSink {
     void publish_open();
     void start_drain(bool close_idle, int deadline_ms);
     void sweep();
+    void heartbeat();
     void maybe_finish();
     void finish(int code);
 

@@ -121,5 +121,41 @@ class UncaughtError(unittest.TestCase):
                 self.assertTrue(c.closed_by_server())
 
 
+class FatalSignalsAndWatchdog(unittest.TestCase):
+    def test_segv_is_reported_with_a_stack_and_replaced(self):
+        with harness.Herd({"apps": [probe_app(2)]}) as herd:
+            port = herd.port()
+            with harness.Client(port) as c:
+                victim = int(c.request("GET", "/probe/pid").body)
+                mark = herd.mark()
+                c.send("GET /probe/segv HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(c.closed_by_server())  # no response: the process is gone
+            herd.wait_for(r"\[worker web/\d:%d\] fatal signal 11 \(Segmentation fault\); stack:" % victim, after=mark)
+            herd.wait_for(r"libprobe\.so", after=mark)  # the faulting frame is in the stack
+            herd.wait_for(r"\(pid %d\) generation \d+ reported a fatal error: fatal signal 11" % victim, after=mark)
+            herd.wait_for(r"\(pid %d\) killed by signal 11" % victim, after=mark)
+            replacement = int(herd.wait_for(r"worker web/\d \(pid (\d+)\) ready", after=mark).group(1))
+            self.assertIn(replacement, herd.worker_pids())
+            self.assertNotIn(victim, herd.worker_pids())
+            self.assertEqual(len(herd.worker_pids()), 2)
+            self.assertEqual(harness.get(port).status, 200)
+
+    def test_watchdog_kills_and_replaces_a_stuck_worker(self):
+        with harness.Herd({"apps": [probe_app(2, watchdog_ms=500)]}) as herd:
+            port = herd.port()
+            with harness.Client(port) as c:
+                victim = int(c.request("GET", "/probe/pid").body)
+                mark = herd.mark()
+                c.send("GET /probe/spin HTTP/1.1\r\nHost: x\r\n\r\n")  # never answers
+                herd.wait_for(r"\(pid %d\) sent no heartbeat for \d+ ms \(watchdog_ms 500\)" % victim, after=mark)
+                herd.wait_for(r"\(pid %d\) killed by signal 9" % victim, after=mark)
+                herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark)
+                self.assertTrue(c.closed_by_server())
+            self.assertNotIn(victim, herd.worker_pids())
+            self.assertEqual(len(herd.worker_pids()), 2)
+            # The other worker served throughout.
+            self.assertEqual(harness.get(port).status, 200)
+
+
 if __name__ == "__main__":
     harness.main()
