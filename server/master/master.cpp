@@ -262,6 +262,7 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
     std::string type = m.type();
     if (type == "ready") {
         if (w.state == WorkerState::starting) w.state = WorkerState::ready;
+        w.app->start_failures.record_ready();
         w.last_heartbeat = Clock::now();
         w.capacity = m.body.value("capacity", w.capacity);
         core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
@@ -456,22 +457,49 @@ void Master::on_worker_exit(pid_t pid, int status) {
         return;
     }
     core::log_error("{} {} unexpectedly after {:.1f} s", w->name, how, seconds_since(w->started));
+    App& app = *w->app;
     bool never_ready = w->state == WorkerState::starting;
     bool start_failed = !w->start_failure.empty() ||
                         (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
     if (start_failed || never_ready) {
-        // A worker that cannot start will not start on the next fork either: no fork storm.
         std::string reason =
             w->start_failure.empty() ? "worker " + how + " before it was ready" : w->start_failure;
-        begin_stop(1, "app \"" + w->app->config.name + "\" cannot start: " + reason);
+        if (app.start_failures.record_failure()) {
+            // A worker that cannot start will not start on the next fork either: no fork
+            // storm. Other apps keep running.
+            app.failed = true;
+            core::log_error(
+                "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
+                "No more workers are started for it",
+                app.config.name, app.start_failures.count(), reason);
+            return;
+        }
+    }
+    restart_slot(app, w->slot, app.backoff[w->slot].next_delay(w->started, Clock::now()));
+}
+
+void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
+    auto start = [this, &app, slot] {
+        bool occupied = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
+            return other.second->app == &app && other.second->slot == slot && !other.second->exited;
+        });
+        if (stopping_ || app.failed || slot >= app.config.workers || occupied) return;
+        try {
+            spawn_worker(app, slot);
+        } catch (const core::Error& e) {
+            core::log_error("cannot restart app \"{}\" slot {}: {}; next try in 1 s",
+                            app.config.name, slot, e.what());
+            loop_.add_timer(std::chrono::seconds(1),
+                            [this, &app, slot] { restart_slot(app, slot, {}); });
+        }
+    };
+    if (delay.count() == 0) {
+        start();
         return;
     }
-    try {
-        spawn_worker(*w->app, w->slot);
-        core::log_info("replacing {} in slot {}", w->name, w->slot);
-    } catch (const core::Error& e) {
-        core::log_error("cannot replace {}: {}", w->name, e.what());
-    }
+    core::log_info("restarting app \"{}\" slot {} in {} ms (failure {} in a row)", app.config.name,
+                   slot, delay.count(), app.backoff[slot].streak());
+    loop_.add_timer(delay, start);
 }
 
 void Master::scale(App& app, int workers) {

@@ -14,6 +14,7 @@
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
+#include "master/restart_policy.hpp"
 
 namespace herd::master {
 
@@ -67,6 +68,9 @@ class Master {
         // Sockets of removed reuseport slots, by slot: the master accepts on them and passes
         // the connections on until the slot's worker has left, then closes them.
         std::map<int, core::UniqueFd> retiring;
+        std::map<int, SlotBackoff> backoff;  // by slot
+        StartFailures start_failures;
+        bool failed = false;  // gave up after start failures: no worker is started for it
     };
 
     void bind_all();
@@ -76,6 +80,9 @@ class Master {
     void replace_worker(WorkerProc& w, const std::string& why);
     // Sends "drain" and arms the SIGKILL backstop for the worker's deadline.
     void drain_worker(WorkerProc& w, bool close_idle);
+    // Starts a worker for the slot after `delay` (back-off), unless the app failed, the slot
+    // was removed or filled meanwhile, or herd is stopping.
+    void restart_slot(App& app, int slot, std::chrono::milliseconds delay);
     void on_signal();
     void on_worker_message(WorkerProc& w, core::Message& m);
     void reap();

@@ -50,13 +50,14 @@ def app(name="web", workers=2, plugins=None, **extra):
 class Herd:
     """A herd master run in the background. Use as a context manager."""
 
-    def __init__(self, config, tmpdir=None, args=None, nofile=None):
+    def __init__(self, config, tmpdir=None, args=None, nofile=None, wait_ready=True):
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="herd-test-")
         self.config_path = os.path.join(self.tmpdir, "herd.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
         self.args = args
         self.nofile = nofile  # RLIMIT_NOFILE for herd and its workers, to provoke EMFILE
+        self.wait_ready = wait_ready  # used by `with`: wait for "all apps ready" 
         self.proc = None
         self.lines = []
         self.cond = threading.Condition()
@@ -166,7 +167,7 @@ class Herd:
             self.proc.wait()
 
     def __enter__(self):
-        return self.start()
+        return self.start(wait_ready=self.wait_ready)
 
     def __exit__(self, *exc):
         self.kill()

@@ -82,21 +82,30 @@ class RunFailures(unittest.TestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn('app "web": bind(127.0.0.1:%d): EADDRINUSE' % port, out)
 
-    def test_plugin_that_never_starts_is_no_fork_storm(self):
-        config = {"apps": [app(workers=2, plugins=[{"path": plugin("throw_on_start")}])]}
-        herd = harness.Herd(config)
-        try:
-            herd.start(wait_ready=False)
-            code = herd.wait_exit()
-            log = herd.log()
-        finally:
-            herd.kill()
-        self.assertEqual(code, 1, log)
-        self.assertIn('app "web" cannot start', log)
-        self.assertIn("on_start threw std::runtime_error: throw_on_start: refusing to start", log)
-        # Two workers were started once each; none was forked again.
-        self.assertEqual(herd.count(r"spawned worker"), 2, log)
-
+    def test_plugin_that_never_starts_fails_its_app_only(self):
+        # Two apps: one whose plugin always throws in on_start, one that is fine.
+        config = {"apps": [app(workers=2, plugins=[{"path": plugin("throw_on_start")}]),
+                           app(name="good", workers=1)]}
+        with harness.Herd(config, wait_ready=False) as herd:
+            herd_wait = herd.wait_for(r'app "web" failed: 5 workers in a row could not start; the last: '
+                                      r'.*on_start threw std::runtime_error: throw_on_start: refusing to start',
+                                      seconds=20)
+            self.assertTrue(herd_wait)
+            # Back-off, not a fork storm: five failures, plus at most one restart per other slot
+            # already under way, with growing delays, and nothing started once the app failed.
+            self.assertIn(herd.count(r"spawned worker web/"), (5, 6), herd.log())
+            lines = herd.log().split("\n")
+            failed_at = next(i for i, l in enumerate(lines) if 'app "web" failed' in l)
+            mark = herd.mark()
+            self.assertEqual(harness.get(herd.port("good")).status, 200)  # lets the loop run on
+            self.assertFalse([l for l in lines[failed_at:] + herd.log().split("\n")[mark:]
+                              if "spawned worker web/" in l])
+            self.assertTrue(herd.count(r'restarting app "web" slot \d in 100 ms'))
+            self.assertTrue(herd.count(r'restarting app "web" slot \d in 200 ms'))
+            # The master stays up and the other app serves.
+            self.assertEqual(harness.get(herd.port("good")).body, b"Hello, World!")
+            self.assertIsNone(herd.proc.poll())
+            self.assertEqual(herd.stop(), 0, herd.log())
 
 
 class ExamplesCheck(unittest.TestCase):
