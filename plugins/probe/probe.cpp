@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <herd/herd.hpp>
 
@@ -70,6 +71,19 @@ class Probe final : public herd::Plugin {
             bool sent = ctx_->broadcast(message);
             response.set_status(sent ? 202 : 503);
             response.set_body(sent ? "sent\n" : "the master cannot be reached\n");
+        } else if (path == "/alloc") {
+            // Holds N MiB of touched memory (up to 1024) until the worker exits: for testing
+            // max_rss_mb.
+            std::string mb = query_param(request.query(), "mb");
+            long n = 0;
+            auto [end, ec] = std::from_chars(mb.data(), mb.data() + mb.size(), n);
+            if (ec != std::errc() || end != mb.data() + mb.size() || n < 0 || n > 1024) {
+                response.set_status(400);
+                response.set_body("mb must be a number of MiB from 0 to 1024\n");
+                return;
+            }
+            held_.emplace_back(static_cast<std::size_t>(n) << 20, '\1');
+            answer_pid(response);
         } else if (path == "/inbox") {
             response.set_header("Content-Type", "application/json");
             response.set_body(inbox_.dump());
@@ -102,6 +116,7 @@ class Probe final : public herd::Plugin {
     }
 
     herd::Context* ctx_ = nullptr;
+    std::vector<std::string> held_;  // /alloc
     nlohmann::json inbox_ = nlohmann::json::array();
 };
 

@@ -98,10 +98,11 @@ PluginConfig parse_plugin(const json& j, const std::string& where, const std::st
 
 AppConfig parse_app(const json& j, const std::string& where, const std::string& base_dir) {
     require_object(j, where);
-    reject_unknown_keys(j, where,
-                        {"name", "listen", "workers", "balance", "plugins", "env",
-                         "drain_timeout_ms", "max_body_bytes", "max_header_bytes",
-                         "header_timeout_ms", "keepalive_timeout_ms", "backlog", "watchdog_ms"});
+    reject_unknown_keys(
+        j, where,
+        {"name", "listen", "workers", "balance", "plugins", "env", "drain_timeout_ms",
+         "max_body_bytes", "max_header_bytes", "header_timeout_ms", "keepalive_timeout_ms",
+         "backlog", "watchdog_ms", "max_requests", "max_rss_mb"});
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -176,6 +177,12 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     if (j.contains("watchdog_ms"))
         a.watchdog_ms =
             static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
+    if (j.contains("max_requests"))
+        a.max_requests = static_cast<std::uint64_t>(
+            get_int(j["max_requests"], where + ".max_requests", 0, 1LL << 40));
+    if (j.contains("max_rss_mb"))
+        a.max_rss_mb =
+            static_cast<std::uint64_t>(get_int(j["max_rss_mb"], where + ".max_rss_mb", 0, 1 << 24));
     if (j.contains("backlog"))
         a.backlog = static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
     return a;

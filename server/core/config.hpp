@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,7 +39,10 @@ struct AppConfig {
     int header_timeout_ms = 10000;
     int keepalive_timeout_ms = 75000;
     int backlog = 511;
-    int watchdog_ms = 30000;  // a worker silent this long (stuck in a plugin) is killed
+    int watchdog_ms = 30000;
+    std::uint64_t max_requests = 0;  // recycle a worker after this many requests (0: never)
+    std::uint64_t max_rss_mb = 0;  // recycle a worker whose resident memory exceeds this (0: never)
+                                   // // a worker silent this long (stuck in a plugin) is killed
 };
 
 struct Config {

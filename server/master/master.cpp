@@ -287,6 +287,13 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         w.requests = m.body.value("requests", std::uint64_t{0});
         w.open = m.body.value("open", std::uint64_t{0});
         w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
+        std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
+        if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
+            replace_worker(w, "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
+    } else if (type == "retire") {
+        std::string reason = m.body.value("reason", std::string("(no reason given)"));
+        core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
+        replace_worker(w, reason);
     } else if (type == "user") {
         // A plugin's message: "app" goes to the same plugin in every worker of the app, the
         // sender included; "master" is logged (no plugin code runs in the master).

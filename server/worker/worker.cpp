@@ -24,6 +24,12 @@ constexpr auto accept_pause = std::chrono::milliseconds(100);
 }
 
 Worker::Worker(WorkerSpec spec) : spec_(std::move(spec)), read_buffer_(64 << 10) {
+    if (spec_.app.max_requests > 0) {
+        // Jitter of up to 10%, so that workers started together do not all retire together.
+        std::uint64_t spread = spec_.app.max_requests / 10;
+        std::uint64_t seed = static_cast<std::uint64_t>(getpid()) * 2654435761u;
+        request_limit_ = spec_.app.max_requests + (spread > 0 ? seed % (spread + 1) : 0);
+    }
     limits_.max_body_bytes = spec_.app.max_body_bytes;
     limits_.max_header_bytes = spec_.app.max_header_bytes;
     identity_ = "worker " + spec_.app.name + "/" + std::to_string(spec_.slot);
@@ -217,6 +223,17 @@ void Worker::pause_accepting(const std::string& why) {
 
 void Worker::on_plugin_failure(const std::string& description) {
     core::log_error("{}; thrown at:\n{}", description, last_throw_trace());
+    retire({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
+}
+
+void Worker::count_request() {
+    ++requests_;
+    if (request_limit_ != 0 && requests_ == request_limit_)
+        retire({{"type", "retire"},
+                {"reason", "max_requests: served " + std::to_string(requests_) + " requests"}});
+}
+
+void Worker::retire(const nlohmann::json& report) {
     if (retiring_ || draining_) return;
     retiring_ = true;
     if (accepting_) loop_.remove(spec_.listen.get());
@@ -225,8 +242,9 @@ void Worker::on_plugin_failure(const std::string& description) {
         spec_.board->slot(spec_.slot)
             .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
                          std::memory_order_relaxed);
-    master_->send({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
-    core::log_info("retiring: accepting no more connections; {} open", open_connections_);
+    master_->send(report);
+    core::log_info("retiring ({}): accepting no more connections; {} open",
+                   report.value("reason", std::string()), open_connections_);
 }
 
 void Worker::step_back() {

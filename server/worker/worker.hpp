@@ -57,7 +57,12 @@ class Worker final : public MessageSink {
     // to the master, stop accepting, and keep serving what is open until the master, once
     // the replacement is ready, says "drain".
     void on_plugin_failure(const std::string& description);
-    void count_request() { ++requests_; }
+    // Stops accepting and asks the master for a replacement (report: "fatal" or "retire"); the
+    // master says "drain" once the replacement is ready.
+    void retire(const nlohmann::json& report);
+    // Counts a request; at max_requests (with jitter) the worker retires, like after a fatal
+    // error but reported as "retire".
+    void count_request();
     // Around a plugin handler: siblings do not step back for a worker that cannot accept.
     void set_busy(bool busy) {
         if (spec_.board != nullptr && !draining())
@@ -103,6 +108,7 @@ class Worker final : public MessageSink {
     std::vector<std::unique_ptr<Connection>> released_;
     std::vector<char> read_buffer_;
     std::uint64_t requests_ = 0;
+    std::uint64_t request_limit_ = 0;  // max_requests plus jitter; 0: no limit
     std::uint64_t closed_ = 0;  // connections closed, reported to the master when it accepts for us
     bool load_report_due_ = false;
     bool master_accepts_ = false;

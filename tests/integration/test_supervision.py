@@ -157,5 +157,53 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
             self.assertEqual(harness.get(port).status, 200)
 
 
+class Recycling(unittest.TestCase):
+    def test_max_requests_recycles_workers_without_a_failed_request(self):
+        with harness.Herd({"apps": [probe_app(2, max_requests=50)]}) as herd:
+            port = herd.port()
+            lock = threading.Lock()
+            statuses, failures = [], []
+
+            def load(n):
+                c = None
+                for _ in range(n):
+                    try:
+                        if c is None:
+                            c = harness.Client(port)
+                        r = c.request("GET", "/probe/pid")
+                        with lock:
+                            statuses.append(r.status)
+                        if r.header("Connection") == "close":
+                            c.close()
+                            c = None
+                    except Exception as e:
+                        with lock:
+                            failures.append(repr(e))
+                        c = None
+                if c:
+                    c.close()
+
+            threads = [threading.Thread(target=load, args=(150,)) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(failures, [])
+            self.assertEqual(statuses, [200] * 600)
+            # 600 requests over workers that retire after 50 to 55: at least 8 recyclings.
+            recycled = herd.count(r"asks to be recycled: max_requests: served 5\d requests")
+            self.assertGreaterEqual(recycled, 8, herd.log())
+            herd.wait_for(r"replaced by worker web/\d \(pid \d+\); draining it")
+
+    def test_max_rss_mb_recycles_a_worker_that_grew(self):
+        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, watchdog_ms=400, drain_timeout_ms=1000)]}) as herd:
+            with harness.Client(herd.port()) as c:
+                pid = int(c.request("GET", "/probe/alloc?mb=100").body)
+                herd.wait_for(r"replacing worker web/\d \(pid %d\) \(max_rss_mb: resident \d+ MiB\)" % pid)
+                herd.wait_for(r"\(pid %d\) exited with code 0 .*\(replaced by pid" % pid)
+            self.assertNotIn(pid, herd.worker_pids())
+            self.assertEqual(len(herd.worker_pids()), 2)
+
+
 if __name__ == "__main__":
     harness.main()
