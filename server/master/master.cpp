@@ -265,7 +265,8 @@ void Master::on_worker_message(WorkerProc& w, core::Message& m) {
         w.app->start_failures.record_ready();
         w.last_heartbeat = Clock::now();
         w.capacity = m.body.value("capacity", w.capacity);
-        core::log_info("{} ready in {:.1f} ms", w.name, seconds_since(w.started) * 1000);
+        core::log_info("{} ready in {:.1f} ms, generation {}", w.name,
+                       seconds_since(w.started) * 1000, w.generation);
         check_all_ready();
         flush_pending(*w.app);
         if (w.replaces != 0) {
@@ -444,16 +445,17 @@ void Master::on_worker_exit(pid_t pid, int status) {
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     std::string how = describe_status(status);
     if (stopping_) {
-        core::log_line(
-            clean ? core::LogLevel::info : core::LogLevel::warn,
-            fmt::format("{} {} after {:.1f} s", w->name, how, seconds_since(w->started)));
+        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
+                       fmt::format("{} {} after {:.1f} s, generation {}", w->name, how,
+                                   seconds_since(w->started), w->generation));
         return;
     }
     if (w->replaced_by != 0) {
         // Expected: it reported a fatal error and its replacement took the slot.
-        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                       fmt::format("{} {} after {:.1f} s (replaced by pid {})", w->name, how,
-                                   seconds_since(w->started), w->replaced_by));
+        core::log_line(
+            clean ? core::LogLevel::info : core::LogLevel::warn,
+            fmt::format("{} {} after {:.1f} s, generation {} (replaced by pid {})", w->name, how,
+                        seconds_since(w->started), w->generation, w->replaced_by));
         return;
     }
     if (w->slot >= w->app->config.workers) {
@@ -463,7 +465,9 @@ void Master::on_worker_exit(pid_t pid, int status) {
         close_retired_slot(*w->app, w->slot);
         return;
     }
-    core::log_error("{} {} unexpectedly after {:.1f} s", w->name, how, seconds_since(w->started));
+    core::log_error("{} {} unexpectedly after {:.1f} s, generation {}", w->name, how,
+                    seconds_since(w->started), w->generation);
+    ++w->app->restarts[w->slot];
     App& app = *w->app;
     bool never_ready = w->state == WorkerState::starting;
     bool start_failed = !w->start_failure.empty() ||

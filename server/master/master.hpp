@@ -68,7 +68,8 @@ class Master {
         // Sockets of removed reuseport slots, by slot: the master accepts on them and passes
         // the connections on until the slot's worker has left, then closes them.
         std::map<int, core::UniqueFd> retiring;
-        std::map<int, SlotBackoff> backoff;  // by slot
+        std::map<int, SlotBackoff> backoff;     // by slot
+        std::map<int, std::uint64_t> restarts;  // by slot: unexpected exits, for status
         StartFailures start_failures;
         bool failed = false;  // gave up after start failures: no worker is started for it
     };
