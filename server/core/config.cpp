@@ -102,7 +102,8 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
         j, where,
         {"name", "listen", "workers", "balance", "plugins", "env", "drain_timeout_ms",
          "max_body_bytes", "max_header_bytes", "header_timeout_ms", "keepalive_timeout_ms",
-         "backlog", "watchdog_ms", "max_requests", "max_rss_mb"});
+         "backlog", "watchdog_ms", "max_requests", "max_rss_mb", "restart_backoff_ms",
+         "restart_backoff_max_ms", "healthy_after_ms"});
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -177,6 +178,15 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     if (j.contains("watchdog_ms"))
         a.watchdog_ms =
             static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
+    if (j.contains("restart_backoff_ms"))
+        a.restart_backoff_ms = static_cast<int>(
+            get_int(j["restart_backoff_ms"], where + ".restart_backoff_ms", 0, 3600000));
+    if (j.contains("restart_backoff_max_ms"))
+        a.restart_backoff_max_ms = static_cast<int>(
+            get_int(j["restart_backoff_max_ms"], where + ".restart_backoff_max_ms", 0, 3600000));
+    if (j.contains("healthy_after_ms"))
+        a.healthy_after_ms = static_cast<int>(
+            get_int(j["healthy_after_ms"], where + ".healthy_after_ms", 0, 86400000));
     if (j.contains("max_requests"))
         a.max_requests = static_cast<std::uint64_t>(
             get_int(j["max_requests"], where + ".max_requests", 0, 1LL << 40));

@@ -40,7 +40,10 @@ struct AppConfig {
     int keepalive_timeout_ms = 75000;
     int backlog = 511;
     int watchdog_ms = 30000;
-    std::uint64_t max_requests = 0;  // recycle a worker after this many requests (0: never)
+    int restart_backoff_ms = 100;        // delay before the 2nd restart in a row; doubles; 0: none
+    int restart_backoff_max_ms = 15000;  // cap of that delay
+    int healthy_after_ms = 10000;        // a worker that ran this long resets the back-off
+    std::uint64_t max_requests = 0;      // recycle a worker after this many requests (0: never)
     std::uint64_t max_rss_mb = 0;  // recycle a worker whose resident memory exceeds this (0: never)
                                    // // a worker silent this long (stuck in a plugin) is killed
 };

@@ -486,7 +486,13 @@ void Master::on_worker_exit(pid_t pid, int status) {
             return;
         }
     }
-    restart_slot(app, w->slot, app.backoff[w->slot].next_delay(w->started, Clock::now()));
+    if (app.failed) return;  // a worker already under way when the app failed
+    RestartOptions options;
+    options.initial_delay = std::chrono::milliseconds(app.config.restart_backoff_ms);
+    options.max_delay = std::chrono::milliseconds(app.config.restart_backoff_max_ms);
+    options.healthy_after = std::chrono::milliseconds(app.config.healthy_after_ms);
+    SlotBackoff& backoff = app.backoff.try_emplace(w->slot, options).first->second;
+    restart_slot(app, w->slot, backoff.next_delay(w->started, Clock::now()));
 }
 
 void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {

@@ -12,8 +12,10 @@ std::chrono::milliseconds SlotBackoff::next_delay(Clock::time_point started,
         return std::chrono::milliseconds(0);
     }
     ++streak_;
-    // initial, 2 x initial, 4 x initial, ... capped; the shift is bounded so it cannot overflow.
-    auto delay = options_.initial_delay * (std::int64_t{1} << std::min(streak_ - 1, 30));
+    // The first failure restarts at once; repeated ones wait initial, 2 x initial, 4 x
+    // initial, ... up to the cap (the shift is bounded so it cannot overflow).
+    if (streak_ == 1 || options_.initial_delay.count() == 0) return std::chrono::milliseconds(0);
+    auto delay = options_.initial_delay * (std::int64_t{1} << std::min(streak_ - 2, 30));
     return std::min(delay, options_.max_delay);
 }
 

@@ -7,7 +7,7 @@
 namespace herd::master {
 
 struct RestartOptions {
-    std::chrono::milliseconds initial_delay{100};
+    std::chrono::milliseconds initial_delay{100};  // 0: no back-off at all
     std::chrono::milliseconds max_delay{15000};
     // A worker that ran at least this long before failing was healthy: restart at once and
     // forget earlier failures.
@@ -22,7 +22,7 @@ class SlotBackoff {
     explicit SlotBackoff(RestartOptions options = {}) : options_(options) {}
 
     // A worker of this slot that started at `started` has failed at `now`: how long to wait
-    // before starting the next one (zero after a healthy run).
+    // before starting the next one (zero for a first failure, or after a healthy run).
     std::chrono::milliseconds next_delay(Clock::time_point started, Clock::time_point now);
     int streak() const { return streak_; }
 

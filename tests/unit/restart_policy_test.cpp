@@ -10,7 +10,7 @@ using herd::master::SlotBackoff;
 using herd::master::StartFailures;
 using Clock = SlotBackoff::Clock;
 
-TEST(SlotBackoffTest, DoublesFromInitialToTheCap) {
+TEST(SlotBackoffTest, FirstFailureRestartsAtOnceThenDoublesToTheCap) {
     SlotBackoff b;
     Clock::time_point t{};
     std::vector<long> delays;
@@ -20,16 +20,18 @@ TEST(SlotBackoffTest, DoublesFromInitialToTheCap) {
         t += 2s;
     }
     EXPECT_EQ(delays,
-              (std::vector<long>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000}));
+              (std::vector<long>{0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000}));
 }
 
 TEST(SlotBackoffTest, AHealthyRunResetsTheStreak) {
     SlotBackoff b;
     Clock::time_point t{};
+    EXPECT_EQ(b.next_delay(t, t + 1s), 0ms);  // a first failure restarts at once
     EXPECT_EQ(b.next_delay(t, t + 1s), 100ms);
     EXPECT_EQ(b.next_delay(t, t + 1s), 200ms);
     EXPECT_EQ(b.next_delay(t, t + 10s), 0ms);  // ran 10 s: healthy, restart at once
     EXPECT_EQ(b.streak(), 0);
+    EXPECT_EQ(b.next_delay(t, t + 1s), 0ms);
     EXPECT_EQ(b.next_delay(t, t + 1s), 100ms);
 }
 
@@ -40,10 +42,19 @@ TEST(SlotBackoffTest, OptionsAreHonoured) {
     o.healthy_after = 500ms;
     SlotBackoff b(o);
     Clock::time_point t{};
+    EXPECT_EQ(b.next_delay(t, t + 100ms), 0ms);
     EXPECT_EQ(b.next_delay(t, t + 100ms), 10ms);
     EXPECT_EQ(b.next_delay(t, t + 100ms), 20ms);
     EXPECT_EQ(b.next_delay(t, t + 100ms), 35ms);
     EXPECT_EQ(b.next_delay(t, t + 600ms), 0ms);
+}
+
+TEST(SlotBackoffTest, ZeroInitialDelayMeansNoBackoff) {
+    RestartOptions o;
+    o.initial_delay = 0ms;
+    SlotBackoff b(o);
+    Clock::time_point t{};
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(b.next_delay(t, t + 1ms), 0ms);
 }
 
 TEST(SlotBackoffTest, NoOverflowAfterManyFailures) {
