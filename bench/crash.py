@@ -134,7 +134,10 @@ def failures_under_load(server, port, throw_path, mode, seconds):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
     stop.set()
     t.join()
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if not m:
+        raise RuntimeError("wrk gave no totals:\n" + out)
+    total = int(m.group(1))
     errors = 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
