@@ -56,6 +56,8 @@ class Messaging(unittest.TestCase):
             port = herd.port()
             with harness.Client(port) as c:
                 self.assertEqual(c.request("POST", "/probe/broadcast", body="plain text").status, 202)
+            # Delivered asynchronously, through the master.
+            harness.wait_until(lambda: inbox(port)[1], what="the broadcast in the inbox")
             _, messages = inbox(port)
             self.assertEqual([m["message"] for m in messages], ["plain text"])
 

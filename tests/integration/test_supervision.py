@@ -84,7 +84,8 @@ class UncaughtError(unittest.TestCase):
             self.assertGreater(ok[0], 100)
             # Every failed worker was replaced, the replacement was ready before the old one
             # was drained, and it exited only after that.
-            herd.wait_for(r"exited with code 0 .*\(replaced by pid")
+            harness.wait_until(lambda: herd.count(r"exited with code 0 .*\(replaced by pid") == 15,
+                               what="all 15 failed workers to drain and exit")
             self.assertEqual(herd.stop(), 0)
             order = event_order(herd)
             self.assertEqual(len(order), 15, herd.log())
