@@ -10,6 +10,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "master/control.hpp"
 #include "master/master.hpp"
 #include "master/spawn.hpp"
 #include "worker/plugin_host.hpp"
@@ -21,6 +22,8 @@ constexpr int exit_usage = 2;
 const char* usage =
     "usage: herd run CONFIG      serve the apps of CONFIG (foreground; TERM/INT stop gracefully)\n"
     "       herd check CONFIG    validate CONFIG and load its plugins in a throwaway process\n"
+    "       herd status [--json] (-c CONFIG | -s SOCKET)   what the running master's workers do\n"
+    "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
     "       herd version\n";
 
 herd::core::LogLevel parse_level(const std::string& s) {
@@ -99,6 +102,76 @@ int cmd_check(const std::string& file) {
     return 0;
 }
 
+// herd status / stop: talks to a running master over its control socket.
+int cmd_control(std::string_view cmd, int argc, char** argv) {
+    std::string socket, config;
+    bool json = false, now = false;
+    for (int i = 2; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if ((a == "-c" || a == "-s") && i + 1 < argc)
+            (a == "-c" ? config : socket) = argv[++i];
+        else if (a == "--json" && cmd == "status")
+            json = true;
+        else if (a == "--now" && cmd == "stop")
+            now = true;
+        else {
+            std::fprintf(stderr, "herd %s: unexpected argument \"%s\"\n%s",
+                         std::string(cmd).c_str(), argv[i], usage);
+            return exit_usage;
+        }
+    }
+    if (socket.empty() == config.empty()) {
+        std::fprintf(stderr, "herd %s: give the master's config (-c) or its control socket (-s)\n",
+                     std::string(cmd).c_str());
+        return exit_usage;
+    }
+    if (socket.empty()) {
+        std::optional<herd::core::Config> loaded = load_or_report(config);
+        if (!loaded) return exit_usage;
+        socket = loaded->control_path;
+    }
+    nlohmann::json answer;
+    try {
+        answer = herd::master::control_request(
+            socket, cmd == "stop" ? nlohmann::json{{"cmd", "stop"}, {"now", now}}
+                                  : nlohmann::json{{"cmd", "status"}});
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "herd: %s\n", e.what());
+        return 1;
+    }
+    if (!answer.value("ok", false)) {
+        std::fprintf(stderr, "herd: the master refused: %s\n",
+                     answer.value("error", std::string("?")).c_str());
+        return 1;
+    }
+    if (cmd == "stop") {
+        std::printf("herd: master %s\n", now ? "stopping at once" : "stopping gracefully");
+        return 0;
+    }
+    if (json) {
+        std::printf("%s\n", answer.dump(2).c_str());
+        return 0;
+    }
+    std::printf("master pid %d%s\n", answer.value("pid", 0),
+                answer.value("stopping", false) ? " (stopping)" : "");
+    for (const auto& app : answer["apps"]) {
+        std::printf("\napp %s on %s (%s) %s\n", app.value("name", "").c_str(),
+                    app.value("listen", "").c_str(), app.value("balance", "").c_str(),
+                    app.value("state", "").c_str());
+        std::printf("  %-4s %-8s %-9s %-4s %9s %8s %10s %6s %9s\n", "slot", "pid", "state", "gen",
+                    "uptime", "restarts", "requests", "open", "rss");
+        for (const auto& w : app["workers"])
+            std::printf("  %-4d %-8d %-9s %-4d %8.0fs %8llu %10llu %6llu %7lluMB\n",
+                        w.value("slot", 0), w.value("pid", 0), w.value("state", "").c_str(),
+                        w.value("generation", 0), w.value("uptime_s", 0.0),
+                        static_cast<unsigned long long>(w.value("restarts", 0ull)),
+                        static_cast<unsigned long long>(w.value("requests", 0ull)),
+                        static_cast<unsigned long long>(w.value("open", 0ull)),
+                        static_cast<unsigned long long>(w.value("rss_kb", 0ull) / 1024));
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +190,7 @@ int main(int argc, char** argv) {
     }
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
+    if (cmd == "status" || cmd == "stop") return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;
 }

@@ -213,7 +213,7 @@ int cpu_count() {
 
 Config parse_config(const json& j, const std::string& base_dir) {
     require_object(j, "");
-    reject_unknown_keys(j, "", {"apps", "log_level"});
+    reject_unknown_keys(j, "", {"apps", "log_level", "control"});
     Config c;
     c.dir = base_dir;
     if (j.contains("log_level")) {
@@ -222,6 +222,11 @@ Config parse_config(const json& j, const std::string& base_dir) {
             c.log_level != "error")
             fail("log_level", "expected \"debug\", \"info\", \"warn\" or \"error\", got " +
                                   describe(j["log_level"]));
+    }
+    if (j.contains("control")) {
+        c.control_path = get_string(j["control"], "control");
+        if (c.control_path.empty()) fail("control", "must not be empty");
+        c.control_path = resolve(c.control_path, base_dir);
     }
     if (!j.contains("apps")) fail("apps", "missing (a list of apps)");
     const json& apps = j["apps"];
@@ -270,6 +275,8 @@ Config load_config(const std::string& file) {
     ss << in.rdbuf();
     Config c = parse_config_text(ss.str(), path.string(), path.parent_path().string());
     c.file = path.string();
+    if (c.control_path.empty())
+        c.control_path = (path.parent_path() / path.stem()).string() + ".sock";
     return c;
 }
 

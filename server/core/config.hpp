@@ -53,6 +53,9 @@ struct Config {
     std::string dir;   // its folder: relative paths resolve here
     std::vector<AppConfig> apps;
     std::string log_level = "info";
+    // The master's control socket (herd status/stop): "control" in the file, by default the
+    // config file's name with ".sock" ("/etc/herd/herd.json" -> "/etc/herd/herd.sock").
+    std::string control_path;
 };
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.

@@ -158,6 +158,13 @@ int Master::run() {
     if (!signal_fd_) core::throw_errno("signalfd()");
     loop_.add(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
 
+    // The control socket first: a second master is refused before it touches any port.
+    if (!config_.control_path.empty()) {
+        control_ = std::make_unique<ControlServer>(
+            loop_, [this](const nlohmann::json& r) { return on_control(r); });
+        control_->listen(config_.control_path);
+        core::log_info("control socket {}", config_.control_path);
+    }
     bind_all();
     watchdog();
     for (auto& app : apps_)
@@ -358,6 +365,54 @@ void Master::watchdog() {
     }
     for (auto& app : apps_) period = std::min(period, std::max(50, app->config.watchdog_ms / 4));
     loop_.add_timer(std::chrono::milliseconds(period), [this] { watchdog(); });
+}
+
+nlohmann::json Master::on_control(const nlohmann::json& request) {
+    std::string cmd = request.value("cmd", std::string());
+    if (cmd == "status") return status();
+    if (cmd == "stop") {
+        bool now = request.value("now", false);
+        // After the answer has left: stopping may end the loop.
+        loop_.defer([this, now] {
+            if (now)
+                stop_now();
+            else
+                begin_stop(0, "herd stop");
+        });
+        return {{"ok", true}};
+    }
+    return {{"ok", false}, {"error", "unknown command \"" + cmd + "\" (known: status, stop)"}};
+}
+
+nlohmann::json Master::status() const {
+    auto now = Clock::now();
+    nlohmann::json apps = nlohmann::json::array();
+    for (const auto& app : apps_) {
+        nlohmann::json workers = nlohmann::json::array();
+        for (const auto& [pid, w] : workers_) {
+            if (w->app != app.get()) continue;
+            const char* state = w->state == WorkerState::starting ? "starting"
+                                : w->state == WorkerState::ready  ? "ready"
+                                                                  : "draining";
+            auto restarts = app->restarts.find(w->slot);
+            workers.push_back(
+                {{"slot", w->slot},
+                 {"pid", pid},
+                 {"state", state},
+                 {"generation", w->generation},
+                 {"uptime_s", std::chrono::duration<double>(now - w->started).count()},
+                 {"restarts", restarts == app->restarts.end() ? 0 : restarts->second},
+                 {"requests", w->requests},
+                 {"open", w->open},
+                 {"rss_kb", w->rss_kb}});
+        }
+        apps.push_back({{"name", app->config.name},
+                        {"listen", app->bound},
+                        {"balance", app->config.balance},
+                        {"state", app->failed ? "failed" : "running"},
+                        {"workers", workers}});
+    }
+    return {{"ok", true}, {"pid", getpid()}, {"stopping", stopping_}, {"apps", apps}};
 }
 
 void Master::check_all_ready() {

@@ -14,6 +14,7 @@
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
+#include "master/control.hpp"
 #include "master/restart_policy.hpp"
 
 namespace herd::master {
@@ -91,6 +92,8 @@ class Master {
     void check_all_ready();
     // Kills (and so replaces) a ready worker silent for longer than its app's watchdog_ms.
     void watchdog();
+    nlohmann::json on_control(const nlohmann::json& request);
+    nlohmann::json status() const;
     void accept_for(App& app, int listen_fd);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
     void scale(App& app, int workers);
@@ -105,6 +108,7 @@ class Master {
     core::Config config_;
     core::EventLoop loop_;
     core::UniqueFd signal_fd_;
+    std::unique_ptr<ControlServer> control_;
     std::vector<std::unique_ptr<App>> apps_;
     std::map<pid_t, std::unique_ptr<WorkerProc>> workers_;
     bool stopping_ = false;

@@ -233,7 +233,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
     j["aps"] = json::array();
     std::string e = error_of(j);
     EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
-    EXPECT_NE(e.find("apps, log_level"), std::string::npos) << e;
+    EXPECT_NE(e.find("apps, control, log_level"), std::string::npos) << e;
 }
 
 TEST(ConfigErrorTest, UnknownAppKey) {
@@ -643,3 +643,21 @@ TEST_F(LoadConfigTest, ErrorsNameTheFile) {
 
 }  // namespace
 }  // namespace herd::core
+
+TEST(ConfigTest, ControlSocketDefaultsBesideTheConfigFile) {
+    char dir[] = "/tmp/herd-config-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    std::string file = std::string(dir) + "/site.json";
+    {
+        std::ofstream out(file);
+        out << R"({"apps":[{"name":"web","listen":"127.0.0.1:0","plugins":[{"path":"p.so"}]}]})";
+    }
+    EXPECT_EQ(herd::core::load_config(file).control_path, std::string(dir) + "/site.sock");
+    {
+        std::ofstream out(file);
+        out << R"({"control":"run/ctl.sock","apps":[{"name":"web","listen":"127.0.0.1:0","plugins":[{"path":"p.so"}]}]})";
+    }
+    EXPECT_EQ(herd::core::load_config(file).control_path, std::string(dir) + "/run/ctl.sock");
+    std::remove(file.c_str());
+    rmdir(dir);
+}

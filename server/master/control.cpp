@@ -1,0 +1,160 @@
+// ControlServer and the CLI's request; see control.hpp.
+#include "master/control.hpp"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace herd::master {
+namespace {
+
+constexpr std::size_t max_request = 64 << 10;
+
+sockaddr_un unix_address(const std::string& path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (path.size() >= sizeof a.sun_path)
+        throw core::Error("control socket path is longer than " +
+                          std::to_string(sizeof a.sun_path - 1) + " bytes: " + path);
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    return a;
+}
+
+// Connects, or returns an invalid fd with errno set.
+core::UniqueFd connect_to(const std::string& path) {
+    sockaddr_un a = unix_address(path);
+    core::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) core::throw_errno("socket(AF_UNIX)");
+    if (connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return {};
+    return fd;
+}
+
+}  // namespace
+
+ControlServer::ControlServer(core::EventLoop& loop, Handler handler)
+    : loop_(loop), handler_(std::move(handler)) {}
+
+ControlServer::~ControlServer() {
+    for (auto& [fd, c] : clients_) loop_.remove(fd);
+    if (socket_) {
+        loop_.remove(socket_.get());
+        (void)::unlink(path_.c_str());  // ours: a new master may bind the path
+    }
+}
+
+void ControlServer::listen(const std::string& path) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            throw core::Error(
+                "control socket " + path +
+                " exists and is not a socket (a symlink or file?): refusing to replace it");
+        if (connect_to(path))
+            throw core::Error("control socket " + path + ": another herd master is running there");
+        if (::unlink(path.c_str()) < 0)
+            core::throw_errno("unlink(stale control socket " + path + ")");
+        core::log_warn("replaced the stale control socket {} (its master is gone)", path);
+    }
+    sockaddr_un a = unix_address(path);
+    socket_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!socket_) core::throw_errno("socket(AF_UNIX) for " + path);
+    // Mode 0600 from the start: the umask applies to bind(), so no moment with wider access.
+    mode_t old = umask(0177);
+    int rc = ::bind(socket_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    int err = errno;
+    umask(old);
+    if (rc < 0) throw core::Error(core::errno_text("bind(control socket " + path + ")", err));
+    if (::listen(socket_.get(), 16) < 0) core::throw_errno("listen(control socket " + path + ")");
+    path_ = path;
+    loop_.add(socket_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+}
+
+void ControlServer::on_accept() {
+    for (int i = 0; i < 16; ++i) {
+        int fd = accept4(socket_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                core::log_warn("{}", core::errno_text("accept4(control socket " + path_ + ")"));
+            return;
+        }
+        auto c = std::make_unique<Client>();
+        c->fd.reset(fd);
+        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
+        clients_[fd] = std::move(c);
+    }
+}
+
+void ControlServer::on_client(int fd, std::uint32_t events) {
+    auto it = clients_.find(fd);
+    if (it == clients_.end()) return;
+    Client& c = *it->second;
+    if (c.out.empty()) {
+        char buf[4096];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) c.in.append(buf, static_cast<std::size_t>(n));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            drop(fd);
+            return;
+        }
+        auto newline = c.in.find('\n');
+        if (newline == std::string::npos && c.in.size() < max_request) return;
+        nlohmann::json answer;
+        auto request = nlohmann::json::parse(c.in.substr(0, newline), nullptr, false);
+        if (newline == std::string::npos)
+            answer = {{"ok", false},
+                      {"error", "request longer than " + std::to_string(max_request) + " bytes"}};
+        else if (request.is_discarded() || !request.is_object())
+            answer = {{"ok", false}, {"error", "request is not a JSON object"}};
+        else
+            try {
+                answer = handler_(request);
+            } catch (const std::exception& e) {
+                answer = {{"ok", false}, {"error", e.what()}};
+            }
+        c.out = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        loop_.modify(fd, EPOLLOUT);
+        events |= EPOLLOUT;
+    }
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+        ssize_t w = ::send(fd, c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
+        if (w > 0) c.written += static_cast<std::size_t>(w);
+        if (c.written == c.out.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) drop(fd);
+    }
+}
+
+void ControlServer::drop(int fd) {
+    loop_.remove(fd);
+    clients_.erase(fd);
+}
+
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
+    core::UniqueFd fd = connect_to(path);
+    if (!fd)
+        throw core::Error(core::errno_text("no herd master is running at " + path + " (connect)"));
+    std::string line = request.dump() + "\n";
+    if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(line.size()))
+        core::throw_errno("send() to " + path);
+    std::string answer;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) core::throw_errno("read() from " + path);
+        if (n == 0) break;
+        answer.append(buf, static_cast<std::size_t>(n));
+    }
+    auto json = nlohmann::json::parse(answer, nullptr, false);
+    if (json.is_discarded() || !json.is_object())
+        throw core::Error("the master at " + path + " gave no valid answer");
+    return json;
+}
+
+}  // namespace herd::master

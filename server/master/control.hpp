@@ -1,0 +1,53 @@
+// ControlServer: the master's Unix socket for the herd CLI. One JSON request per
+// connection, one JSON answer, then close. Non-blocking in the master's loop: a slow or
+// silent client never holds the master up.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/event_loop.hpp"
+#include "core/unique_fd.hpp"
+
+namespace herd::master {
+
+class ControlServer {
+  public:
+    using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+
+    ControlServer(core::EventLoop& loop, Handler handler);
+    ~ControlServer();
+
+    // Creates the socket safely, mode 0600: refuses a path that is not a socket (a planted
+    // symlink or file), refuses a socket a live master answers on, replaces a stale one.
+    // Throws core::Error naming the path.
+    void listen(const std::string& path);
+    const std::string& path() const { return path_; }
+
+  private:
+    struct Client {
+        core::UniqueFd fd;
+        std::string in;
+        std::string out;
+        std::size_t written = 0;
+    };
+    void on_accept();
+    void on_client(int fd, std::uint32_t events);
+    void drop(int fd);
+
+    core::EventLoop& loop_;
+    Handler handler_;
+    core::UniqueFd socket_;
+    std::string path_;
+    std::map<int, std::unique_ptr<Client>> clients_;
+};
+
+// The CLI side: sends one request to the socket and returns the answer. Throws core::Error
+// saying that no master runs there, or what else went wrong.
+nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
+
+}  // namespace herd::master
