@@ -28,6 +28,19 @@ std::string query_param(std::string_view query, std::string_view name) {
     return {};
 }
 
+// Reads query parameter `name` as a number from 0 to max into out, or answers 400 saying so.
+bool number_param(const herd::Request& request, std::string_view name, long max,
+                  std::string_view unit, herd::Response& response, long& out) {
+    std::string text = query_param(request.query(), name);
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec == std::errc() && end == text.data() + text.size() && out >= 0 && out <= max)
+        return true;
+    response.set_status(400);
+    response.set_body(std::string(name) + " must be a number of " + std::string(unit) +
+                      " from 0 to " + std::to_string(max) + "\n");
+    return false;
+}
+
 class Probe final : public herd::Plugin {
   public:
     void on_start(herd::Context& ctx) override { ctx_ = &ctx; }
@@ -47,14 +60,8 @@ class Probe final : public herd::Plugin {
                 response.set_body(value);
             }
         } else if (path == "/sleep") {
-            std::string ms = query_param(request.query(), "ms");
             long n = 0;
-            auto [end, ec] = std::from_chars(ms.data(), ms.data() + ms.size(), n);
-            if (ec != std::errc() || end != ms.data() + ms.size() || n < 0 || n > 600000) {
-                response.set_status(400);
-                response.set_body("ms must be a number of milliseconds from 0 to 600000\n");
-                return;
-            }
+            if (!number_param(request, "ms", 600000, "milliseconds", response, n)) return;
             // Logged so a test can tell the request is in flight without guessing.
             ctx_->log().info("sleeping " + std::to_string(n) + " ms");
             std::this_thread::sleep_for(std::chrono::milliseconds(n));
@@ -74,14 +81,8 @@ class Probe final : public herd::Plugin {
         } else if (path == "/alloc") {
             // Holds N MiB of touched memory (up to 1024) until the worker exits: for testing
             // max_rss_mb.
-            std::string mb = query_param(request.query(), "mb");
             long n = 0;
-            auto [end, ec] = std::from_chars(mb.data(), mb.data() + mb.size(), n);
-            if (ec != std::errc() || end != mb.data() + mb.size() || n < 0 || n > 1024) {
-                response.set_status(400);
-                response.set_body("mb must be a number of MiB from 0 to 1024\n");
-                return;
-            }
+            if (!number_param(request, "mb", 1024, "MiB", response, n)) return;
             held_.emplace_back(static_cast<std::size_t>(n) << 20, '\1');
             answer_pid(response);
         } else if (path == "/inbox") {
