@@ -105,6 +105,11 @@ class RunFailures(unittest.TestCase):
             # The master stays up and the other app serves.
             self.assertEqual(harness.get(herd.port("good")).body, b"Hello, World!")
             self.assertIsNone(herd.proc.poll())
+            # And it answers: status shows the app failed and the other one running.
+            code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
+            self.assertEqual(code, 0, out)
+            states = {a["name"]: a["state"] for a in json.loads(out)["apps"]}
+            self.assertEqual(states, {"web": "failed", "good": "running"})
             self.assertEqual(herd.stop(), 0, herd.log())
 
 
