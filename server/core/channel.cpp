@@ -336,19 +336,13 @@ void Channel::close() {
     decoder_.clear();
 }
 
-void Dispatcher::dispatch(Message& message, std::string_view sender) const {
-    std::string type = message.type();
-    if (type.empty()) {
-        log_error("ignoring message without a \"type\" from {}: {}", sender,
-                  message.body.dump().substr(0, 200));
-        return;
-    }
-    auto it = handlers_.find(type);
-    if (it == handlers_.end()) {
-        log_warn("ignoring message of unknown type \"{}\" from {}", type, sender);
-        return;
-    }
-    it->second(message);
+void log_untyped_message(const Message& message, std::string_view sender) {
+    log_error("ignoring message without a \"type\" from {}: {}", sender,
+              message.body.dump().substr(0, 200));
+}
+
+void log_unknown_message(const std::string& type, std::string_view sender) {
+    log_warn("ignoring message of unknown type \"{}\" from {}", type, sender);
 }
 
 }  // namespace herd::core

@@ -131,15 +131,34 @@ class Channel {
 };
 
 // Type -> handler table. An unknown type or a message without one is logged with its sender
-// and ignored, never dropped silently and never a crash.
-class Dispatcher {
+// and ignored, never dropped silently and never a crash. Context is what a handler gets
+// besides the message (the master passes the worker it came from).
+void log_untyped_message(const Message& message, std::string_view sender);
+void log_unknown_message(const std::string& type, std::string_view sender);
+
+template <class... Context>
+class BasicDispatcher {
   public:
-    using Handler = std::function<void(Message&)>;
+    using Handler = std::function<void(Message&, Context...)>;
     void on(std::string type, Handler handler) { handlers_[std::move(type)] = std::move(handler); }
-    void dispatch(Message& message, std::string_view sender) const;
+    void dispatch(Message& message, std::string_view sender, Context... context) const {
+        std::string type = message.type();
+        if (type.empty()) {
+            log_untyped_message(message, sender);
+            return;
+        }
+        auto it = handlers_.find(type);
+        if (it == handlers_.end()) {
+            log_unknown_message(type, sender);
+            return;
+        }
+        it->second(message, context...);
+    }
 
   private:
     std::unordered_map<std::string, Handler> handlers_;
 };
+
+using Dispatcher = BasicDispatcher<>;
 
 }  // namespace herd::core

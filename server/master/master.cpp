@@ -39,7 +39,9 @@ double seconds_since(Clock::time_point t) {
 
 }  // namespace
 
-Master::Master(core::Config config) : config_(std::move(config)) {}
+Master::Master(core::Config config) : config_(std::move(config)) {
+    register_handlers();
+}
 
 Master::~Master() = default;
 
@@ -266,85 +268,105 @@ void Master::drain_worker(WorkerProc& w, bool close_idle) {
 }
 
 void Master::on_worker_message(WorkerProc& w, core::Message& m) {
-    std::string type = m.type();
-    if (type == "ready") {
-        if (w.state == WorkerState::starting) w.state = WorkerState::ready;
-        w.app->start_failures.record_ready();
-        w.last_heartbeat = Clock::now();
-        w.capacity = m.body.value("capacity", w.capacity);
-        core::log_info("{} ready in {:.1f} ms, generation {}", w.name,
-                       seconds_since(w.started) * 1000, w.generation);
-        check_all_ready();
-        flush_pending(*w.app);
-        if (w.replaces != 0) {
-            // Replacement first, then the old one leaves: no moment without a worker.
-            auto old = workers_.find(w.replaces);
-            if (old != workers_.end() && !old->second->exited) {
-                core::log_info("{} replaced by {}; draining it", old->second->name, w.name);
-                drain_worker(*old->second, false);
-            }
-            w.replaces = 0;
-        }
-    } else if (type == "conn.refused") {
-        // The worker is draining and sent the connection back: someone else takes it.
-        if (w.state == WorkerState::ready) w.state = WorkerState::draining;
-        if (w.closed < w.passed) ++w.closed;
-        for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
-    } else if (type == "heartbeat") {
-        w.last_heartbeat = Clock::now();
-        w.requests = m.body.value("requests", std::uint64_t{0});
-        w.open = m.body.value("open", std::uint64_t{0});
-        w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
-        std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
-        if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
-            replace_worker(w, "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
-    } else if (type == "retire") {
-        std::string reason = m.body.value("reason", std::string("(no reason given)"));
-        core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
-        replace_worker(w, reason);
-    } else if (type == "user") {
-        // A plugin's message: "app" goes to the same plugin in every worker of the app, the
-        // sender included; "master" is logged (no plugin code runs in the master).
-        std::string to = m.body.value("to", std::string());
-        std::string mount = m.body.value("mount", std::string());
-        if (to == "app") {
-            nlohmann::json out = {{"type", "user"}, {"mount", mount}, {"from", w.slot}};
-            out["data"] = m.body.contains("data") ? m.body["data"] : nlohmann::json();
-            for (auto& [pid, other] : workers_)
-                if (other->app == w.app) other->channel->send(out);
-        } else if (to == "master") {
-            core::log_info(
-                "message from {} plugin \"{}\": {}", w.name, mount,
-                m.body.contains("data") ? m.body["data"].dump().substr(0, 1000) : "null");
-        } else {
-            core::log_warn("ignoring plugin message with \"to\": \"{}\" from {}", to, w.name);
-        }
-    } else if (type == "load") {
-        auto closed = m.body.value("closed", std::uint64_t{0});
-        if (closed > w.passed)
-            core::log_error("{} reported {} connections closed but was passed {}; ignoring", w.name,
-                            closed, w.passed);
-        else
-            w.closed = std::max(w.closed, closed);
-        if (!w.app->pending.empty()) flush_pending(*w.app);
+    dispatch_.dispatch(m, w.name, w);
+}
 
-        core::log_debug("{} has {} connection(s) open ({} passed, {} closed)", w.name,
-                        w.passed - w.closed, w.passed, w.closed);
-    } else if (type == "fatal") {
-        std::string reason = m.body.value("reason", std::string("(no reason given)"));
-        if (m.body.value("phase", std::string()) == "start") {
-            w.start_failure = reason;
-            core::log_error("{} failed to start: {}", w.name, reason);
-        } else {
-            core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
-                            reason);
-            // A fatal signal kills the worker at once: its exit brings the replacement.
-            if (m.body.value("phase", std::string()) != "signal") replace_worker(w, "fatal error");
+void Master::register_handlers() {
+    dispatch_.on("ready", [this](core::Message& m, WorkerProc& w) { on_ready(w, m); });
+    dispatch_.on("conn.refused",
+                 [this](core::Message& m, WorkerProc& w) { on_conn_refused(w, m); });
+    dispatch_.on("heartbeat", [this](core::Message& m, WorkerProc& w) { on_heartbeat(w, m); });
+    dispatch_.on("retire", [this](core::Message& m, WorkerProc& w) { on_retire(w, m); });
+    dispatch_.on("user", [this](core::Message& m, WorkerProc& w) { on_user(w, m); });
+    dispatch_.on("load", [this](core::Message& m, WorkerProc& w) { on_load(w, m); });
+    dispatch_.on("fatal", [this](core::Message& m, WorkerProc& w) { on_fatal(w, m); });
+}
+
+void Master::on_ready(WorkerProc& w, core::Message& m) {
+    if (w.state == WorkerState::starting) w.state = WorkerState::ready;
+    w.app->start_failures.record_ready();
+    w.last_heartbeat = Clock::now();
+    w.capacity = m.body.value("capacity", w.capacity);
+    core::log_info("{} ready in {:.1f} ms, generation {}", w.name, seconds_since(w.started) * 1000,
+                   w.generation);
+    check_all_ready();
+    flush_pending(*w.app);
+    if (w.replaces != 0) {
+        // Replacement first, then the old one leaves: no moment without a worker.
+        auto old = workers_.find(w.replaces);
+        if (old != workers_.end() && !old->second->exited) {
+            core::log_info("{} replaced by {}; draining it", old->second->name, w.name);
+            drain_worker(*old->second, false);
         }
-    } else if (type.empty()) {
-        core::log_error("ignoring message without a \"type\" from {}", w.name);
+        w.replaces = 0;
+    }
+}
+
+void Master::on_conn_refused(WorkerProc& w, core::Message& m) {
+    // The worker is draining and sent the connection back: someone else takes it.
+    if (w.state == WorkerState::ready) w.state = WorkerState::draining;
+    if (w.closed < w.passed) ++w.closed;
+    for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
+}
+
+void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
+    w.last_heartbeat = Clock::now();
+    w.requests = m.body.value("requests", std::uint64_t{0});
+    w.open = m.body.value("open", std::uint64_t{0});
+    w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
+    std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
+    if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
+        replace_worker(w, "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
+}
+
+void Master::on_retire(WorkerProc& w, core::Message& m) {
+    std::string reason = m.body.value("reason", std::string("(no reason given)"));
+    core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
+    replace_worker(w, reason);
+}
+
+void Master::on_user(WorkerProc& w, core::Message& m) {
+    // A plugin's message: "app" goes to the same plugin in every worker of the app, the
+    // sender included; "master" is logged (no plugin code runs in the master).
+    std::string to = m.body.value("to", std::string());
+    std::string mount = m.body.value("mount", std::string());
+    if (to == "app") {
+        nlohmann::json out = {{"type", "user"}, {"mount", mount}, {"from", w.slot}};
+        out["data"] = m.body.contains("data") ? m.body["data"] : nlohmann::json();
+        for (auto& [pid, other] : workers_)
+            if (other->app == w.app) other->channel->send(out);
+    } else if (to == "master") {
+        core::log_info("message from {} plugin \"{}\": {}", w.name, mount,
+                       m.body.contains("data") ? m.body["data"].dump().substr(0, 1000) : "null");
     } else {
-        core::log_warn("ignoring message of unknown type \"{}\" from {}", type, w.name);
+        core::log_warn("ignoring plugin message with \"to\": \"{}\" from {}", to, w.name);
+    }
+}
+
+void Master::on_load(WorkerProc& w, core::Message& m) {
+    auto closed = m.body.value("closed", std::uint64_t{0});
+    if (closed > w.passed)
+        core::log_error("{} reported {} connections closed but was passed {}; ignoring", w.name,
+                        closed, w.passed);
+    else
+        w.closed = std::max(w.closed, closed);
+    if (!w.app->pending.empty()) flush_pending(*w.app);
+
+    core::log_debug("{} has {} connection(s) open ({} passed, {} closed)", w.name,
+                    w.passed - w.closed, w.passed, w.closed);
+}
+
+void Master::on_fatal(WorkerProc& w, core::Message& m) {
+    std::string reason = m.body.value("reason", std::string("(no reason given)"));
+    std::string phase = m.body.value("phase", std::string());
+    if (phase == "start") {
+        w.start_failure = reason;
+        core::log_error("{} failed to start: {}", w.name, reason);
+    } else {
+        core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
+                        reason);
+        // A fatal signal kills the worker at once: its exit brings the replacement.
+        if (phase != "signal") replace_worker(w, "fatal error");
     }
 }
 

@@ -87,6 +87,15 @@ class Master {
     void restart_slot(App& app, int slot, std::chrono::milliseconds delay);
     void on_signal();
     void on_worker_message(WorkerProc& w, core::Message& m);
+    void register_handlers();
+    // One per message type a worker sends (see ARCHITECTURE.md's table).
+    void on_ready(WorkerProc& w, core::Message& m);
+    void on_conn_refused(WorkerProc& w, core::Message& m);
+    void on_heartbeat(WorkerProc& w, core::Message& m);
+    void on_retire(WorkerProc& w, core::Message& m);
+    void on_user(WorkerProc& w, core::Message& m);
+    void on_load(WorkerProc& w, core::Message& m);
+    void on_fatal(WorkerProc& w, core::Message& m);
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
@@ -109,6 +118,7 @@ class Master {
     core::EventLoop loop_;
     core::UniqueFd signal_fd_;
     std::unique_ptr<ControlServer> control_;
+    core::BasicDispatcher<WorkerProc&> dispatch_;
     std::vector<std::unique_ptr<App>> apps_;
     std::map<pid_t, std::unique_ptr<WorkerProc>> workers_;
     bool stopping_ = false;
