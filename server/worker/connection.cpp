@@ -279,10 +279,14 @@ void Connection::check_timeouts(Clock::time_point now) {
         case HttpParser::Phase::idle:
             // A connection that never sent a request gets the header timeout (as nginx's
             // client_header_timeout); between requests, the keep-alive timeout. Either way
-            // there is no request to answer: close without a response.
+            // there is no request to answer: close without a response. A draining worker
+            // waits a short grace for the next request (answered with "Connection: close")
+            // before closing. Either way with our FIN first and lingering reads after, so a
+            // request already on its way meets a clean end of stream, never a reset.
             if (since > (served_any_ ? std::chrono::milliseconds(app.keepalive_timeout_ms)
-                                     : header_timeout))
-                destroy();
+                                     : header_timeout) ||
+                (worker_.closing_idle() && since > worker_.drain_idle_grace()))
+                begin_close();
             return;
         case HttpParser::Phase::headers:
         case HttpParser::Phase::body:
@@ -297,10 +301,9 @@ void Connection::check_timeouts(Clock::time_point now) {
 }
 
 void Connection::drain(bool close_idle) {
-    if (idle()) {
-        if (close_idle) destroy();
-        // Otherwise the next response carries "Connection: close" (Worker::draining()).
-    }
+    // Otherwise the next response carries "Connection: close" (Worker::draining()), and the
+    // sweep closes the connection once it has been idle for the drain grace.
+    if (close_idle && idle()) begin_close();
 }
 
 void Connection::destroy() {

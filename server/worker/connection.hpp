@@ -30,7 +30,7 @@ class Connection {
     // Closes the connection when a deadline has passed (408 for an unfinished request).
     void check_timeouts(Clock::time_point now);
     // The worker is draining: finish what is in flight, answer with "Connection: close";
-    // with close_idle, a connection between requests closes now.
+    // with close_idle, a connection between requests closes now (FIN, then lingering).
     void drain(bool close_idle);
     // Between requests with nothing left to write.
     bool idle() const;

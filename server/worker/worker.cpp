@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -288,6 +289,7 @@ void Worker::release(int fd, bool was_closing) {
 void Worker::start_drain(bool close_idle, int deadline_ms) {
     if (draining_) return;
     draining_ = true;
+    drain_idle_grace_ = std::chrono::milliseconds(std::clamp(deadline_ms / 4, 10, 1000));
     if (spec_.board != nullptr)
         spec_.board->slot(spec_.slot)
             .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
@@ -342,7 +344,7 @@ void Worker::sweep() {
     // Timeouts are checked at a quarter of the shortest one: enough resolution, no timer per
     // connection.
     int shortest = std::min(spec_.app.header_timeout_ms, spec_.app.keepalive_timeout_ms);
-    int period = std::clamp(shortest / 4, 10, 1000);
+    int period = std::clamp(shortest / 4, 10, draining_ ? 50 : 1000);
     loop_.add_timer(std::chrono::milliseconds(period), [this] { sweep(); });
 }
 

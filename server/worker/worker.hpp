@@ -53,6 +53,9 @@ class Worker final : public MessageSink {
     // Told to drain: a connection closes as soon as it is idle. (A retiring worker that waits
     // for its replacement keeps them until then.)
     bool closing_idle() const { return draining_; }
+    // While draining, a connection idle this long closes: long enough for a busy client's
+    // next request to arrive and be answered with "Connection: close".
+    std::chrono::milliseconds drain_idle_grace() const { return drain_idle_grace_; }
     // An exception escaped a plugin handler: log it with where it was thrown, report "fatal"
     // to the master, stop accepting, and keep serving what is open until the master, once
     // the replacement is ready, says "drain".
@@ -116,6 +119,7 @@ class Worker final : public MessageSink {
 
     std::size_t fd_limit_ = 1024;  // round-robin, least-conn: connections arrive as "conn"
     bool draining_ = false;
+    std::chrono::milliseconds drain_idle_grace_{1000};
     bool retiring_ = false;
     bool accepting_ = false;
     int exit_code_ = exit_ok;
