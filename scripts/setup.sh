@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what herd needs from Debian 12 (as root, or through sudo) and builds it in build/.
+# Installs what herd needs from Debian 12 (as root, or through sudo) and builds it in build/
+# (or in $HERD_BUILD_DIR).
 # Sourced by the README's two commands; safe to run again (it installs only what is missing).
 set -euo pipefail
 
@@ -36,6 +37,8 @@ if ((${#missing[@]})); then
 fi
 
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-  meson setup "$BUILD_DIR" "$HERD_ROOT"
+  # HERD_MESON_ARGS: extra options for a new build folder (the benchmark's release build).
+  # shellcheck disable=SC2086
+  meson setup "$BUILD_DIR" "$HERD_ROOT" ${HERD_MESON_ARGS:-}
 fi
 meson compile -C "$BUILD_DIR"
