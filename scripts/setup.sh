@@ -7,11 +7,13 @@ set -euo pipefail
 HERD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${HERD_BUILD_DIR:-$HERD_ROOT/build}"
 
-# Build: compiler, Meson, the libraries. Tests: GoogleTest, Python, curl and wrk as clients.
+# Build: compiler, Meson, the libraries (hiredis for the state broker's Redis backend).
+# Tests: GoogleTest, Python, curl and wrk as clients, redis-server and redis-cli (the tests
+# start their own Redis).
 PACKAGES=(
   g++ meson ninja-build pkg-config
-  libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp
-  libgtest-dev python3 curl wrk
+  libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp libhiredis-dev
+  libgtest-dev python3 curl wrk redis-server redis-tools
 )
 
 missing=()
