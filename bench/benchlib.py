@@ -1,0 +1,210 @@
+"""What the benchmark scripts share: starting and always stopping servers, wrk, CPU time of a
+process tree from /proc, memory from smaps_rollup. Python standard library only."""
+import atexit
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Every process group started here, killed on any exit (normal, exception, Ctrl-C, SIGTERM).
+_groups = set()
+
+
+def _kill_all():
+    for pgid in list(_groups):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    _groups.clear()
+
+
+atexit.register(_kill_all)
+
+
+def _on_signal(sig, _frame):
+    raise SystemExit(128 + sig)  # unwinds through every finally, then atexit
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _on_signal)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited (code %s) before listening on %d" % (proc.returncode, port))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("nothing listening on 127.0.0.1:%d after %ss" % (port, timeout))
+
+
+class Proc:
+    """A server process in its own process group (its session), with its output read by a
+    thread so that it never blocks on a full pipe. Lines matching `watch` are kept with the
+    time they were read."""
+
+    def __init__(self, cmd, env=None, cwd=None, watch=None):
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+        _groups.add(self.pid)
+        self.watch = re.compile(watch) if watch else None
+        self.lines = []      # every line, for error messages
+        self.matches = []    # (monotonic time, match) for lines matching watch
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            now = time.monotonic()
+            with self.cond:
+                self.lines.append(line)
+                if len(self.lines) > 2000:
+                    del self.lines[:1000]
+                if self.watch:
+                    m = self.watch.search(line)
+                    if m:
+                        self.matches.append((now, m))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, timeout=20, what="a line"):
+        """Waits until predicate(lines) is true; returns its value."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                v = predicate()
+                if v:
+                    return v
+                if self.proc.poll() is not None:
+                    raise RuntimeError("%s exited (code %s) waiting for %s:\n%s" % (
+                        self.cmd[0], self.proc.returncode, what, "\n".join(self.lines[-20:])))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError("%s: no %s within %ss:\n%s" % (self.cmd[0], what, timeout, "\n".join(self.lines[-20:])))
+                self.cond.wait(min(left, 0.2))
+
+    def wait_matches(self, count, timeout=20):
+        return self.wait_for(lambda: len(self.matches) >= count and self.matches[count - 1], timeout,
+                             "line %d matching %r" % (count, self.watch.pattern if self.watch else ""))
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    log("%s did not stop within %ss: killing its process group" % (self.cmd[0], timeout))
+        finally:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)  # whatever it left behind
+            except OSError:
+                pass
+            self.proc.wait()
+            _groups.discard(self.pid)
+
+
+def process_tree(root):
+    """root and all its descendants (from /proc/*/stat)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(root):
+    """utime + stime of root and every live descendant (all their threads), in seconds."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / CLK_TCK
+
+
+def tcp_active_opens():
+    """Connections opened by clients on this machine so far (/proc/net/snmp Tcp ActiveOpens)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("ActiveOpens")])
+
+
+def smaps_rollup(pid):
+    """Rss, Pss and private (clean + dirty) memory of pid, in kB."""
+    values = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            m = re.match(r"(\w+):\s+(\d+) kB", line)
+            if m:
+                values[m.group(1)] = int(m.group(2))
+    return {"rss_kb": values["Rss"], "pss_kb": values["Pss"],
+            "private_kb": values["Private_Clean"] + values["Private_Dirty"]}
+
+
+_SCALE_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port, seconds, close=False, connections=64, path="/"):
+    """Runs wrk -t1 against 127.0.0.1:port; returns a dict of its figures."""
+    cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    cmd.append("http://127.0.0.1:%d%s" % (port, path))
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         timeout=seconds + 60).stdout.decode("utf-8", "replace")
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if not m:
+        raise RuntimeError("wrk gave no totals:\n" + out)
+    res = {"requests": int(m.group(1)), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    res["p99_ms"] = float(m.group(1)) * _SCALE_MS[m.group(2)] if m else float("nan")
+    m = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    res["p50_ms"] = float(m.group(1)) * _SCALE_MS[m.group(2)] if m else float("nan")
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    return res
