@@ -251,8 +251,10 @@ Config parse_config_text(const std::string& text, const std::string& origin,
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        // nlohmann's message carries "at line L, column C"; drop its "[json.exception...]" tag.
+    } catch (const json::exception& e) {
+        // A syntax error (parse_error), or a number too large for a double (out_of_range 406,
+        // "1e400"): both are the file's fault, never a crash. nlohmann's message carries "at
+        // line L, column C" for the first; drop its "[json.exception...]" tag.
         std::string what = e.what();
         auto tag_end = what.find("] ");
         if (what.starts_with("[json.exception") && tag_end != std::string::npos)

@@ -223,6 +223,17 @@ TEST(ConfigErrorTest, EmptyTextIsInvalidJson) {
     EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
 }
 
+TEST(ConfigErrorTest, NumberTooLargeForADoubleIsAConfigError) {
+    // Found by fuzz_config: nlohmann throws out_of_range (not parse_error) for "1e400", which
+    // escaped parse_config_text and aborted `herd run` and `herd check`.
+    std::string e = error_of_text(
+        R"({"apps": [{"name": "a", "listen": "127.0.0.1:0", "workers": 1e400,
+                      "plugins": [{"path": "p.so"}]}]})");
+    EXPECT_EQ(e.rfind("test.json: invalid JSON: ", 0), 0u) << e;
+    EXPECT_NE(e.find("1e400"), std::string::npos) << e;
+    EXPECT_EQ(e.find("[json.exception"), std::string::npos) << e;
+}
+
 TEST(ConfigErrorTest, TopLevelMustBeAnObject) {
     std::string e = error_of_text("[1, 2]");
     EXPECT_NE(e.find("test.json: config: expected an object"), std::string::npos) << e;
