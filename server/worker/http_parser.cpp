@@ -175,6 +175,9 @@ int HttpParser::on_header_value_complete(llhttp_t* p) {
     HttpParser* s = self(p);
     s->in_value_ = true;  // also for an empty value, where on_header_value never ran
     Header& h = s->request_.headers_[s->request_.header_count_ - 1];
+    // RFC 9112 5.1: a field name is a token, one character at least. llhttp takes a line
+    // starting with ':' as a field with an empty name; a front end may not, so it is refused.
+    if (h.name.empty()) return s->fail(400, "header field with an empty name");
     // llhttp strips leading whitespace only; trailing OWS is not part of the value either.
     while (!h.value.empty() && (h.value.back() == ' ' || h.value.back() == '\t'))
         h.value.pop_back();

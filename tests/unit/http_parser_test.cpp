@@ -454,6 +454,13 @@ TEST(HttpParserErrorTest, WhitespaceInFieldNameIsRefused) {
     expect_error("GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400);
 }
 
+TEST(HttpParserErrorTest, EmptyFieldNameIsRefused) {
+    // Found by fuzz_http: ": x" was handed to plugins as a header named "".
+    expect_error("GET / HTTP/1.1\r\n: x\r\n\r\n", 400, "empty name");
+    expect_error("GET / HTTP/1.1\r\nHost: x\r\n:\r\n\r\n", 400, "empty name");
+    expect_error("GET / HTTP/1.1\r\nHost: x\r\n: a\r\n b\r\n\r\n", 400, "empty name");
+}
+
 TEST(HttpParserErrorTest, UrlLongerThanLimitIs414) {
     HttpLimits limits;
     limits.max_url_bytes = 100;
