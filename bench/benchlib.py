@@ -50,7 +50,7 @@ def free_port():
 def wait_port(port, proc, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError("server exited (code %s) before listening on %d" % (proc.returncode, port))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -205,6 +205,7 @@ def wrk(port, seconds, close=False, connections=64, path="/"):
     res["p50_ms"] = float(m.group(1)) * _SCALE_MS[m.group(2)] if m else float("nan")
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    res["connect_errors"] = int(m.group(1)) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     res["non_2xx"] = int(m.group(1)) if m else 0
     return res
