@@ -114,10 +114,17 @@ int HttpParser::on_message_begin(llhttp_t* p) {
 
 int HttpParser::on_url(llhttp_t* p, const char* at, std::size_t n) {
     HttpParser* s = self(p);
-    if (s->request_.target_.size() + n > s->limits_.max_url_bytes)
+    bool over_url = s->request_.target_.size() + n > s->limits_.max_url_bytes;
+    bool over_head = !s->count_header_bytes(n);
+    // The target is the first thing counted in the head, so both limits apply to the same
+    // bytes. Over both, the answer is the smaller limit's: a client that sends the target in
+    // pieces meets that one first, and the status must not depend on how TCP cut the stream.
+    if (over_url && over_head && s->limits_.max_header_bytes < s->limits_.max_url_bytes)
+        over_url = false;
+    if (over_url)
         return s->fail(414, "request target longer than " +
                                 std::to_string(s->limits_.max_url_bytes) + " bytes");
-    if (!s->count_header_bytes(n))
+    if (over_head)
         return s->fail(431, "request head larger than " +
                                 std::to_string(s->limits_.max_header_bytes) + " bytes");
     s->request_.target_.append(at, n);

@@ -481,6 +481,28 @@ TEST(HttpParserErrorTest, UrlLongerThanLimitIs414) {
     EXPECT_EQ(q.error_status(), 414);
 }
 
+TEST(HttpParserErrorTest, TargetOverBothLimitsGetsTheSameStatusHoweverItArrives) {
+    // Found by fuzz_http: with max_header_bytes below the target limit (a config may set 1024),
+    // a long target got 414 in one read but 431 when it came in pieces.
+    for (std::size_t head_limit : {std::size_t{1024}, std::size_t{16384}}) {
+        HttpLimits limits;
+        limits.max_header_bytes = head_limit;
+        int want = head_limit < limits.max_url_bytes ? 431 : 414;
+        std::string in = "GET /" + std::string(20000, 'a') + " HTTP/1.1\r\n\r\n";
+        expect_error(in, want, "", limits);
+        for (std::size_t step : {1, 7, 512, 4096}) {
+            HttpParser q{limits};
+            Status s = Status::need_more;
+            for (std::size_t i = 0; i < in.size() && s == Status::need_more; i += step) {
+                std::size_t consumed = 0;
+                s = q.feed(in.data() + i, std::min(step, in.size() - i), consumed);
+            }
+            EXPECT_EQ(s, Status::error);
+            EXPECT_EQ(q.error_status(), want) << "limit " << head_limit << ", step " << step;
+        }
+    }
+}
+
 TEST(HttpParserErrorTest, DefaultUrlLimit) {
     HttpLimits limits;
     expect_error("GET /" + std::string(limits.max_url_bytes, 'a') + " HTTP/1.1\r\n\r\n", 414);
