@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/config.hpp"
 #include "core/log.hpp"
@@ -23,6 +25,9 @@ const char* usage =
     "usage: herd run CONFIG      serve the apps of CONFIG (foreground; TERM/INT stop gracefully)\n"
     "       herd check CONFIG    validate CONFIG and load its plugins in a throwaway process\n"
     "       herd status [--json] (-c CONFIG | -s SOCKET)   what the running master's workers do\n"
+    "       herd reload (-c CONFIG | -s SOCKET)            read CONFIG again and roll the apps\n"
+    "                                                    that changed (like SIGHUP; waits)\n"
+    "       herd scale APP N (-c CONFIG | -s SOCKET)       run N workers for APP\n"
     "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
     "       herd version\n";
 
@@ -102,10 +107,11 @@ int cmd_check(const std::string& file) {
     return 0;
 }
 
-// herd status / stop: talks to a running master over its control socket.
+// herd status / reload / scale / stop: talks to a running master over its control socket.
 int cmd_control(std::string_view cmd, int argc, char** argv) {
     std::string socket, config;
     bool json = false, now = false;
+    std::vector<std::string> positional;
     for (int i = 2; i < argc; ++i) {
         std::string_view a = argv[i];
         if ((a == "-c" || a == "-s") && i + 1 < argc)
@@ -114,6 +120,8 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
             json = true;
         else if (a == "--now" && cmd == "stop")
             now = true;
+        else if (cmd == "scale" && !a.starts_with("-") && positional.size() < 2)
+            positional.emplace_back(a);
         else {
             std::fprintf(stderr, "herd %s: unexpected argument \"%s\"\n%s",
                          std::string(cmd).c_str(), argv[i], usage);
@@ -125,27 +133,59 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
                      std::string(cmd).c_str());
         return exit_usage;
     }
+    nlohmann::json request = {{"cmd", std::string(cmd)}};
+    if (cmd == "stop") request["now"] = now;
+    if (cmd == "scale") {
+        char* end = nullptr;
+        long n = positional.size() == 2 ? std::strtol(positional[1].c_str(), &end, 10) : 0;
+        if (positional.size() != 2 || end == positional[1].c_str() || *end != '\0' || n < 1 ||
+            n > 1024) {
+            std::fprintf(stderr, "herd scale: give an app name and a worker count (1 or more)\n%s",
+                         usage);
+            return exit_usage;
+        }
+        request["app"] = positional[0];
+        request["workers"] = n;
+    }
     if (socket.empty()) {
-        std::optional<herd::core::Config> loaded = load_or_report(config);
-        if (!loaded) return exit_usage;
-        socket = loaded->control_path;
+        // A config being edited still finds its master; a reload is then refused by the
+        // master, which reads the file itself and says what is wrong.
+        std::string problem;
+        socket = herd::core::control_path_of(config, &problem);
+        if (!problem.empty() && cmd != "reload")
+            std::fprintf(stderr, "herd: warning: %s\nherd: trying the control socket %s\n",
+                         problem.c_str(), socket.c_str());
     }
     nlohmann::json answer;
     try {
-        answer = herd::master::control_request(
-            socket, cmd == "stop" ? nlohmann::json{{"cmd", "stop"}, {"now", now}}
-                                  : nlohmann::json{{"cmd", "status"}});
+        answer = herd::master::control_request(socket, request);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "herd: %s\n", e.what());
         return 1;
     }
     if (!answer.value("ok", false)) {
-        std::fprintf(stderr, "herd: the master refused: %s\n",
+        std::fprintf(stderr, "herd %s: %s\n", std::string(cmd).c_str(),
                      answer.value("error", std::string("?")).c_str());
         return 1;
     }
     if (cmd == "stop") {
         std::printf("herd: master %s\n", now ? "stopping at once" : "stopping gracefully");
+        return 0;
+    }
+    if (cmd == "reload") {
+        if (answer.contains("ms")) {
+            std::printf("herd: reloaded in %.0f ms\n", answer.value("ms", 0.0));
+            for (const auto& app : answer["apps"])
+                std::printf("  app %s: generation %d on %s\n", app.value("name", "").c_str(),
+                            app.value("generation", 0), app.value("listen", "").c_str());
+        } else {
+            std::printf("herd: reloaded: no app changed\n");
+        }
+        return 0;
+    }
+    if (cmd == "scale") {
+        std::printf("herd: app %s: %d to %d worker(s)\n", answer.value("app", "").c_str(),
+                    answer.value("from", 0), answer.value("workers", 0));
         return 0;
     }
     if (json) {
@@ -155,9 +195,9 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
     std::printf("master pid %d%s\n", answer.value("pid", 0),
                 answer.value("stopping", false) ? " (stopping)" : "");
     for (const auto& app : answer["apps"]) {
-        std::printf("\napp %s on %s (%s) %s\n", app.value("name", "").c_str(),
+        std::printf("\napp %s on %s (%s) %s, generation %d\n", app.value("name", "").c_str(),
                     app.value("listen", "").c_str(), app.value("balance", "").c_str(),
-                    app.value("state", "").c_str());
+                    app.value("state", "").c_str(), app.value("generation", 0));
         std::printf("  %-4s %-8s %-9s %-4s %9s %8s %10s %6s %9s\n", "slot", "pid", "state", "gen",
                     "uptime", "restarts", "requests", "open", "rss");
         for (const auto& w : app["workers"])
@@ -190,7 +230,8 @@ int main(int argc, char** argv) {
     }
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
-    if (cmd == "status" || cmd == "stop") return cmd_control(cmd, argc, argv);
+    if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale")
+        return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;
 }

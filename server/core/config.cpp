@@ -277,9 +277,30 @@ Config load_config(const std::string& file) {
     ss << in.rdbuf();
     Config c = parse_config_text(ss.str(), path.string(), path.parent_path().string());
     c.file = path.string();
-    if (c.control_path.empty())
-        c.control_path = (path.parent_path() / path.stem()).string() + ".sock";
+    if (c.control_path.empty()) c.control_path = default_control_path(c.file);
     return c;
+}
+
+std::string default_control_path(const std::string& file) {
+    std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
+    return (path.parent_path() / path.stem()).string() + ".sock";
+}
+
+std::string control_path_of(const std::string& file, std::string* problem) {
+    try {
+        return load_config(file).control_path;
+    } catch (const Error& e) {
+        if (problem != nullptr) *problem = e.what();
+    }
+    std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_object() && j.contains("control") && j["control"].is_string() &&
+        !j["control"].get<std::string>().empty())
+        return resolve(j["control"].get<std::string>(), path.parent_path().string());
+    return default_control_path(file);
 }
 
 }  // namespace herd::core

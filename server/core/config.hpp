@@ -24,6 +24,8 @@ struct PluginConfig {
     std::string mount;  // "/", "/api": matches the path itself and everything below it
     std::string path;   // absolute, resolved against the config file's folder
     nlohmann::json config = nlohmann::json::object();
+
+    bool operator==(const PluginConfig&) const = default;
 };
 
 struct AppConfig {
@@ -39,13 +41,15 @@ struct AppConfig {
     int header_timeout_ms = 10000;
     int keepalive_timeout_ms = 75000;
     int backlog = 511;
-    int watchdog_ms = 30000;
-    int restart_backoff_ms = 100;        // delay before the 2nd restart in a row; doubles; 0: none
+    int watchdog_ms = 30000;       // a ready worker silent this long (stuck in a plugin) is killed
+    int restart_backoff_ms = 100;  // delay before the 2nd restart in a row; doubles; 0: none
     int restart_backoff_max_ms = 15000;  // cap of that delay
     int healthy_after_ms = 10000;        // a worker that ran this long resets the back-off
     std::uint64_t max_requests = 0;      // recycle a worker after this many requests (0: never)
     std::uint64_t max_rss_mb = 0;  // recycle a worker whose resident memory exceeds this (0: never)
-                                   // // a worker silent this long (stuck in a plugin) is killed
+
+    // Reload compares an app's new config with the running one.
+    bool operator==(const AppConfig&) const = default;
 };
 
 struct Config {
@@ -65,6 +69,13 @@ Config load_config(const std::string& file);
 // Same from text (tests, fuzzing); `origin` names the source in messages.
 Config parse_config_text(const std::string& text, const std::string& origin,
                          const std::string& base_dir);
+
+// The control socket beside a config file: "/etc/herd/herd.json" -> "/etc/herd/herd.sock".
+std::string default_control_path(const std::string& file);
+// The control socket a config file names, even when the file does not pass validation (being
+// edited): its "control" key if the JSON is readable, else the default. `problem` receives
+// why the file did not load.
+std::string control_path_of(const std::string& file, std::string* problem);
 
 // Number of CPUs this process may run on ("workers": "auto").
 int cpu_count();

@@ -19,6 +19,9 @@ struct SocketAddress {
     int family() const { return storage.ss_family; }
     int port() const;
     void set_port(int port);
+
+    // As written in the config: "127.0.0.1:0" twice is the same setting, whatever was bound.
+    bool operator==(const SocketAddress& other) const { return text == other.text; }
 };
 
 // "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:80". Throws Error saying what is wrong.

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -86,6 +87,7 @@ void ControlServer::on_accept() {
         }
         auto c = std::make_unique<Client>();
         c->fd.reset(fd);
+        c->id = next_id_++;
         loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
         clients_[fd] = std::move(c);
     }
@@ -95,7 +97,7 @@ void ControlServer::on_client(int fd, std::uint32_t events) {
     auto it = clients_.find(fd);
     if (it == clients_.end()) return;
     Client& c = *it->second;
-    if (c.out.empty()) {
+    if (!c.asked) {
         char buf[4096];
         ssize_t n = ::read(fd, buf, sizeof buf);
         if (n > 0) c.in.append(buf, static_cast<std::size_t>(n));
@@ -105,28 +107,49 @@ void ControlServer::on_client(int fd, std::uint32_t events) {
         }
         auto newline = c.in.find('\n');
         if (newline == std::string::npos && c.in.size() < max_request) return;
-        nlohmann::json answer;
+        c.asked = true;
+        // From now on only the answer matters. A client that hangs up entirely (EPOLLHUP is
+        // reported without asking) will not read it; one that only shut down its side will.
+        loop_.modify(fd, 0);
+        std::uint64_t id = c.id;
         auto request = nlohmann::json::parse(c.in.substr(0, newline), nullptr, false);
         if (newline == std::string::npos)
-            answer = {{"ok", false},
-                      {"error", "request longer than " + std::to_string(max_request) + " bytes"}};
+            answer(id,
+                   {{"ok", false},
+                    {"error", "request longer than " + std::to_string(max_request) + " bytes"}});
         else if (request.is_discarded() || !request.is_object())
-            answer = {{"ok", false}, {"error", "request is not a JSON object"}};
+            answer(id, {{"ok", false}, {"error", "request is not a JSON object"}});
         else
             try {
-                answer = handler_(request);
+                handler_(request, [this, id](const nlohmann::json& a) { answer(id, a); });
             } catch (const std::exception& e) {
-                answer = {{"ok", false}, {"error", e.what()}};
+                answer(id, {{"ok", false}, {"error", e.what()}});
             }
-        c.out = answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-        loop_.modify(fd, EPOLLOUT);
-        events |= EPOLLOUT;
+        return;
     }
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-        ssize_t w = ::send(fd, c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
-        if (w > 0) c.written += static_cast<std::size_t>(w);
-        if (c.written == c.out.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) drop(fd);
+    if (c.out.empty()) {
+        // Waiting for the answer, and the client hung up: it will not read it.
+        if (events & (EPOLLHUP | EPOLLERR)) drop(fd);
+        return;
     }
+    write_out(c);
+}
+
+void ControlServer::answer(std::uint64_t id, const nlohmann::json& a) {
+    auto it = std::find_if(clients_.begin(), clients_.end(),
+                           [id](const auto& entry) { return entry.second->id == id; });
+    if (it == clients_.end() || !it->second->out.empty()) return;
+    Client& c = *it->second;
+    c.out = a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    loop_.modify(c.fd.get(), EPOLLOUT);
+    write_out(c);
+}
+
+void ControlServer::write_out(Client& c) {
+    int fd = c.fd.get();
+    ssize_t w = ::send(fd, c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
+    if (w > 0) c.written += static_cast<std::size_t>(w);
+    if (c.written == c.out.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) drop(fd);
 }
 
 void ControlServer::drop(int fd) {

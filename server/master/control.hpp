@@ -17,7 +17,10 @@ namespace herd::master {
 
 class ControlServer {
   public:
-    using Handler = std::function<nlohmann::json(const nlohmann::json& request)>;
+    // Answers the request, now or later (a reload answers once it has finished). Calling it
+    // after the client has gone does nothing; calling it twice keeps the first answer.
+    using Reply = std::function<void(const nlohmann::json& answer)>;
+    using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
 
     ControlServer(core::EventLoop& loop, Handler handler);
     ~ControlServer();
@@ -31,12 +34,16 @@ class ControlServer {
   private:
     struct Client {
         core::UniqueFd fd;
+        std::uint64_t id = 0;  // descriptors are reused; a late answer finds its client by id
         std::string in;
+        bool asked = false;  // the request is with the handler
         std::string out;
         std::size_t written = 0;
     };
     void on_accept();
     void on_client(int fd, std::uint32_t events);
+    void answer(std::uint64_t id, const nlohmann::json& answer);
+    void write_out(Client& c);
     void drop(int fd);
 
     core::EventLoop& loop_;
@@ -44,6 +51,7 @@ class ControlServer {
     core::UniqueFd socket_;
     std::string path_;
     std::map<int, std::unique_ptr<Client>> clients_;
+    std::uint64_t next_id_ = 1;
 };
 
 // The CLI side: sends one request to the socket and returns the answer. Throws core::Error

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
+#include "master/reload_plan.hpp"
 #include "master/spawn.hpp"
 #include "worker/worker.hpp"
 
@@ -45,23 +46,53 @@ Master::Master(core::Config config) : config_(std::move(config)) {
 
 Master::~Master() = default;
 
+std::unique_ptr<Master::App> Master::make_app(const core::AppConfig& a) {
+    auto app = std::make_unique<App>();
+    app->id = next_app_id_++;
+    app->config = a;
+    app->file_config = a;
+    app->plugin_stamp = plugin_stamp(a);
+    auto mode = balance::parse_mode(a.balance);
+    if (!mode) throw core::Error("app \"" + a.name + "\": unknown balance \"" + a.balance + "\"");
+    app->strategy = balance::make_strategy(*mode);
+    try {
+        app->strategy->bind(a.listen, a.backlog, a.workers);
+    } catch (const core::Error& e) {
+        throw core::Error("app \"" + a.name + "\": " + e.what());
+    }
+    app->bound = app->strategy->bound_address();
+    return app;
+}
+
+Master::App* Master::find_app(std::uint64_t id) {
+    for (auto& app : apps_)
+        if (app->id == id) return app.get();
+    return nullptr;
+}
+
+Master::App* Master::find_app(const std::string& name) {
+    for (auto& app : apps_)
+        if (app->config.name == name && !app->removed && !app->provisional) return app.get();
+    return nullptr;
+}
+
+void Master::watch_master_socket(App& app, balance::Strategy& strategy) {
+    int fd = strategy.master_socket();
+    if (fd < 0 || loop_.watching(fd)) return;
+    App* raw = &app;
+    loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+}
+
+void Master::close_strategy(App& app, balance::Strategy& strategy) {
+    (void)app;
+    if (int fd = strategy.master_socket(); fd >= 0 && loop_.watching(fd)) loop_.remove(fd);
+    strategy.close();
+}
+
 void Master::bind_all() {
     for (const core::AppConfig& a : config_.apps) {
-        auto app = std::make_unique<App>();
-        app->config = a;
-        auto mode = balance::parse_mode(a.balance);
-        if (!mode)
-            throw core::Error("app \"" + a.name + "\": unknown balance \"" + a.balance + "\"");
-        app->strategy = balance::make_strategy(*mode);
-        try {
-            app->strategy->bind(a.listen, a.backlog, a.workers);
-        } catch (const core::Error& e) {
-            throw core::Error("app \"" + a.name + "\": " + e.what());
-        }
-        app->bound = app->strategy->bound_address();
-        App* raw = app.get();
-        if (int fd = app->strategy->master_socket(); fd >= 0)
-            loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+        std::unique_ptr<App> app = make_app(a);
+        watch_master_socket(*app, *app->strategy);
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
         apps_.push_back(std::move(app));
@@ -89,10 +120,13 @@ void Master::pause_accepting(App& app, int listen_fd, const std::string& why) {
     constexpr auto pause = std::chrono::milliseconds(100);
     core::log_warn("{}; pausing accept for {} ms", why, pause.count());
     loop_.remove(listen_fd);
-    App* raw = &app;
-    loop_.add_timer(pause, [this, raw, listen_fd] {
-        // Still ours? (A stop closes the app's socket; a retired slot's closes with its worker.)
+    loop_.add_timer(pause, [this, id = app.id, listen_fd] {
+        // Still ours? (A stop closes the app's socket; a retired slot's closes with its worker;
+        // a reload may have removed the app or moved it to another address.)
+        App* raw = find_app(id);
+        if (raw == nullptr || raw->removed) return;
         bool ours = raw->strategy->master_socket() == listen_fd ||
+                    (raw->old_strategy && raw->old_strategy->master_socket() == listen_fd) ||
                     std::any_of(raw->retiring.begin(), raw->retiring.end(),
                                 [&](const auto& r) { return r.second.get() == listen_fd; });
         if (stopping_ || !ours || loop_.watching(listen_fd)) return;
@@ -163,7 +197,9 @@ int Master::run() {
     // The control socket first: a second master is refused before it touches any port.
     if (!config_.control_path.empty()) {
         control_ = std::make_unique<ControlServer>(
-            loop_, [this](const nlohmann::json& r) { return on_control(r); });
+            loop_, [this](const nlohmann::json& r, ControlServer::Reply reply) {
+                on_control(r, std::move(reply));
+            });
         control_->listen(config_.control_path);
         core::log_info("control socket {}", config_.control_path);
     }
@@ -176,15 +212,18 @@ int Master::run() {
     return exit_code_;
 }
 
-Master::WorkerProc* Master::spawn_worker(App& app, int slot) {
+Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
+    const core::AppConfig& config = next ? app.next->config : app.config;
+    std::shared_ptr<balance::Strategy> strategy =
+        next && app.next->strategy ? app.next->strategy : app.strategy;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
-        core::throw_errno("socketpair() for app \"" + app.config.name + "\" slot " +
+        core::throw_errno("socketpair() for app \"" + config.name + "\" slot " +
                           std::to_string(slot));
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
-    int generation = app.generation;
-    int child_end = theirs.get(), listen_fd = app.strategy->worker_socket(slot);
-    balance::LoadBoard* board = app.strategy->load_board();
+    int generation = next ? app.next->generation : app.generation;
+    int child_end = theirs.get(), listen_fd = strategy->worker_socket(slot);
+    balance::LoadBoard* board = strategy->load_board();
     if (board != nullptr && slot < balance::LoadBoard::max_slots) {
         board->slot(slot).open.store(0);
         board->slot(slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
@@ -197,23 +236,25 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot) {
     try {
         pid = spawn_process(keep, [&] {
             worker::WorkerSpec spec;
-            spec.app = app.config;
+            spec.app = config;
             spec.slot = slot;
             spec.generation = generation;
             spec.channel = core::UniqueFd(child_end);
             if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
             spec.board = board;
-            for (const auto& [k, v] : app.config.env) setenv(k.c_str(), v.c_str(), 1);
+            for (const auto& [k, v] : config.env) setenv(k.c_str(), v.c_str(), 1);
             worker::worker_main(std::move(spec));
         });
     } catch (const core::Error& e) {
-        throw core::Error("spawning a worker for app \"" + app.config.name + "\" slot " +
+        throw core::Error("spawning a worker for app \"" + config.name + "\" slot " +
                           std::to_string(slot) + ": " + e.what());
     }
     theirs.reset();
 
     auto w = std::make_unique<WorkerProc>();
     w->app = &app;
+    w->strategy = strategy;
+    w->canary = next;
     w->slot = slot;
     w->generation = generation;
     w->pid = pid;
@@ -238,7 +279,14 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot) {
 }
 
 void Master::replace_worker(WorkerProc& w, const std::string& why) {
-    if (w.replaced_by != 0 || stopping_ || w.slot >= w.app->config.workers) return;
+    if (w.canary && reload_ && !reload_->committed) {
+        // The new build fails on its first requests: it does not roll out.
+        abort_reload(w.name + " (the canary) " + why);
+        return;
+    }
+    if (w.replaced_by != 0 || w.leaving || stopping_ || w.slot >= w.app->config.workers ||
+        w.app->removed)
+        return;
     w.state = WorkerState::draining;  // no more connections passed to it
     try {
         WorkerProc* next = spawn_worker(*w.app, w.slot);
@@ -280,6 +328,7 @@ void Master::register_handlers() {
     dispatch_.on("user", [this](core::Message& m, WorkerProc& w) { on_user(w, m); });
     dispatch_.on("load", [this](core::Message& m, WorkerProc& w) { on_load(w, m); });
     dispatch_.on("fatal", [this](core::Message& m, WorkerProc& w) { on_fatal(w, m); });
+    dispatch_.on("draining", [this](core::Message& m, WorkerProc& w) { on_draining(w, m); });
 }
 
 void Master::on_ready(WorkerProc& w, core::Message& m) {
@@ -291,6 +340,8 @@ void Master::on_ready(WorkerProc& w, core::Message& m) {
                    w.generation);
     check_all_ready();
     flush_pending(*w.app);
+    if (w.canary) check_canaries();
+    if (w.app->rolling) advance_roll(*w.app);
     if (w.replaces != 0) {
         // Replacement first, then the old one leaves: no moment without a worker.
         auto old = workers_.find(w.replaces);
@@ -356,6 +407,11 @@ void Master::on_load(WorkerProc& w, core::Message& m) {
                     w.passed - w.closed, w.passed, w.closed);
 }
 
+void Master::on_draining(WorkerProc& w, core::Message&) {
+    w.stopped_accepting = true;
+    if (w.app->rolling) advance_roll(*w.app);
+}
+
 void Master::on_fatal(WorkerProc& w, core::Message& m) {
     std::string reason = m.body.value("reason", std::string("(no reason given)"));
     std::string phase = m.body.value("phase", std::string());
@@ -389,11 +445,13 @@ void Master::watchdog() {
     loop_.add_timer(std::chrono::milliseconds(period), [this] { watchdog(); });
 }
 
-nlohmann::json Master::on_control(const nlohmann::json& request) {
+void Master::on_control(const nlohmann::json& request, ControlServer::Reply reply) {
     std::string cmd = request.value("cmd", std::string());
-    if (cmd == "status") return status();
-    if (cmd == "stop") {
+    if (cmd == "status") {
+        reply(status());
+    } else if (cmd == "stop") {
         bool now = request.value("now", false);
+        reply({{"ok", true}});
         // After the answer has left: stopping may end the loop.
         loop_.defer([this, now] {
             if (now)
@@ -401,9 +459,31 @@ nlohmann::json Master::on_control(const nlohmann::json& request) {
             else
                 begin_stop(0, "herd stop");
         });
-        return {{"ok", true}};
+    } else if (cmd == "reload") {
+        reload("herd reload", std::move(reply));
+    } else if (cmd == "scale") {
+        std::string name = request.value("app", std::string());
+        const nlohmann::json& n = request.contains("workers") ? request["workers"] : nullptr;
+        App* app = find_app(name);
+        if (app == nullptr)
+            reply({{"ok", false}, {"error", "no app named \"" + name + "\""}});
+        else if (!n.is_number_integer() || n.get<std::int64_t>() < 1 ||
+                 n.get<std::int64_t>() > balance::LoadBoard::max_slots)
+            reply({{"ok", false},
+                   {"error", "workers must be an integer from 1 to " +
+                                 std::to_string(balance::LoadBoard::max_slots)}});
+        else if (stopping_)
+            reply({{"ok", false}, {"error", "herd is stopping"}});
+        else {
+            int before = app->config.workers;
+            scale(*app, n.get<int>());
+            reply(
+                {{"ok", true}, {"app", name}, {"from", before}, {"workers", app->config.workers}});
+        }
+    } else {
+        reply({{"ok", false},
+               {"error", "unknown command \"" + cmd + "\" (known: status, reload, scale, stop)"}});
     }
-    return {{"ok", false}, {"error", "unknown command \"" + cmd + "\" (known: status, stop)"}};
 }
 
 nlohmann::json Master::status() const {
@@ -428,13 +508,28 @@ nlohmann::json Master::status() const {
                  {"open", w->open},
                  {"rss_kb", w->rss_kb}});
         }
+        const char* state = app->failed        ? "failed"
+                            : app->provisional ? "starting"
+                            : app->removed     ? "removing"
+                            : app->rolling     ? "reloading"
+                                               : "running";
         apps.push_back({{"name", app->config.name},
                         {"listen", app->bound},
                         {"balance", app->config.balance},
-                        {"state", app->failed ? "failed" : "running"},
+                        {"state", state},
+                        {"generation", app->generation},
                         {"workers", workers}});
     }
-    return {{"ok", true}, {"pid", getpid()}, {"stopping", stopping_}, {"apps", apps}};
+    nlohmann::json out = {{"ok", true},
+                          {"pid", getpid()},
+                          {"stopping", stopping_},
+                          {"apps", apps},
+                          {"reloads", reloads_done_}};
+    if (reload_)
+        out["reload"] = {{"source", reload_->source},
+                         {"phase", reload_->committed ? "rolling" : "canary"},
+                         {"running_s", seconds_since(reload_->started)}};
+    return out;
 }
 
 void Master::check_all_ready() {
@@ -463,6 +558,9 @@ void Master::on_signal() {
         switch (sig) {
             case SIGCHLD:
                 reap();
+                break;
+            case SIGHUP:
+                reload("SIGHUP", {});
                 break;
             case SIGTTIN:
             case SIGTTOU:
@@ -516,7 +614,7 @@ void Master::on_worker_exit(pid_t pid, int status) {
     bool slot_taken = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
         return other.second->app == w->app && other.second->slot == w->slot;
     });
-    if (balance::LoadBoard* board = w->app->strategy->load_board();
+    if (balance::LoadBoard* board = w->strategy->load_board();
         board != nullptr && w->slot < balance::LoadBoard::max_slots && !slot_taken)
         board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -527,12 +625,27 @@ void Master::on_worker_exit(pid_t pid, int status) {
                                    seconds_since(w->started), w->generation));
         return;
     }
-    if (w->replaced_by != 0) {
-        // Expected: it reported a fatal error and its replacement took the slot.
-        core::log_line(
-            clean ? core::LogLevel::info : core::LogLevel::warn,
-            fmt::format("{} {} after {:.1f} s, generation {} (replaced by pid {})", w->name, how,
-                        seconds_since(w->started), w->generation, w->replaced_by));
+    if (w->canary && reload_ && !reload_->committed) {
+        // The reload's canary never got going: the reload fails, the old generation serves on.
+        std::string reason = w->start_failure.empty() ? how + " before it was ready"
+                                                      : "failed to start: " + w->start_failure;
+        core::log_error("{} (canary of generation {}) {}", w->name, w->generation, how);
+        abort_reload(w->name + " (the canary) " + reason);
+        forget_app_if_empty(*w->app);
+        return;
+    }
+    if (w->replaced_by != 0 || w->leaving || w->app->removed) {
+        // Expected: it reported a fatal error and its replacement took the slot, or a reload
+        // moved its slot to a new generation, or its app left the config.
+        std::string why = w->replaced_by != 0
+                              ? "replaced by pid " + std::to_string(w->replaced_by)
+                              : (w->app->removed ? "app removed" : "slot rolled over");
+        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
+                       fmt::format("{} {} after {:.1f} s, generation {} ({})", w->name, how,
+                                   seconds_since(w->started), w->generation, why));
+        if (w->slot >= w->app->config.workers) close_retired_slot(*w->app, w->slot);
+        if (w->app->rolling) advance_roll(*w->app);
+        forget_app_if_empty(*w->app);
         return;
     }
     if (w->slot >= w->app->config.workers) {
@@ -560,6 +673,15 @@ void Master::on_worker_exit(pid_t pid, int status) {
                 "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
                 "No more workers are started for it",
                 app.config.name, app.start_failures.count(), reason);
+            if (app.rolling) {
+                // The canary started, later slots do not: the roll stops where it is.
+                app.rolling = false;
+                if (reload_)
+                    reload_->errors.push_back("app \"" + app.config.name +
+                                              "\" failed during the rollout of generation " +
+                                              std::to_string(app.generation) + ": " + reason);
+                finish_reload();
+            }
             return;
         }
     }
@@ -573,18 +695,24 @@ void Master::on_worker_exit(pid_t pid, int status) {
 }
 
 void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
-    auto start = [this, &app, slot] {
+    auto start = [this, id = app.id, slot] {
+        App* found = find_app(id);
+        if (found == nullptr) return;  // removed by a reload meanwhile
+        App& app = *found;
         bool occupied = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
-            return other.second->app == &app && other.second->slot == slot && !other.second->exited;
+            return other.second->app == &app && other.second->slot == slot &&
+                   !other.second->exited && !other.second->leaving;
         });
-        if (stopping_ || app.failed || slot >= app.config.workers || occupied) return;
+        if (stopping_ || app.failed || app.removed || slot >= app.config.workers || occupied)
+            return;
         try {
             spawn_worker(app, slot);
         } catch (const core::Error& e) {
             core::log_error("cannot restart app \"{}\" slot {}: {}; next try in 1 s",
                             app.config.name, slot, e.what());
-            loop_.add_timer(std::chrono::seconds(1),
-                            [this, &app, slot] { restart_slot(app, slot, {}); });
+            loop_.add_timer(std::chrono::seconds(1), [this, id = app.id, slot] {
+                if (App* again = find_app(id)) restart_slot(*again, slot, {});
+            });
         }
     };
     if (delay.count() == 0) {
@@ -611,20 +739,20 @@ void Master::scale(App& app, int workers) {
         }
         return;
     }
-    for (auto& [pid, w] : workers_) {
-        if (w->app != &app || w->slot < workers || w->state == WorkerState::draining) continue;
-        w->state = WorkerState::draining;
-        w->channel->send({{"type", "drain"},
-                          {"close_idle", false},
-                          {"deadline_ms", app.config.drain_timeout_ms}});
-        if (core::UniqueFd socket = app.strategy->remove_slot(w->slot)) {
-            // The slot's queue must not be stranded: from now on the master accepts there and
-            // passes connections to the remaining workers.
-            int fd = socket.get();
-            App* raw = &app;
-            loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
-            app.retiring[w->slot] = std::move(socket);
-        }
+    for (auto& [pid, w] : workers_)
+        if (w->app == &app && w->slot >= workers && w->state != WorkerState::draining)
+            retire_slot_worker(app, *w);
+}
+
+void Master::retire_slot_worker(App& app, WorkerProc& w) {
+    drain_worker(w, false);
+    if (core::UniqueFd socket = w.strategy->remove_slot(w.slot)) {
+        // The slot's queue must not be stranded: from now on the master accepts there and
+        // passes connections to the remaining workers.
+        int fd = socket.get();
+        App* raw = &app;
+        loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+        app.retiring[w.slot] = std::move(socket);
     }
 }
 
@@ -643,16 +771,19 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     if (stopping_) return;
     stopping_ = true;
     exit_code_ = exit_code;
+    if (reload_) end_reload(false, "herd is stopping (" + why + ")");
     int deadline = 0;
     for (auto& app : apps_) deadline = std::max(deadline, app->config.drain_timeout_ms);
     core::log_line(exit_code == 0 ? core::LogLevel::info : core::LogLevel::error,
                    fmt::format("stopping ({}): draining {} worker(s), deadline {} ms", why,
                                workers_.size(), deadline));
     for (auto& app : apps_) {
-        if (int fd = app->strategy->master_socket(); fd >= 0) loop_.remove(fd);
-        for (auto& [slot, socket] : app->retiring) loop_.remove(socket.get());
+        close_strategy(*app, *app->strategy);
+        if (app->old_strategy) close_strategy(*app, *app->old_strategy);
+        if (app->next && app->next->strategy) close_strategy(*app, *app->next->strategy);
+        for (auto& [slot, socket] : app->retiring)
+            if (loop_.watching(socket.get())) loop_.remove(socket.get());
         app->retiring.clear();
-        app->strategy->close();
         app->pending.clear();  // never placed: these clients see the connection close
     }
     for (auto& [pid, w] : workers_) {

@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,27 +31,34 @@ class Master {
     int run();
 
   private:
+    using Clock = core::EventLoop::Clock;
     struct App;
     enum class WorkerState { starting, ready, draining };
     struct WorkerProc {
         App* app = nullptr;
+        // The strategy whose sockets it was given (an app's changes when its listen address
+        // does): kept alive while it runs.
+        std::shared_ptr<balance::Strategy> strategy;
         int slot = 0;
         int generation = 0;
         pid_t pid = -1;
         WorkerState state = WorkerState::starting;
         std::unique_ptr<core::Channel> channel;
-        core::EventLoop::Clock::time_point started;
+        Clock::time_point started;
         std::string name;           // "worker web/0 (pid 4711)"
         std::string start_failure;  // reason from its "fatal" report during start-up
         // Connections passed by the master (round-robin, least-conn) and those the worker
         // reported closed: their difference is its open count, exact without a round trip.
         bool exited = false;  // reaped: being cleaned up
-        core::EventLoop::Clock::time_point last_heartbeat;
+        Clock::time_point last_heartbeat;
         std::uint64_t requests = 0;  // figures from its last heartbeat
         std::uint64_t open = 0;
         std::uint64_t rss_kb = 0;
         pid_t replaces = 0;     // the failed worker this one replaces (drained once we are ready)
         pid_t replaced_by = 0;  // our replacement: our exit is expected, no respawn
+        bool leaving = false;   // drained on purpose (reload, abort): its exit is expected
+        bool canary = false;    // first worker of a reload's new generation, not yet committed
+        bool stopped_accepting = false;  // acknowledged "drain": accepts no new connections
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
         // Connections it may hold at once (from its "ready": its descriptor limit less a
@@ -58,10 +66,27 @@ class Master {
         std::uint64_t capacity = 1024;
     };
     struct App {
-        core::AppConfig config;
-        std::unique_ptr<balance::Strategy> strategy;
+        std::uint64_t id = 0;         // timers look an app up by id: a removed one is gone
+        core::AppConfig config;       // what runs (scaling changes `workers`)
+        core::AppConfig file_config;  // as last read from the file, for the next reload
+        std::string plugin_stamp;     // its plugin files when this generation began
+        std::shared_ptr<balance::Strategy> strategy;
         std::string bound;  // the address actually bound ("127.0.0.1:39117")
         int generation = 1;
+        // During a reload, before its canary is ready: the next generation. `strategy` is set
+        // when the listen address changes.
+        struct Next {
+            core::AppConfig config;
+            std::string plugin_stamp;
+            std::shared_ptr<balance::Strategy> strategy;
+            int generation = 0;
+        };
+        std::optional<Next> next;
+        bool provisional = false;  // added by a reload that is not committed yet
+        bool rolling = false;      // its slots are being moved to `generation`, one by one
+        bool removed = false;      // gone from the config: draining, deleted with its last worker
+        // The strategy before a listen change: it closes once the new generation serves.
+        std::shared_ptr<balance::Strategy> old_strategy;
         bool announced_ready = false;
         // Connections the master accepted while no worker could take one (start-up, every
         // worker replaced at once); handed out as soon as a worker is ready.
@@ -75,8 +100,23 @@ class Master {
         bool failed = false;  // gave up after start failures: no worker is started for it
     };
 
+    // A reload in progress: the CLI clients waiting for its answer.
+    struct Reload {
+        std::string source;  // "SIGHUP", "herd reload"
+        Clock::time_point started;
+        std::vector<ControlServer::Reply> replies;
+        core::Config config;
+        bool committed = false;  // every canary was ready: the apps are rolling
+        std::vector<std::string> errors;
+        std::uint64_t id = 0;
+    };
+
     void bind_all();
-    WorkerProc* spawn_worker(App& app, int slot);
+    std::unique_ptr<App> make_app(const core::AppConfig& config);
+    App* find_app(std::uint64_t id);
+    App* find_app(const std::string& name);
+    // Starts the app's worker for `slot`, of the next generation when `next` (a canary).
+    WorkerProc* spawn_worker(App& app, int slot, bool next = false);
     // After a fatal report: start the slot's replacement now; the old worker drains once the
     // replacement is ready.
     void replace_worker(WorkerProc& w, const std::string& why);
@@ -96,12 +136,29 @@ class Master {
     void on_user(WorkerProc& w, core::Message& m);
     void on_load(WorkerProc& w, core::Message& m);
     void on_fatal(WorkerProc& w, core::Message& m);
+    void on_draining(WorkerProc& w, core::Message& m);
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
     // Kills (and so replaces) a ready worker silent for longer than its app's watchdog_ms.
     void watchdog();
-    nlohmann::json on_control(const nlohmann::json& request);
+    void on_control(const nlohmann::json& request, ControlServer::Reply reply);
+    // Reload (reload.cpp): read the config again, start a canary per changed app, and once
+    // every canary is ready roll each app slot by slot. `reply` gets the outcome.
+    void reload(const std::string& source, ControlServer::Reply reply);
+    void check_canaries();
+    void abort_reload(const std::string& why);
+    void commit_reload();
+    void advance_roll(App& app);
+    void finish_reload();
+    void end_reload(bool ok, const std::string& message);
+    // Removes an app from service: stops accepting, drains its workers; deleted with the last.
+    void remove_app(App& app);
+    void forget_app_if_empty(App& app);
+    void close_strategy(App& app, balance::Strategy& strategy);
+    void watch_master_socket(App& app, balance::Strategy& strategy);
+    // Drains a worker whose slot is gone (scale-down, smaller reload), keeping its queue.
+    void retire_slot_worker(App& app, WorkerProc& w);
     nlohmann::json status() const;
     void accept_for(App& app, int listen_fd);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
@@ -121,6 +178,11 @@ class Master {
     core::BasicDispatcher<WorkerProc&> dispatch_;
     std::vector<std::unique_ptr<App>> apps_;
     std::map<pid_t, std::unique_ptr<WorkerProc>> workers_;
+    std::uint64_t next_app_id_ = 1;
+    std::optional<Reload> reload_;
+    std::uint64_t reload_ids_ = 0;
+    bool reload_again_ = false;  // a SIGHUP arrived during a reload: run another after it
+    std::uint64_t reloads_done_ = 0;
     bool stopping_ = false;
     bool all_ready_logged_ = false;
     int exit_code_ = 0;

@@ -299,6 +299,8 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
     // Our copy only: the master keeps the socket (and, in reuseport mode, its queue) for the
     // next worker; other workers keep accepting on theirs.
     spec_.listen.reset();
+    // The master's reload waits for this: from now on new connections reach other workers.
+    master_->send({{"type", "draining"}});
     core::log_info("draining: {} connection(s) open, deadline {} ms", open_connections_,
                    deadline_ms);
     loop_.add_timer(std::chrono::milliseconds(deadline_ms), [this] {
