@@ -522,6 +522,37 @@ TEST(ConfigErrorTest, BadEnv) {
     EXPECT_NE(e.find("apps[0].env: expected an object of strings"), std::string::npos) << e;
 }
 
+TEST(ConfigErrorTest, NulInPathsAndEnvironmentIsRefused) {
+    // Found by fuzz_config: "lib\u0000x.so" was accepted, and dlopen would load "lib".
+    std::string nul("a\0b", 3);
+    json j = base_config();
+    j["apps"][0]["plugins"][0]["path"] = "/opt/" + nul + ".so";
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].path: must not contain a NUL character"),
+              std::string::npos);
+    j = base_config();
+    j["apps"][0]["plugins"][0]["mount"] = "/" + nul;
+    EXPECT_NE(error_of(j).find("apps[0].plugins[0].mount: must be a plain path"),
+              std::string::npos);
+    j = base_config();
+    j["control"] = "/run/" + nul + ".sock";
+    EXPECT_NE(error_of(j).find("control: must not contain a NUL character"), std::string::npos);
+    j = base_config();
+    j["apps"][0]["env"] = {{"A", nul}};
+    EXPECT_NE(error_of(j).find("apps[0].env.A: must not contain a NUL character"),
+              std::string::npos);
+    j = base_config();
+    j["apps"][0]["env"] = {{nul, "x"}};
+    // The whole message: the NUL is shown, not left to end the C string early.
+    std::string e = error_of(j);
+    EXPECT_NE(e.find("apps[0].env.a\\x00b: not a valid environment variable name"),
+              std::string::npos)
+        << e;
+    j = base_config();
+    j["apps"][0]["lo\ng"] = 1;
+    e = error_of(j);
+    EXPECT_NE(e.find("apps[0].lo\\x0ag: unknown key"), std::string::npos) << e;
+}
+
 TEST(ConfigErrorTest, BadLogLevel) {
     json j = base_config();
     j["log_level"] = "verbose";
