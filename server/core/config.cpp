@@ -14,366 +14,318 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string describe(const json &j) {
-  std::string text = j.dump();
-  if (text.size() > 60)
-    text = text.substr(0, 57) + "...";
-  return text;
+std::string describe(const json& j) {
+    std::string text = j.dump();
+    if (text.size() > 60) text = text.substr(0, 57) + "...";
+    return text;
 }
 
-[[noreturn]] void fail(const std::string &where, const std::string &what) {
-  throw ConfigError(where + ": " + what);
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+    throw ConfigError(where + ": " + what);
 }
 
-// A key as it appears in an error message: control characters (a NUL would end
-// the message early, a newline would split the log line) are shown as \xNN.
-std::string key_text(const std::string &key) {
-  std::string out;
-  for (unsigned char c : key) {
-    if (c < 0x20 || c == 0x7f) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
+// A key as it appears in an error message: control characters (a NUL would end the message
+// early, a newline would split the log line) are shown as \xNN.
+std::string key_text(const std::string& key) {
+    std::string out;
+    for (unsigned char c : key) {
+        if (c < 0x20 || c == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
     }
-  }
-  return out;
+    return out;
 }
 
-void reject_unknown_keys(const json &object, const std::string &where,
+void reject_unknown_keys(const json& object, const std::string& where,
                          std::set<std::string> known) {
-  for (auto it = object.begin(); it != object.end(); ++it) {
-    if (known.contains(it.key()))
-      continue;
-    std::string list;
-    for (const auto &k : known)
-      list += (list.empty() ? "" : ", ") + k;
-    fail(where.empty() ? key_text(it.key()) : where + "." + key_text(it.key()),
-         "unknown key (known keys: " + list + ")");
-  }
-}
-
-const json &require_object(const json &j, const std::string &where) {
-  if (!j.is_object())
-    fail(where.empty() ? "config" : where,
-         "expected an object, got " + describe(j));
-  return j;
-}
-
-std::string get_string(const json &j, const std::string &where) {
-  if (!j.is_string())
-    fail(where, "expected a string, got " + describe(j));
-  return j.get<std::string>();
-}
-
-long long get_int(const json &j, const std::string &where, long long min,
-                  long long max) {
-  if (!j.is_number_integer())
-    fail(where, "expected an integer from " + std::to_string(min) + " to " +
-                    std::to_string(max) + ", got " + describe(j));
-  long long v =
-      j.is_number_unsigned() &&
-              j.get<unsigned long long>() > static_cast<unsigned long long>(max)
-          ? max + 1
-          : j.get<long long>();
-  if (v < min || v > max)
-    fail(where, "expected an integer from " + std::to_string(min) + " to " +
-                    std::to_string(max) + ", got " + describe(j));
-  return v;
-}
-
-bool valid_name(const std::string &s) {
-  if (s.empty() || s.size() > 64)
-    return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-          c == '.'))
-      return false;
-  return true;
-}
-
-// A string that reaches the C library (a path, an environment variable) must
-// not hold NUL: dlopen, bind and setenv would silently use only what comes
-// before it.
-const std::string &no_nul(const std::string &s, const std::string &where) {
-  if (s.find('\0') != std::string::npos)
-    fail(where, "must not contain a NUL character");
-  return s;
-}
-
-std::string resolve(const std::string &path, const std::string &base_dir) {
-  std::filesystem::path p(path);
-  if (p.is_relative() && !base_dir.empty())
-    p = std::filesystem::path(base_dir) / p;
-  return p.lexically_normal().string();
-}
-
-PluginConfig parse_plugin(const json &j, const std::string &where,
-                          const std::string &base_dir) {
-  require_object(j, where);
-  reject_unknown_keys(j, where, {"mount", "path", "config"});
-  PluginConfig p;
-  if (!j.contains("path"))
-    fail(where + ".path", "missing (the plugin's .so file)");
-  p.path = no_nul(get_string(j["path"], where + ".path"), where + ".path");
-  if (p.path.empty())
-    fail(where + ".path", "must not be empty");
-  p.path = resolve(p.path, base_dir);
-  p.mount =
-      j.contains("mount") ? get_string(j["mount"], where + ".mount") : "/";
-  if (!p.mount.starts_with('/'))
-    fail(where + ".mount",
-         "must start with \"/\", got " + describe(j["mount"]));
-  while (p.mount.size() > 1 && p.mount.ends_with('/'))
-    p.mount.pop_back();
-  if (p.mount.find_first_of(std::string_view("?# \t\r\n\0", 7)) !=
-      std::string::npos)
-    fail(where + ".mount", "must be a plain path, got " + describe(j["mount"]));
-  if (j.contains("config")) {
-    if (!j["config"].is_object())
-      fail(where + ".config",
-           "expected an object, got " + describe(j["config"]));
-    p.config = j["config"];
-  }
-  return p;
-}
-
-AppConfig parse_app(const json &j, const std::string &where,
-                    const std::string &base_dir) {
-  require_object(j, where);
-  reject_unknown_keys(j, where,
-                      {"name", "listen", "workers", "balance", "plugins", "env",
-                       "drain_timeout_ms", "max_body_bytes", "max_header_bytes",
-                       "header_timeout_ms", "keepalive_timeout_ms", "backlog",
-                       "watchdog_ms", "max_requests", "max_rss_mb",
-                       "restart_backoff_ms", "restart_backoff_max_ms",
-                       "healthy_after_ms"});
-  AppConfig a;
-  if (!j.contains("name"))
-    fail(where + ".name", "missing");
-  a.name = get_string(j["name"], where + ".name");
-  if (!valid_name(a.name))
-    fail(where + ".name",
-         "expected 1 to 64 letters, digits, '-', '_' or '.', got " +
-             describe(j["name"]));
-  if (!j.contains("listen"))
-    fail(where + ".listen", "missing (e.g. \"127.0.0.1:8080\")");
-  try {
-    a.listen = parse_address(get_string(j["listen"], where + ".listen"));
-  } catch (const ConfigError &) {
-    throw;
-  } catch (const Error &e) {
-    fail(where + ".listen", e.what());
-  }
-  if (j.contains("workers")) {
-    const json &w = j["workers"];
-    if (w.is_string() && w.get<std::string>() == "auto")
-      a.workers = cpu_count();
-    else if (w.is_number_integer() && w.get<long long>() >= 1 &&
-             w.get<long long>() <= 1024)
-      a.workers = static_cast<int>(w.get<long long>());
-    else
-      fail(where + ".workers",
-           "expected a positive integer or \"auto\" (at most 1024), got " +
-               describe(w));
-  }
-  if (j.contains("balance")) {
-    a.balance = get_string(j["balance"], where + ".balance");
-    if (a.balance != "shared" && a.balance != "reuseport" &&
-        a.balance != "round-robin" && a.balance != "least-conn")
-      fail(where + ".balance", "expected \"shared\", \"reuseport\", "
-                               "\"round-robin\" or \"least-conn\", got " +
-                                   describe(j["balance"]));
-  }
-  if (!j.contains("plugins"))
-    fail(where + ".plugins",
-         "missing (a list of {\"mount\", \"path\", \"config\"})");
-  const json &plugins = j["plugins"];
-  if (!plugins.is_array() || plugins.empty())
-    fail(where + ".plugins",
-         "expected a non-empty array, got " + describe(plugins));
-  std::set<std::string> mounts;
-  for (std::size_t i = 0; i < plugins.size(); ++i) {
-    std::string pw = where + ".plugins[" + std::to_string(i) + "]";
-    PluginConfig p = parse_plugin(plugins[i], pw, base_dir);
-    if (!mounts.insert(p.mount).second)
-      fail(pw + ".mount", "\"" + p.mount + "\" is mounted twice");
-    a.plugins.push_back(std::move(p));
-  }
-  if (j.contains("env")) {
-    const json &env = j["env"];
-    if (!env.is_object())
-      fail(where + ".env",
-           "expected an object of strings, got " + describe(env));
-    for (auto it = env.begin(); it != env.end(); ++it) {
-      std::string ew = where + ".env." + key_text(it.key());
-      if (it.key().empty() || it.key().find_first_of(std::string_view(
-                                  "=\0", 2)) != std::string::npos)
-        fail(ew, "not a valid environment variable name");
-      a.env[it.key()] = no_nul(get_string(it.value(), ew), ew);
+    for (auto it = object.begin(); it != object.end(); ++it) {
+        if (known.contains(it.key())) continue;
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        fail(where.empty() ? key_text(it.key()) : where + "." + key_text(it.key()),
+             "unknown key (known keys: " + list + ")");
     }
-  }
-  if (j.contains("drain_timeout_ms"))
-    a.drain_timeout_ms = static_cast<int>(get_int(
-        j["drain_timeout_ms"], where + ".drain_timeout_ms", 0, 3600000));
-  if (j.contains("max_body_bytes"))
-    a.max_body_bytes = static_cast<std::size_t>(
-        get_int(j["max_body_bytes"], where + ".max_body_bytes", 0, 1LL << 32));
-  if (j.contains("max_header_bytes"))
-    a.max_header_bytes = static_cast<std::size_t>(get_int(
-        j["max_header_bytes"], where + ".max_header_bytes", 1024, 1 << 20));
-  if (j.contains("header_timeout_ms"))
-    a.header_timeout_ms = static_cast<int>(get_int(
-        j["header_timeout_ms"], where + ".header_timeout_ms", 1, 3600000));
-  if (j.contains("keepalive_timeout_ms"))
-    a.keepalive_timeout_ms =
-        static_cast<int>(get_int(j["keepalive_timeout_ms"],
-                                 where + ".keepalive_timeout_ms", 1, 3600000));
-  if (j.contains("watchdog_ms"))
-    a.watchdog_ms = static_cast<int>(
-        get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
-  if (j.contains("restart_backoff_ms"))
-    a.restart_backoff_ms = static_cast<int>(get_int(
-        j["restart_backoff_ms"], where + ".restart_backoff_ms", 0, 3600000));
-  if (j.contains("restart_backoff_max_ms"))
-    a.restart_backoff_max_ms = static_cast<int>(
-        get_int(j["restart_backoff_max_ms"], where + ".restart_backoff_max_ms",
-                0, 3600000));
-  if (j.contains("healthy_after_ms"))
-    a.healthy_after_ms = static_cast<int>(get_int(
-        j["healthy_after_ms"], where + ".healthy_after_ms", 0, 86400000));
-  if (j.contains("max_requests"))
-    a.max_requests = static_cast<std::uint64_t>(
-        get_int(j["max_requests"], where + ".max_requests", 0, 1LL << 40));
-  if (j.contains("max_rss_mb"))
-    a.max_rss_mb = static_cast<std::uint64_t>(
-        get_int(j["max_rss_mb"], where + ".max_rss_mb", 0, 1 << 24));
-  if (j.contains("backlog"))
-    a.backlog =
-        static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
-  return a;
 }
 
-std::string canonical_address(const SocketAddress &a) {
-  return std::string(reinterpret_cast<const char *>(&a.storage), a.length);
+const json& require_object(const json& j, const std::string& where) {
+    if (!j.is_object())
+        fail(where.empty() ? "config" : where, "expected an object, got " + describe(j));
+    return j;
 }
 
-} // namespace
+std::string get_string(const json& j, const std::string& where) {
+    if (!j.is_string()) fail(where, "expected a string, got " + describe(j));
+    return j.get<std::string>();
+}
+
+long long get_int(const json& j, const std::string& where, long long min, long long max) {
+    if (!j.is_number_integer())
+        fail(where, "expected an integer from " + std::to_string(min) + " to " +
+                        std::to_string(max) + ", got " + describe(j));
+    long long v =
+        j.is_number_unsigned() && j.get<unsigned long long>() > static_cast<unsigned long long>(max)
+            ? max + 1
+            : j.get<long long>();
+    if (v < min || v > max)
+        fail(where, "expected an integer from " + std::to_string(min) + " to " +
+                        std::to_string(max) + ", got " + describe(j));
+    return v;
+}
+
+bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+            return false;
+    return true;
+}
+
+// A string that reaches the C library (a path, an environment variable) must not hold NUL:
+// dlopen, bind and setenv would silently use only what comes before it.
+const std::string& no_nul(const std::string& s, const std::string& where) {
+    if (s.find('\0') != std::string::npos) fail(where, "must not contain a NUL character");
+    return s;
+}
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+    std::filesystem::path p(path);
+    if (p.is_relative() && !base_dir.empty()) p = std::filesystem::path(base_dir) / p;
+    return p.lexically_normal().string();
+}
+
+PluginConfig parse_plugin(const json& j, const std::string& where, const std::string& base_dir) {
+    require_object(j, where);
+    reject_unknown_keys(j, where, {"mount", "path", "config"});
+    PluginConfig p;
+    if (!j.contains("path")) fail(where + ".path", "missing (the plugin's .so file)");
+    p.path = no_nul(get_string(j["path"], where + ".path"), where + ".path");
+    if (p.path.empty()) fail(where + ".path", "must not be empty");
+    p.path = resolve(p.path, base_dir);
+    p.mount = j.contains("mount") ? get_string(j["mount"], where + ".mount") : "/";
+    if (!p.mount.starts_with('/'))
+        fail(where + ".mount", "must start with \"/\", got " + describe(j["mount"]));
+    while (p.mount.size() > 1 && p.mount.ends_with('/')) p.mount.pop_back();
+    if (p.mount.find_first_of(std::string_view("?# \t\r\n\0", 7)) != std::string::npos)
+        fail(where + ".mount", "must be a plain path, got " + describe(j["mount"]));
+    if (j.contains("config")) {
+        if (!j["config"].is_object())
+            fail(where + ".config", "expected an object, got " + describe(j["config"]));
+        p.config = j["config"];
+    }
+    return p;
+}
+
+AppConfig parse_app(const json& j, const std::string& where, const std::string& base_dir) {
+    require_object(j, where);
+    reject_unknown_keys(
+        j, where,
+        {"name", "listen", "workers", "balance", "plugins", "env", "drain_timeout_ms",
+         "max_body_bytes", "max_header_bytes", "header_timeout_ms", "keepalive_timeout_ms",
+         "backlog", "watchdog_ms", "max_requests", "max_rss_mb", "restart_backoff_ms",
+         "restart_backoff_max_ms", "healthy_after_ms"});
+    AppConfig a;
+    if (!j.contains("name")) fail(where + ".name", "missing");
+    a.name = get_string(j["name"], where + ".name");
+    if (!valid_name(a.name))
+        fail(where + ".name",
+             "expected 1 to 64 letters, digits, '-', '_' or '.', got " + describe(j["name"]));
+    if (!j.contains("listen")) fail(where + ".listen", "missing (e.g. \"127.0.0.1:8080\")");
+    try {
+        a.listen = parse_address(get_string(j["listen"], where + ".listen"));
+    } catch (const ConfigError&) {
+        throw;
+    } catch (const Error& e) {
+        fail(where + ".listen", e.what());
+    }
+    if (j.contains("workers")) {
+        const json& w = j["workers"];
+        if (w.is_string() && w.get<std::string>() == "auto")
+            a.workers = cpu_count();
+        else if (w.is_number_integer() && w.get<long long>() >= 1 && w.get<long long>() <= 1024)
+            a.workers = static_cast<int>(w.get<long long>());
+        else
+            fail(where + ".workers",
+                 "expected a positive integer or \"auto\" (at most 1024), got " + describe(w));
+    }
+    if (j.contains("balance")) {
+        a.balance = get_string(j["balance"], where + ".balance");
+        if (a.balance != "shared" && a.balance != "reuseport" && a.balance != "round-robin" &&
+            a.balance != "least-conn")
+            fail(where + ".balance",
+                 "expected \"shared\", \"reuseport\", \"round-robin\" or \"least-conn\", got " +
+                     describe(j["balance"]));
+    }
+    if (!j.contains("plugins"))
+        fail(where + ".plugins", "missing (a list of {\"mount\", \"path\", \"config\"})");
+    const json& plugins = j["plugins"];
+    if (!plugins.is_array() || plugins.empty())
+        fail(where + ".plugins", "expected a non-empty array, got " + describe(plugins));
+    std::set<std::string> mounts;
+    for (std::size_t i = 0; i < plugins.size(); ++i) {
+        std::string pw = where + ".plugins[" + std::to_string(i) + "]";
+        PluginConfig p = parse_plugin(plugins[i], pw, base_dir);
+        if (!mounts.insert(p.mount).second)
+            fail(pw + ".mount", "\"" + p.mount + "\" is mounted twice");
+        a.plugins.push_back(std::move(p));
+    }
+    if (j.contains("env")) {
+        const json& env = j["env"];
+        if (!env.is_object())
+            fail(where + ".env", "expected an object of strings, got " + describe(env));
+        for (auto it = env.begin(); it != env.end(); ++it) {
+            std::string ew = where + ".env." + key_text(it.key());
+            if (it.key().empty() ||
+                it.key().find_first_of(std::string_view("=\0", 2)) != std::string::npos)
+                fail(ew, "not a valid environment variable name");
+            a.env[it.key()] = no_nul(get_string(it.value(), ew), ew);
+        }
+    }
+    if (j.contains("drain_timeout_ms"))
+        a.drain_timeout_ms = static_cast<int>(
+            get_int(j["drain_timeout_ms"], where + ".drain_timeout_ms", 0, 3600000));
+    if (j.contains("max_body_bytes"))
+        a.max_body_bytes = static_cast<std::size_t>(
+            get_int(j["max_body_bytes"], where + ".max_body_bytes", 0, 1LL << 32));
+    if (j.contains("max_header_bytes"))
+        a.max_header_bytes = static_cast<std::size_t>(
+            get_int(j["max_header_bytes"], where + ".max_header_bytes", 1024, 1 << 20));
+    if (j.contains("header_timeout_ms"))
+        a.header_timeout_ms = static_cast<int>(
+            get_int(j["header_timeout_ms"], where + ".header_timeout_ms", 1, 3600000));
+    if (j.contains("keepalive_timeout_ms"))
+        a.keepalive_timeout_ms = static_cast<int>(
+            get_int(j["keepalive_timeout_ms"], where + ".keepalive_timeout_ms", 1, 3600000));
+    if (j.contains("watchdog_ms"))
+        a.watchdog_ms =
+            static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
+    if (j.contains("restart_backoff_ms"))
+        a.restart_backoff_ms = static_cast<int>(
+            get_int(j["restart_backoff_ms"], where + ".restart_backoff_ms", 0, 3600000));
+    if (j.contains("restart_backoff_max_ms"))
+        a.restart_backoff_max_ms = static_cast<int>(
+            get_int(j["restart_backoff_max_ms"], where + ".restart_backoff_max_ms", 0, 3600000));
+    if (j.contains("healthy_after_ms"))
+        a.healthy_after_ms = static_cast<int>(
+            get_int(j["healthy_after_ms"], where + ".healthy_after_ms", 0, 86400000));
+    if (j.contains("max_requests"))
+        a.max_requests = static_cast<std::uint64_t>(
+            get_int(j["max_requests"], where + ".max_requests", 0, 1LL << 40));
+    if (j.contains("max_rss_mb"))
+        a.max_rss_mb =
+            static_cast<std::uint64_t>(get_int(j["max_rss_mb"], where + ".max_rss_mb", 0, 1 << 24));
+    if (j.contains("backlog"))
+        a.backlog = static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
+    return a;
+}
+
+std::string canonical_address(const SocketAddress& a) {
+    return std::string(reinterpret_cast<const char*>(&a.storage), a.length);
+}
+
+}  // namespace
 
 int cpu_count() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0)
-    return std::max(1, CPU_COUNT(&set));
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<int>(n) : 1;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? static_cast<int>(n) : 1;
 }
 
-Config parse_config(const json &j, const std::string &base_dir) {
-  require_object(j, "");
-  reject_unknown_keys(j, "", {"apps", "log_level", "control"});
-  Config c;
-  c.dir = base_dir;
-  if (j.contains("log_level")) {
-    c.log_level = get_string(j["log_level"], "log_level");
-    if (c.log_level != "debug" && c.log_level != "info" &&
-        c.log_level != "warn" && c.log_level != "error")
-      fail("log_level",
-           "expected \"debug\", \"info\", \"warn\" or \"error\", got " +
-               describe(j["log_level"]));
-  }
-  if (j.contains("control")) {
-    c.control_path = no_nul(get_string(j["control"], "control"), "control");
-    if (c.control_path.empty())
-      fail("control", "must not be empty");
-    c.control_path = resolve(c.control_path, base_dir);
-  }
-  if (!j.contains("apps"))
-    fail("apps", "missing (a list of apps)");
-  const json &apps = j["apps"];
-  if (!apps.is_array() || apps.empty())
-    fail("apps", "expected a non-empty array, got " + describe(apps));
-  std::set<std::string> names, listens;
-  for (std::size_t i = 0; i < apps.size(); ++i) {
-    std::string where = "apps[" + std::to_string(i) + "]";
-    AppConfig a = parse_app(apps[i], where, base_dir);
-    if (!names.insert(a.name).second)
-      fail(where + ".name", "\"" + a.name + "\" is used by another app");
-    // Compared as bound addresses, so \"*:80\" and \"0.0.0.0:80\" are the same.
-    if (a.listen.port() != 0 &&
-        !listens.insert(canonical_address(a.listen)).second)
-      fail(where + ".listen",
-           "\"" + a.listen.text + "\" is used by another app");
-    c.apps.push_back(std::move(a));
-  }
-  return c;
+Config parse_config(const json& j, const std::string& base_dir) {
+    require_object(j, "");
+    reject_unknown_keys(j, "", {"apps", "log_level", "control"});
+    Config c;
+    c.dir = base_dir;
+    if (j.contains("log_level")) {
+        c.log_level = get_string(j["log_level"], "log_level");
+        if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+            c.log_level != "error")
+            fail("log_level", "expected \"debug\", \"info\", \"warn\" or \"error\", got " +
+                                  describe(j["log_level"]));
+    }
+    if (j.contains("control")) {
+        c.control_path = no_nul(get_string(j["control"], "control"), "control");
+        if (c.control_path.empty()) fail("control", "must not be empty");
+        c.control_path = resolve(c.control_path, base_dir);
+    }
+    if (!j.contains("apps")) fail("apps", "missing (a list of apps)");
+    const json& apps = j["apps"];
+    if (!apps.is_array() || apps.empty())
+        fail("apps", "expected a non-empty array, got " + describe(apps));
+    std::set<std::string> names, listens;
+    for (std::size_t i = 0; i < apps.size(); ++i) {
+        std::string where = "apps[" + std::to_string(i) + "]";
+        AppConfig a = parse_app(apps[i], where, base_dir);
+        if (!names.insert(a.name).second)
+            fail(where + ".name", "\"" + a.name + "\" is used by another app");
+        // Compared as bound addresses, so \"*:80\" and \"0.0.0.0:80\" are the same.
+        if (a.listen.port() != 0 && !listens.insert(canonical_address(a.listen)).second)
+            fail(where + ".listen", "\"" + a.listen.text + "\" is used by another app");
+        c.apps.push_back(std::move(a));
+    }
+    return c;
 }
 
-Config parse_config_text(const std::string &text, const std::string &origin,
-                         const std::string &base_dir) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception &e) {
-    // A syntax error (parse_error), or a number too large for a double
-    // (out_of_range 406, "1e400"): both are the file's fault, never a crash.
-    // nlohmann's message carries "at line L, column C" for the first; drop its
-    // "[json.exception...]" tag.
-    std::string what = e.what();
-    auto tag_end = what.find("] ");
-    if (what.starts_with("[json.exception") && tag_end != std::string::npos)
-      what = what.substr(tag_end + 2);
-    throw ConfigError(origin + ": invalid JSON: " + what);
-  }
-  try {
-    return parse_config(j, base_dir);
-  } catch (const ConfigError &e) {
-    throw ConfigError(origin + ": " + e.what());
-  }
+Config parse_config_text(const std::string& text, const std::string& origin,
+                         const std::string& base_dir) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        // A syntax error (parse_error), or a number too large for a double (out_of_range 406,
+        // "1e400"): both are the file's fault, never a crash. nlohmann's message carries "at
+        // line L, column C" for the first; drop its "[json.exception...]" tag.
+        std::string what = e.what();
+        auto tag_end = what.find("] ");
+        if (what.starts_with("[json.exception") && tag_end != std::string::npos)
+            what = what.substr(tag_end + 2);
+        throw ConfigError(origin + ": invalid JSON: " + what);
+    }
+    try {
+        return parse_config(j, base_dir);
+    } catch (const ConfigError& e) {
+        throw ConfigError(origin + ": " + e.what());
+    }
 }
 
-Config load_config(const std::string &file) {
-  std::filesystem::path path =
-      std::filesystem::absolute(file).lexically_normal();
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw ConfigError("cannot read config file " + path.string() + ": " +
-                      std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  Config c =
-      parse_config_text(ss.str(), path.string(), path.parent_path().string());
-  c.file = path.string();
-  if (c.control_path.empty())
-    c.control_path = default_control_path(c.file);
-  return c;
+Config load_config(const std::string& file) {
+    std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw ConfigError("cannot read config file " + path.string() + ": " + std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    Config c = parse_config_text(ss.str(), path.string(), path.parent_path().string());
+    c.file = path.string();
+    if (c.control_path.empty()) c.control_path = default_control_path(c.file);
+    return c;
 }
 
-std::string default_control_path(const std::string &file) {
-  std::filesystem::path path =
-      std::filesystem::absolute(file).lexically_normal();
-  return (path.parent_path() / path.stem()).string() + ".sock";
+std::string default_control_path(const std::string& file) {
+    std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
+    return (path.parent_path() / path.stem()).string() + ".sock";
 }
 
-std::string control_path_of(const std::string &file, std::string *problem) {
-  try {
-    return load_config(file).control_path;
-  } catch (const Error &e) {
-    if (problem != nullptr)
-      *problem = e.what();
-  }
-  std::filesystem::path path =
-      std::filesystem::absolute(file).lexically_normal();
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (j.is_object() && j.contains("control") && j["control"].is_string() &&
-      !j["control"].get<std::string>().empty())
-    return resolve(j["control"].get<std::string>(),
-                   path.parent_path().string());
-  return default_control_path(file);
+std::string control_path_of(const std::string& file, std::string* problem) {
+    try {
+        return load_config(file).control_path;
+    } catch (const Error& e) {
+        if (problem != nullptr) *problem = e.what();
+    }
+    std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_object() && j.contains("control") && j["control"].is_string() &&
+        !j["control"].get<std::string>().empty())
+        return resolve(j["control"].get<std::string>(), path.parent_path().string());
+    return default_control_path(file);
 }
 
-} // namespace herd::core
+}  // namespace herd::core
