@@ -369,14 +369,18 @@ def main():
     csv_path = os.path.join(args.out, "peers.csv")
     samples = {(c, s): [] for c in configs for s in series}
     started = time.time()
+    loads = []  # the machine's 1-minute load average before each run: what else ran
     with open(csv_path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["date", "round", "series", "server", "workers", "seconds", "requests", "requests_per_s",
                       "p50_ms", "p99_ms", "server_cpu_s", "requests_per_server_cpu_s", "connections_per_request",
-                      "socket_errors", "non_2xx"])
+                      "socket_errors", "non_2xx", "load_1min"])
         for r in range(args.rounds):
             for s in series:
                 for c in configs:
+                    with open("/proc/loadavg") as la:
+                        load = float(la.read().split()[0])
+                    loads.append(load)
                     tmp = tempfile.mkdtemp(prefix="herd-peers-")
                     try:
                         res = one_run(c, tmp, args.seconds, args.warmup, s == "close")
@@ -387,7 +391,7 @@ def main():
                     out.writerow([time.strftime("%Y-%m-%dT%H:%M:%S"), r + 1, s, c.name, c.workers, args.seconds,
                                   res["requests"], "%.0f" % res["rps"], "%.3f" % res["p50_ms"], "%.3f" % res["p99_ms"],
                                   "%.2f" % res["server_cpu_s"], "%.0f" % res["req_per_cpu_s"],
-                                  "%.3f" % res["conns_per_request"], res["socket_errors"], res["non_2xx"]])
+                                  "%.3f" % res["conns_per_request"], res["socket_errors"], res["non_2xx"], "%.2f" % load])
                     f.flush()
                     log("round %d/%d %-10s %-28s %9.0f req/s  p99 %6.2f ms  %8.0f req/CPU-s  %.2f conn/req  errors %d" % (
                         r + 1, args.rounds, s, label(c), res["rps"], res["p99_ms"], res["req_per_cpu_s"],
@@ -396,9 +400,10 @@ def main():
     summary = {s: summarize(configs, samples, s) for s in series}
     with open("/proc/cpuinfo") as f:
         model = re.search(r"model name\s*:\s*(.*)", f.read())
-    header = "%s, %d CPUs (%s), %d round(s) of %d s per configuration (+%d s warm-up), %.0f min in all\n" % (
+    header = ("%s, %d CPUs (%s), %d round(s) of %d s per configuration (+%d s warm-up), %.0f min in all; "
+              "1-minute load average before the runs: median %.1f (%.1f–%.1f)\n") % (
         time.strftime("%Y-%m-%d"), os.cpu_count(), model.group(1) if model else "?", args.rounds, args.seconds,
-        args.warmup, (time.time() - started) / 60)
+        args.warmup, (time.time() - started) / 60, statistics.median(loads), min(loads), max(loads))
     table_path = os.path.join(args.out, "peers.md")
     with open(table_path, "w") as t:
         t.write(header)

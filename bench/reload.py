@@ -4,15 +4,19 @@
 The load is wrk -t1 -c16 for --seconds (as in bench/crash.py); failed = wrk's socket errors
 + non-2xx responses. The requests that crash a worker are sent outside wrk and not counted.
 
-- reload: herd gets `kill -HUP` (its reload), PM2 gets `pm2 reload` (its zero-downtime
-  reload), one after the other for the whole load; a reload counts once every worker has been
-  replaced (herd: every worker pid under the master changed; PM2: `pm2 reload` returned). If
+- reload: herd gets a changed config (an env value of the app: herd reloads only what
+  changed) and `kill -HUP` (its reload), PM2 gets `pm2 reload` (its zero-downtime reload),
+  one after the other for the whole load; a reload counts once every worker has been replaced
+  (herd: every worker pid under the master changed; PM2: `pm2 reload` returned). If
   herd's workers are not replaced within 10 s of a SIGHUP, herd has no reload (yet) and its row
   says "not available".
-- crash, exception: every 100 ms a request that throws in the handler (herd: probe's
+- crash, exception: every --interval (1 s) a request that throws in the handler (herd: probe's
   /probe/throw, a 500 and the worker is replaced; PM2: a throw in the Node handler, the worker
   dies and PM2 restarts it).
-- crash, SIGKILL: every 100 ms a worker is killed.
+- crash, SIGKILL: every --interval a worker is killed (the oldest one).
+  One crash a second, not ten as in bench/crash.py: a Node worker takes tens of ms to come
+  back, and at ten crashes a second PM2 has no worker for much of the time, so its count would
+  measure wrk's reconnect loop rather than a crash.
 
 The PM2 app is bench/peers/node-cluster.js (the same hello as the Node cluster), 2 instances in
 cluster mode, with PM2's restart limit raised (max_restarts) so that 100 crashes in 10 s do not
@@ -20,7 +24,7 @@ make PM2 give the app up as "errored" (its default after 15 unstable restarts); 
 its own PM2_HOME, and `pm2 kill` ends it. herd runs hello + probe with 2 workers and
 "restart_backoff_ms": 0, as in bench/crash.py.
 
-usage: bench/reload.py [--seconds 10] [--pm2 bench/.npm/node_modules/.bin/pm2] [--quick]
+usage: bench/reload.py [--seconds 20] [--interval 1] [--pm2 bench/.npm/node_modules/.bin/pm2] [--quick]
 """
 import argparse
 import json
@@ -56,22 +60,32 @@ class HerdTarget:
 
     def __init__(self, build, tmp):
         self.port = free_port()
-        config = {"log_level": "info", "control": os.path.join(tmp, "herd.sock"), "apps": [{
+        self.config = {"log_level": "info", "control": os.path.join(tmp, "herd.sock"), "apps": [{
             "name": "bench", "listen": "127.0.0.1:%d" % self.port, "workers": 2, "restart_backoff_ms": 0,
+            "env": {"BENCH_RELOAD": "0"},
             "plugins": [{"mount": "/", "path": os.path.join(build, "plugins", "libhello.so")},
                         {"mount": "/probe", "path": os.path.join(build, "plugins", "libprobe.so")}]}]}
-        path = os.path.join(tmp, "reload.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        self.proc = Proc([os.path.join(build, "server", "herd"), "run", path], watch=r"all apps ready")
+        self.path = os.path.join(tmp, "reload.json")
+        self.reloads = 0
+        self.write_config()
+        self.proc = Proc([os.path.join(build, "server", "herd"), "run", self.path], watch=r"all apps ready")
         self.proc.wait_matches(1)
         self.throw_path = "/probe/throw"
+
+    def write_config(self):
+        with open(self.path + ".new", "w") as f:
+            json.dump(self.config, f)
+        os.rename(self.path + ".new", self.path)
 
     def workers(self):
         return [p for p in process_tree(self.proc.pid) if p != self.proc.pid]
 
     def reload_once(self, timeout=10):
-        """SIGHUP, then wait until no worker of before is left and 2 new ones run."""
+        """A deploy: the config changes (an env value, so every worker must be replaced), then
+        SIGHUP; waits until no worker of before is left and 2 new ones run."""
+        self.reloads += 1
+        self.config["apps"][0]["env"]["BENCH_RELOAD"] = str(self.reloads)
+        self.write_config()
         before = set(self.workers())
         os.kill(self.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
@@ -149,6 +163,15 @@ class Pm2Target:
                            timeout=60)
 
 
+def start_time(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError):
+        return 0
+
+
 def under_load(target, seconds, action):
     """Runs action() in a loop beside wrk for `seconds`; returns (actions done, failed, total)."""
     stop = threading.Event()
@@ -175,7 +198,7 @@ def under_load(target, seconds, action):
     return (None if unavailable[0] else done[0]), res["socket_errors"] + res["non_2xx"], res["requests"], res["connect_errors"]
 
 
-def measure(target, seconds, pause):
+def measure(target, seconds, pause, interval):
     rows = {}
     # reload: one after the other (each waits until its workers are replaced), for the whole load
     def reload():
@@ -190,12 +213,14 @@ def measure(target, seconds, pause):
 
     def throw():
         r = throw_once(target.port, target.throw_path)
-        time.sleep(0.1)
+        time.sleep(interval)
         return r
     rows["exception"] = under_load(target, seconds, throw)
 
     def kill():
-        ws = target.workers()
+        # The oldest worker (as bench/crash.py does): the newest may be a replacement still
+        # starting, with no connection to lose.
+        ws = sorted(target.workers(), key=start_time)
         r = False
         if ws:
             try:
@@ -203,7 +228,7 @@ def measure(target, seconds, pause):
                 r = True
             except OSError:
                 pass
-        time.sleep(0.1)
+        time.sleep(interval)
         return r
     rows["SIGKILL"] = under_load(target, seconds, kill)
     return rows
@@ -222,7 +247,8 @@ def cell(row):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between two crashes")
     ap.add_argument("--pause", type=float, default=0.5, help="seconds between the end of a reload and the next")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build", default=os.environ.get("HERD_BUILD_DIR", os.path.join(ROOT, "build-release")))
@@ -230,21 +256,21 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     if args.quick:
-        args.seconds = 3
+        args.seconds, args.interval = 3, 0.5
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="herd-reload-")
     results = []
     log("herd: reload (SIGHUP), exception, SIGKILL under load, %d s each" % args.seconds)
     herd = HerdTarget(build, tmp)
     try:
-        results.append((herd.name, measure(herd, args.seconds, args.pause)))
+        results.append((herd.name, measure(herd, args.seconds, args.pause, args.interval)))
     finally:
         herd.stop()
     if os.access(args.pm2, os.X_OK):
         log("PM2: pm2 reload, exception, SIGKILL under load, %d s each" % args.seconds)
         pm2 = Pm2Target(args.pm2, tmp)
         try:
-            results.append((pm2.name, measure(pm2, args.seconds, args.pause)))
+            results.append((pm2.name, measure(pm2, args.seconds, args.pause, args.interval)))
         finally:
             pm2.stop()
     else:
@@ -252,7 +278,7 @@ def main():
 
     lines = ["%s, %d CPUs; wrk -t1 -c16 for %d s per column; failed = socket errors (a refused connection counts: wrk retries at once) + non-2xx, the crashing requests not counted" % (
         time.strftime("%Y-%m-%d"), os.cpu_count(), args.seconds), "",
-        "| server | failed requests per reload | per crash: exception every 100 ms | per crash: SIGKILL every 100 ms |",
+        "| server | failed requests per reload | per crash: an exception every %g s | per crash: a SIGKILL every %g s |" % (args.interval, args.interval),
         "| --- | --- | --- | --- |"]
     for name, rows in results:
         lines.append("| %s | %s | %s | %s |" % (name, cell(rows["reload"]), cell(rows["exception"]), cell(rows["SIGKILL"])))
