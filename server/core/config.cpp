@@ -20,15 +20,11 @@ std::string describe(const json& j) {
     return text;
 }
 
-[[noreturn]] void fail(const std::string& where, const std::string& what) {
-    throw ConfigError(where + ": " + what);
-}
-
-// A key as it appears in an error message: control characters (a NUL would end the message
-// early, a newline would split the log line) are shown as \xNN.
-std::string key_text(const std::string& key) {
+// Control characters as \xNN: an error message is one log line, and a NUL (from a key or a
+// value quoted in the message) would end its C string early.
+std::string printable(const std::string& text) {
     std::string out;
-    for (unsigned char c : key) {
+    for (unsigned char c : text) {
         if (c < 0x20 || c == 0x7f) {
             static const char hex[] = "0123456789abcdef";
             out += "\\x";
@@ -41,13 +37,17 @@ std::string key_text(const std::string& key) {
     return out;
 }
 
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+    throw ConfigError(printable(where + ": " + what));
+}
+
 void reject_unknown_keys(const json& object, const std::string& where,
                          std::set<std::string> known) {
     for (auto it = object.begin(); it != object.end(); ++it) {
         if (known.contains(it.key())) continue;
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        fail(where.empty() ? key_text(it.key()) : where + "." + key_text(it.key()),
+        fail(where.empty() ? it.key() : where + "." + it.key(),
              "unknown key (known keys: " + list + ")");
     }
 }
@@ -178,7 +178,7 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
         if (!env.is_object())
             fail(where + ".env", "expected an object of strings, got " + describe(env));
         for (auto it = env.begin(); it != env.end(); ++it) {
-            std::string ew = where + ".env." + key_text(it.key());
+            std::string ew = where + ".env." + it.key();
             if (it.key().empty() ||
                 it.key().find_first_of(std::string_view("=\0", 2)) != std::string::npos)
                 fail(ew, "not a valid environment variable name");

@@ -551,6 +551,13 @@ TEST(ConfigErrorTest, NulInPathsAndEnvironmentIsRefused) {
     j["apps"][0]["lo\ng"] = 1;
     e = error_of(j);
     EXPECT_NE(e.find("apps[0].lo\\x0ag: unknown key"), std::string::npos) << e;
+    // Values quoted in a message too: one log line, whatever the file holds.
+    j = base_config();
+    j["apps"][0]["listen"] = "\f\nfake log line";
+    e = error_of(j);
+    EXPECT_NE(e.find("apps[0].listen: expected \"host:port\", got \"\\x0c\\x0afake log line\""),
+              std::string::npos)
+        << e;
 }
 
 TEST(ConfigErrorTest, BadLogLevel) {
