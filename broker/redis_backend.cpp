@@ -1,0 +1,743 @@
+// The Redis backend; see redis_backend.hpp.
+#include "broker/redis_backend.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "broker/codec.hpp"
+#include "broker/redis_adapter.hpp"
+#include "core/log.hpp"
+
+namespace herd::broker {
+namespace {
+
+using Clock = core::EventLoop::Clock;
+using std::chrono::milliseconds;
+
+constexpr std::string_view write_script =
+    R"lua(-- herd state write, version 1. KEYS[1]: <prefix>data (hash), KEYS[2]: <prefix>version
+-- (counter). ARGV[1]: <prefix>changes (channel), ARGV[2]: "set" or "del", ARGV[3]: the key,
+-- ARGV[4]: the value as JSON text (set only). Returns the version that includes the write.
+local op, key, value = ARGV[2], ARGV[3], ARGV[4]
+if type(key) ~= 'string' or #key == 0 or #key > 1024 or string.find(key, '%c') then
+  return redis.error_reply('herd: the key must be 1 to 1024 bytes without control characters')
+end
+if op == 'set' then
+  if type(value) ~= 'string' or #value > 1048576 or not pcall(cjson.decode, value) then
+    return redis.error_reply('herd: the value must be JSON text of at most 1048576 bytes')
+  end
+  local v = redis.call('INCR', KEYS[2])
+  redis.call('HSET', KEYS[1], key, value)
+  redis.call('PUBLISH', ARGV[1], string.format('{"version":%d,"key":%s,"value":%s}', v,
+    cjson.encode(key), value))
+  return v
+elseif op == 'del' then
+  if redis.call('HEXISTS', KEYS[1], key) == 0 then
+    return tonumber(redis.call('GET', KEYS[2]) or '0')
+  end
+  local v = redis.call('INCR', KEYS[2])
+  redis.call('HDEL', KEYS[1], key)
+  redis.call('PUBLISH', ARGV[1], string.format('{"version":%d,"key":%s,"erased":true}', v,
+    cjson.encode(key)))
+  return v
+end
+return redis.error_reply('herd: the operation must be "set" or "del"')
+)lua";
+
+std::string reply_text(const redisReply* r) {
+    return r->str != nullptr ? std::string(r->str, r->len) : std::string();
+}
+
+const char* reply_type_name(int type) {
+    switch (type) {
+        case REDIS_REPLY_STRING:
+            return "string";
+        case REDIS_REPLY_ARRAY:
+            return "array";
+        case REDIS_REPLY_INTEGER:
+            return "integer";
+        case REDIS_REPLY_NIL:
+            return "nil";
+        case REDIS_REPLY_STATUS:
+            return "status";
+        case REDIS_REPLY_ERROR:
+            return "error";
+        default:
+            return "unknown";
+    }
+}
+
+// A version as Redis holds it: a bulk string of digits (GET), an integer, or nil (0).
+// Returns false with a description when it is anything else.
+bool parse_version_reply(const redisReply* r, std::uint64_t& out, std::string& error) {
+    if (r->type == REDIS_REPLY_NIL) {
+        out = 0;
+        return true;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer < 0) {
+            error = fmt::format("is negative ({})", r->integer);
+            return false;
+        }
+        out = static_cast<std::uint64_t>(r->integer);
+        return true;
+    }
+    if (r->type == REDIS_REPLY_STRING) {
+        std::string text = reply_text(r);
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+        if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) return true;
+        error = "holds " + quote_key(text) + ", not a non-negative integer";
+        return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        error = "cannot be read: " + reply_text(r);
+        return false;
+    }
+    error = std::string("gave a reply of type ") + reply_type_name(r->type);
+    return false;
+}
+
+std::string clock_text(std::chrono::system_clock::time_point t) {
+    time_t secs = std::chrono::system_clock::to_time_t(t);
+    tm local{};
+    localtime_r(&secs, &local);
+    char buf[32];
+    size_t n = strftime(buf, sizeof buf, "%H:%M:%S", &local);
+    return std::string(buf, n);
+}
+
+}  // namespace
+
+std::string_view redis_write_script() {
+    return write_script;
+}
+
+struct RedisBackend::Call {
+    RedisBackend* self;
+    std::uint64_t session;
+    ReplyFn fn;
+};
+
+RedisBackend::RedisBackend(core::EventLoop& loop, RedisStateConfig config, Events events)
+    : Backend(loop, std::move(events)),
+      config_(std::move(config)),
+      data_key_(config_.prefix + "data"),
+      version_key_(config_.prefix + "version"),
+      channel_(config_.prefix + "changes"),
+      reconnect_delay_(config_.reconnect_min_ms) {
+    last_error_ = "not connected yet";
+}
+
+RedisBackend::~RedisBackend() {
+    closing_ = true;
+    cancel_timers();
+    if (reconnect_timer_ != 0) loop_.cancel_timer(reconnect_timer_);
+    // Pending callbacks run now with no reply; closing_ makes them only free their Call.
+    if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
+    if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
+}
+
+void RedisBackend::start() {
+    core::log_info("state: Redis backend at {}, keys {}data and {}version, channel {}",
+                   config_.parsed.redacted(), config_.prefix, config_.prefix, channel_);
+    connect();
+}
+
+// ---- connections ----
+
+void RedisBackend::connect() {
+    reconnect_timer_ = 0;
+    ++session_;
+    cmd_ready_ = subscribed_ = synced_ = false;
+    resync_inflight_ = resync_again_ = false;
+    teardown_scheduled_ = false;
+    inflight_.clear();
+    sha_.clear();
+    const RedisUrl& url = config_.parsed;
+    for (redisAsyncContext** slot : {&cmd_, &sub_}) {
+        redisAsyncContext* c = url.unix_socket ? redisAsyncConnectUnix(url.path.c_str())
+                                               : redisAsyncConnect(url.host.c_str(), url.port);
+        if (c == nullptr) {
+            lose_session("cannot connect to Redis at " + url.endpoint() + ": out of memory");
+            return;
+        }
+        if (c->err != 0) {
+            std::string why = c->errstr != nullptr ? c->errstr : "unknown error";
+            redisAsyncFree(c);
+            lose_session("cannot connect to Redis at " + url.endpoint() + ": " + why);
+            return;
+        }
+        attach_to_loop(c, loop_);
+        c->data = this;
+        redisAsyncSetConnectCallback(c, &RedisBackend::on_connect);
+        redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);
+        (void)redisEnableKeepAlive(&c->c);  // a peer that vanished is noticed without traffic
+        *slot = c;
+    }
+    std::uint64_t s = session_;
+    auto auth_args = [&] {
+        std::vector<std::string> a{"AUTH"};
+        if (!url.user.empty()) a.push_back(url.user);
+        a.push_back(url.password);
+        return a;
+    };
+    bool ok = true;
+    if (!url.password.empty())
+        ok = ok && send(cmd_, auth_args(), [this, s](redisReply* r) {
+                 if (s == session_) on_hello_reply(r, "AUTH");
+             });
+    if (url.db != 0)
+        ok = ok && send(cmd_, {"SELECT", std::to_string(url.db)}, [this, s](redisReply* r) {
+                 if (s == session_) on_hello_reply(r, "SELECT");
+             });
+    ok = ok && send(cmd_, {"SCRIPT", "LOAD", std::string(write_script)}, [this, s](redisReply* r) {
+             if (s != session_ || r == nullptr || teardown_scheduled_) return;
+             if (r->type == REDIS_REPLY_STRING)
+                 sha_ = reply_text(r);
+             else
+                 core::log_warn("Redis SCRIPT LOAD failed ({}); writes use EVAL",
+                                scrub(r->type == REDIS_REPLY_ERROR ? reply_text(r)
+                                                                   : reply_type_name(r->type)));
+             cmd_ready_ = true;
+             maybe_sync();
+         });
+    if (!url.password.empty())
+        ok = ok && send(sub_, auth_args(), [this, s](redisReply* r) {
+                 if (s != session_ || r == nullptr) return;
+                 on_hello_reply(r, "AUTH");
+                 if (!teardown_scheduled_) subscribe();
+             });
+    else
+        subscribe();
+    if (!ok) {
+        lose_session("cannot send commands to Redis at " + url.endpoint());
+        return;
+    }
+    connect_timer_ = loop_.add_timer(milliseconds(config_.connect_timeout_ms), [this, s] {
+        connect_timer_ = 0;
+        if (s == session_ && !synced_)
+            lose_session(fmt::format("Redis at {} did not answer within {} ms",
+                                     config_.parsed.endpoint(), config_.connect_timeout_ms));
+    });
+}
+
+void RedisBackend::on_hello_reply(redisReply* r, const char* what) {
+    if (r == nullptr || teardown_scheduled_) return;
+    if (r->type == REDIS_REPLY_ERROR)
+        lose_session(fmt::format("Redis at {} refused {}: {}", config_.parsed.endpoint(), what,
+                                 reply_text(r)));
+}
+
+void RedisBackend::subscribe() {
+    if (sub_ == nullptr) return;
+    const char* argv[] = {"SUBSCRIBE", channel_.c_str()};
+    const size_t lens[] = {9, channel_.size()};
+    if (redisAsyncCommandArgv(sub_, &RedisBackend::on_sub_message, this, 2, argv, lens) !=
+        REDIS_OK) {
+        lose_session("cannot subscribe to " + channel_);
+        return;
+    }
+    ++commands_;
+}
+
+void RedisBackend::on_connect(const redisAsyncContext* c, int status) {
+    auto* self = static_cast<RedisBackend*>(c->data);
+    if (self == nullptr || self->closing_ || status == REDIS_OK) return;
+    self->context_gone(c, "cannot connect to Redis at " + self->config_.parsed.endpoint() + ": " +
+                              (c->errstr != nullptr ? c->errstr : "unknown error"));
+}
+
+void RedisBackend::on_disconnect(const redisAsyncContext* c, int status) {
+    auto* self = static_cast<RedisBackend*>(c->data);
+    if (self == nullptr || self->closing_) return;
+    self->context_gone(
+        c, status == REDIS_OK
+               ? "Redis at " + self->config_.parsed.endpoint() + " closed the connection"
+               : "connection to Redis at " + self->config_.parsed.endpoint() +
+                     " lost: " + (c->errstr != nullptr ? c->errstr : "error"));
+}
+
+void RedisBackend::context_gone(const redisAsyncContext* c, const std::string& why) {
+    // hiredis frees this context itself once the callback returns: forget it first.
+    if (c == cmd_) {
+        cmd_ = nullptr;
+        inflight_.clear();
+    } else if (c == sub_) {
+        sub_ = nullptr;
+    } else {
+        return;  // one we freed ourselves
+    }
+    lose_session(why);
+}
+
+void RedisBackend::lose_session(const std::string& raw_why) {
+    if (teardown_scheduled_) return;
+    teardown_scheduled_ = true;
+    std::string why = scrub(raw_why);
+    if (synced_) {
+        core::log_error(
+            "state backend down: {}; workers keep the last state (version {}); "
+            "writes fail until Redis is back; reconnecting",
+            why, store_.version());
+    } else if (!logged_down_ || last_error_ != why) {
+        core::log_warn("{}; retrying with back-off up to {} ms", why, config_.reconnect_max_ms);
+    } else {
+        core::log_debug("{}", why);
+    }
+    logged_down_ = true;
+    synced_ = false;
+    mark_down(why);
+    // Never free a context from inside hiredis: after the current batch.
+    std::uint64_t s = session_;
+    defer([this, s] {
+        if (s == session_ && teardown_scheduled_) teardown();
+    });
+}
+
+void RedisBackend::teardown() {
+    cancel_timers();
+    ++session_;  // replies still due belong to the old session
+    cmd_ready_ = subscribed_ = synced_ = false;
+    resync_inflight_ = resync_again_ = false;
+    inflight_.clear();
+    // Pending writes get their "connection lost" callbacks inside these frees.
+    if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
+    if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
+    schedule_reconnect();
+}
+
+void RedisBackend::schedule_reconnect() {
+    if (closing_ || reconnect_timer_ != 0) return;
+    auto delay = reconnect_delay_;
+    reconnect_delay_ = std::min(reconnect_delay_ * 2, milliseconds(config_.reconnect_max_ms));
+    ++reconnects_;
+    reconnect_timer_ = loop_.add_timer(delay, [this] { connect(); });
+}
+
+bool RedisBackend::send(redisAsyncContext* context, const std::vector<std::string>& args,
+                        ReplyFn fn) {
+    if (context == nullptr) return false;
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    auto* call = new Call{this, session_, std::move(fn)};
+    if (redisAsyncCommandArgv(context, &RedisBackend::on_reply, call, static_cast<int>(argv.size()),
+                              argv.data(), lens.data()) != REDIS_OK) {
+        delete call;
+        return false;
+    }
+    ++commands_;
+    if (context == cmd_) inflight_.push_back(Clock::now());
+    return true;
+}
+
+void RedisBackend::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
+    std::unique_ptr<Call> call(static_cast<Call*>(privdata));
+    RedisBackend* self = call->self;
+    if (self->closing_) return;
+    if (c == self->cmd_ && call->session == self->session_ && !self->inflight_.empty())
+        self->inflight_.pop_front();
+    if (!call->fn) return;
+    try {
+        call->fn(static_cast<redisReply*>(reply));
+    } catch (const std::exception& e) {
+        // Never let an exception unwind through hiredis's C frames.
+        core::log_error("handling a Redis reply: {}", self->scrub(e.what()));
+    }
+}
+
+void RedisBackend::on_sub_message(redisAsyncContext* c, void* reply, void* privdata) {
+    auto* self = static_cast<RedisBackend*>(privdata);
+    auto* r = static_cast<redisReply*>(reply);
+    if (self->closing_ || c != self->sub_ || r == nullptr) return;
+    try {
+        if (r->type == REDIS_REPLY_ERROR) {
+            self->lose_session("Redis refused SUBSCRIBE " + self->channel_ + ": " + reply_text(r));
+            return;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+            r->element[0]->type != REDIS_REPLY_STRING)
+            return;
+        std::string kind = reply_text(r->element[0]);
+        if (kind == "subscribe") {
+            self->subscribed_ = true;
+            self->maybe_sync();
+        } else if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+            self->on_notice(std::string_view(r->element[2]->str, r->element[2]->len));
+        }
+    } catch (const std::exception& e) {
+        core::log_error("handling a Redis change notice: {}", self->scrub(e.what()));
+    }
+}
+
+// ---- reading ----
+
+void RedisBackend::maybe_sync() {
+    if (cmd_ready_ && subscribed_ && !synced_ && !teardown_scheduled_) resync();
+}
+
+void RedisBackend::resync() {
+    if (cmd_ == nullptr || !cmd_ready_ || teardown_scheduled_) return;
+    if (resync_inflight_) {
+        resync_again_ = true;
+        return;
+    }
+    resync_inflight_ = true;
+    ++resyncs_;
+    std::uint64_t at_send = store_.version();
+    std::uint64_t s = session_;
+    bool ok = send(cmd_, {"MULTI"}, {}) && send(cmd_, {"GET", version_key_}, {}) &&
+              send(cmd_, {"HGETALL", data_key_}, {}) &&
+              send(cmd_, {"EXEC"}, [this, s, at_send](redisReply* r) {
+                  if (s == session_) on_resync_reply(r, at_send);
+              });
+    if (!ok) {
+        resync_inflight_ = false;
+        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+    }
+}
+
+void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
+    resync_inflight_ = false;
+    if (r == nullptr) return;  // the connection is gone; lose_session runs
+    auto failed = [&](const std::string& what) {
+        std::string e = scrub("reading the state from Redis failed: " + what);
+        if (!synced_) {
+            lose_session(e);
+        } else {
+            core::log_error("{}", e);
+            set_error(e);
+        }
+    };
+    if (r->type == REDIS_REPLY_ERROR) return failed(reply_text(r));
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return failed(fmt::format("unexpected reply to EXEC ({} with {} elements)",
+                                  reply_type_name(r->type), r->elements));
+    std::uint64_t version = 0;
+    std::string error;
+    if (!parse_version_reply(r->element[0], version, error))
+        return failed(version_key_ + " " + error);
+    const redisReply* h = r->element[1];
+    if (h->type == REDIS_REPLY_ERROR) return failed("HGETALL " + data_key_ + ": " + reply_text(h));
+    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
+        return failed(fmt::format("HGETALL {} gave a {} with {} elements", data_key_,
+                                  reply_type_name(h->type), h->elements));
+    Entries entries;
+    std::map<std::string, std::string> bad;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const redisReply* k = h->element[i];
+        const redisReply* v = h->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        std::string key = reply_text(k);
+        std::string e = key_error(key);
+        if (e.empty()) {
+            try {
+                json value = parse_json(std::string_view(v->str, v->len), "value");
+                e = value_error(value);
+                if (e.empty()) entries.emplace(std::move(key), std::move(value));
+            } catch (const CodecError& ce) {
+                e = ce.what();
+            }
+        }
+        if (!e.empty()) bad.emplace(reply_text(k), e);
+    }
+    for (const auto& [key, why] : bad) {
+        auto it = bad_fields_.find(key);
+        if (it == bad_fields_.end() || it->second != why)
+            core::log_error("Redis hash {} field {} skipped: {} (fix it with the write script)",
+                            data_key_, quote_key(key), why);
+    }
+    bad_fields_ = std::move(bad);
+
+    if (!loaded_) {
+        core::log_info("state: {} keys at version {} from Redis at {}", entries.size(), version,
+                       config_.parsed.endpoint());
+        replace(Snapshot{version, std::move(entries)});
+    } else if (version < store_.version()) {
+        if (version < at_send) {
+            core::log_warn(
+                "Redis's state version went back from {} to {} (flushed, or "
+                "restarted without its data?): every worker gets the state as "
+                "Redis has it now",
+                store_.version(), version);
+            replace(Snapshot{version, std::move(entries)});
+            // Confirmed writes are no longer in Redis's history: they are answered as done.
+            auto waiting = std::move(awaiting_);
+            awaiting_.clear();
+            for (auto& [v, done] : waiting) done("", v);
+        }
+        // else: change notices that arrived meanwhile are newer than this read; keep them.
+    } else {
+        std::vector<Change> changes = diff(store_.entries(), entries);
+        if (!changes.empty() && version == store_.version())
+            core::log_info(
+                "{} key(s) changed in Redis without a version bump (a writer "
+                "bypassed herd's script); publishing them",
+                changes.size());
+        if (!changes.empty() || version > store_.version()) publish(std::move(changes), version);
+    }
+    release_awaiting();
+    if (!synced_) {
+        synced_ = true;
+        if (connect_timer_ != 0) loop_.cancel_timer(connect_timer_);
+        connect_timer_ = 0;
+        reconnect_delay_ = milliseconds(config_.reconnect_min_ms);
+        if (logged_down_)
+            core::log_info("Redis at {} is back: {} keys at version {}", config_.parsed.endpoint(),
+                           store_.size(), store_.version());
+        logged_down_ = false;
+        mark_up();
+        arm_timers();
+    }
+    if (resync_again_) {
+        resync_again_ = false;
+        resync();
+    }
+}
+
+void RedisBackend::on_notice(std::string_view payload) {
+    ++notices_;
+    if (!loaded_) return;  // the first full read includes it
+    Change change;
+    std::uint64_t version = 0;
+    std::string change_error;
+    try {
+        json j = parse_json(payload, "change notice");
+        if (!j.is_object()) throw CodecError("change notice: not a JSON object");
+        if (!j.contains("version")) throw CodecError("change notice: \"version\" is missing");
+        version = decode_version(j["version"], "change notice: \"version\"");
+        if (!j.contains("key") || !j["key"].is_string())
+            throw CodecError("change notice: \"key\" is missing or not a string");
+        change.key = j["key"].get<std::string>();
+        if (j.contains("value")) {
+            change.value = std::move(j["value"]);
+            change_error = value_error(*change.value);
+        } else if (!(j.contains("erased") && j["erased"] == true)) {
+            throw CodecError("change notice: neither \"value\" nor \"erased\": true");
+        }
+        if (change_error.empty()) change_error = key_error(change.key);
+    } catch (const CodecError& e) {
+        // Someone published something else on our channel, or a change was mangled: say so
+        // (at most once a second) and read everything, so nothing is missed.
+        auto now = std::chrono::steady_clock::now();
+        if (now - last_notice_error_ > std::chrono::seconds(1))
+            core::log_error("ignoring a message on {}: {}; reading the whole state", channel_,
+                            scrub(e.what()));
+        last_notice_error_ = now;
+        resync();
+        return;
+    }
+    if (version <= store_.version()) return;  // a full read got there first
+    if (version != store_.version() + 1) {
+        ++gaps_;
+        core::log_debug("change notice for version {} while at {}: reading the whole state",
+                        version, store_.version());
+        resync();
+        return;
+    }
+    std::vector<Change> changes;
+    if (!change_error.empty()) {
+        core::log_error("Redis change {} at version {} skipped: {}", quote_key(change.key), version,
+                        change_error);
+    } else {
+        changes.push_back(std::move(change));
+    }
+    publish(std::move(changes), version);
+    release_awaiting();
+}
+
+void RedisBackend::arm_timers() {
+    cancel_timers();
+    std::uint64_t s = session_;
+    poll_timer_ = loop_.add_timer(milliseconds(config_.poll_ms), [this, s] {
+        poll_timer_ = 0;
+        if (s == session_) poll();
+    });
+    arm_resync_timer();
+}
+
+void RedisBackend::arm_resync_timer() {
+    std::uint64_t s = session_;
+    resync_timer_ = loop_.add_timer(milliseconds(config_.resync_ms), [this, s] {
+        resync_timer_ = 0;
+        if (s != session_) return;
+        resync();
+        arm_resync_timer();
+    });
+}
+
+void RedisBackend::cancel_timers() {
+    for (core::EventLoop::TimerId* t :
+         {&poll_timer_, &resync_timer_, &connect_timer_, &behind_timer_}) {
+        if (*t != 0) loop_.cancel_timer(*t);
+        *t = 0;
+    }
+}
+
+void RedisBackend::poll() {
+    std::uint64_t s = session_;
+    poll_timer_ = loop_.add_timer(milliseconds(config_.poll_ms), [this, s] {
+        poll_timer_ = 0;
+        if (s == session_) poll();
+    });
+    if (!synced_ || cmd_ == nullptr || teardown_scheduled_) return;
+    if (!inflight_.empty() &&
+        Clock::now() - inflight_.front() > milliseconds(config_.connect_timeout_ms)) {
+        lose_session(fmt::format("Redis at {} did not answer a command within {} ms",
+                                 config_.parsed.endpoint(), config_.connect_timeout_ms));
+        return;
+    }
+    ++polls_;
+    std::uint64_t at_send = store_.version();
+    if (!send(cmd_, {"GET", version_key_}, [this, s, at_send](redisReply* r) {
+            if (s == session_) on_poll_reply(r, at_send);
+        }))
+        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+}
+
+void RedisBackend::on_poll_reply(redisReply* r, std::uint64_t at_send) {
+    if (r == nullptr) return;
+    std::uint64_t version = 0;
+    std::string error;
+    if (!parse_version_reply(r, version, error)) {
+        std::string e = scrub("polling Redis failed: " + version_key_ + " " + error);
+        core::log_error("{}", e);
+        set_error(e);
+        return;
+    }
+    if (version < at_send) {
+        resync();  // Redis went back: the full read replaces everything
+        return;
+    }
+    if (version <= store_.version()) return;
+    // Behind. A change notice may still be on its way on the other connection: give it a
+    // moment, then read everything if it has not come.
+    if (!subscribed_) {
+        resync();
+        return;
+    }
+    behind_target_ = std::max(behind_target_, version);
+    if (behind_timer_ != 0) return;
+    auto grace = milliseconds(std::clamp(config_.poll_ms / 4, 5, 100));
+    std::uint64_t s = session_;
+    behind_timer_ = loop_.add_timer(grace, [this, s] {
+        behind_timer_ = 0;
+        if (s != session_ || store_.version() >= behind_target_) return;
+        ++gaps_;
+        core::log_debug(
+            "Redis is at version {}, we are at {} and no change notice came: "
+            "reading the whole state",
+            behind_target_, store_.version());
+        resync();
+    });
+}
+
+void RedisBackend::release_awaiting() {
+    while (!awaiting_.empty() && awaiting_.begin()->first <= store_.version()) {
+        auto node = awaiting_.extract(awaiting_.begin());
+        node.mapped()("", node.key());
+    }
+}
+
+// ---- writing ----
+
+std::string RedisBackend::down_text() const {
+    std::string since;
+    if (down_since_) {
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now() - *down_since_)
+                        .count();
+        since = fmt::format(" since {} ({} s)", clock_text(*down_since_), secs);
+    }
+    return fmt::format("the Redis state backend at {} is down{}: {}; the write was not applied",
+                       config_.parsed.endpoint(), since,
+                       last_error_.empty() ? "not connected" : last_error_);
+}
+
+void RedisBackend::write(Change change, WriteDone done) {
+    if (!synced_ || cmd_ == nullptr || teardown_scheduled_) {
+        defer([done = std::move(done), text = down_text()] { done(text, 0); });
+        return;
+    }
+    send_write(change, std::move(done), !sha_.empty());
+}
+
+void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha) {
+    std::vector<std::string> args;
+    if (use_sha)
+        args = {"EVALSHA", sha_};
+    else
+        args = {"EVAL", std::string(write_script)};
+    args.insert(args.end(),
+                {"2", data_key_, version_key_, channel_, change.value ? "set" : "del", change.key});
+    if (change.value) args.push_back(change.value->dump());
+    auto shared_done = std::make_shared<WriteDone>(std::move(done));
+    bool sent = send(cmd_, args, [this, change, shared_done, use_sha](redisReply* r) {
+        WriteDone& done = *shared_done;
+        if (r == nullptr) {
+            done(fmt::format("the connection to Redis at {} was lost before the write of {} "
+                             "was confirmed; it may or may not have been applied",
+                             config_.parsed.endpoint(), quote_key(change.key)),
+                 0);
+            return;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            std::string e = reply_text(r);
+            if (use_sha && e.starts_with("NOSCRIPT")) {
+                // Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran. Again with
+                // the script itself, which caches it again.
+                sha_.clear();
+                if (synced_ && cmd_ != nullptr && !teardown_scheduled_)
+                    send_write(change, std::move(done), false);
+                else
+                    done(down_text(), 0);
+                return;
+            }
+            done("Redis refused the write of " + quote_key(change.key) + ": " + scrub(e), 0);
+            return;
+        }
+        if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
+            done(fmt::format("unexpected reply to the write script ({})", reply_type_name(r->type)),
+                 0);
+            return;
+        }
+        auto version = static_cast<std::uint64_t>(r->integer);
+        if (store_.version() >= version)
+            done("", version);
+        else
+            awaiting_.emplace(version, std::move(done));
+    });
+    if (!sent) {
+        defer([shared_done, text = "cannot send the write to Redis at " +
+                                   config_.parsed.endpoint()] { (*shared_done)(text, 0); });
+        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+    }
+}
+
+BackendStatus RedisBackend::status() const {
+    BackendStatus s;
+    s.kind = "redis";
+    s.target = config_.parsed.redacted();
+    fill_common(s);
+    s.last_error = scrub(s.last_error);
+    s.details = {{"prefix", config_.prefix},
+                 {"subscribed", subscribed_},
+                 {"commands", commands_},
+                 {"notices", notices_},
+                 {"gaps", gaps_},
+                 {"resyncs", resyncs_},
+                 {"polls", polls_},
+                 {"reconnects", reconnects_},
+                 {"bad_fields", bad_fields_.size()},
+                 {"awaiting_acks", awaiting_.size()}};
+    return s;
+}
+
+}  // namespace herd::broker

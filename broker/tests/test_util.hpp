@@ -1,0 +1,242 @@
+// Helpers for the broker's tests: a temporary folder, running an EventLoop until a condition
+// holds (bounded), and a real redis-server started on a free port or a unix socket.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/event_loop.hpp"
+
+namespace herd::broker::test {
+
+using namespace std::chrono_literals;
+
+class TempDir {
+  public:
+    TempDir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "herd-broker-XXXXXX");
+        std::vector<char> buf(pattern.begin(), pattern.end());
+        buf.push_back('\0');
+        if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp() failed");
+        path_ = buf.data();
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::string& path() const { return path_; }
+    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+  private:
+    std::string path_;
+};
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+inline void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+}
+
+// Runs the loop until pred() holds or the deadline passes; returns pred().
+inline bool run_until(core::EventLoop& loop, const std::function<bool()>& pred,
+                      std::chrono::milliseconds deadline = 10s) {
+    auto end = core::EventLoop::now() + deadline;
+    while (!pred()) {
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(end - core::EventLoop::now());
+        if (left.count() <= 0) return pred();
+        loop.run_once(static_cast<int>(std::min<long long>(left.count(), 50)));
+    }
+    return true;
+}
+
+// Runs a command, returns its standard output (and the exit status in status).
+inline std::string run_command(const std::vector<std::string>& args, int* status = nullptr) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork() failed");
+    if (pid == 0) {
+        dup2(out[1], 1);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        std::vector<char*> argv;
+        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    close(out[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    close(out[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (status != nullptr) *status = st;
+    return text;
+}
+
+inline int free_tcp_port() {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t len = sizeof a;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        close(fd);
+        throw std::runtime_error("cannot find a free port");
+    }
+    int port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+// A redis-server of our own: no persistence, no system config. Started on a unix socket in
+// dir (and on a TCP port when port != 0); waits for "Ready to accept connections" on its
+// log (its standard output), bounded.
+class RedisServer {
+  public:
+    static bool available() { return std::string(REDIS_SERVER).size() > 0; }
+
+    RedisServer(std::string dir, int port = 0, std::string password = {})
+        : dir_(std::move(dir)), port_(port), password_(std::move(password)) {
+        start();
+    }
+    ~RedisServer() { stop(); }
+
+    std::string socket() const { return dir_ + "/redis.sock"; }
+    int port() const { return port_; }
+    bool running() const { return pid_ > 0; }
+
+    void start() {
+        if (pid_ > 0) return;
+        int out[2];
+        if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
+        std::vector<std::string> args = {REDIS_SERVER,
+                                         "--port",
+                                         std::to_string(port_),
+                                         "--bind",
+                                         "127.0.0.1",
+                                         "--unixsocket",
+                                         socket(),
+                                         "--unixsocketperm",
+                                         "700",
+                                         "--save",
+                                         "",
+                                         "--appendonly",
+                                         "no",
+                                         "--dir",
+                                         dir_,
+                                         "--logfile",
+                                         "",
+                                         "--daemonize",
+                                         "no",
+                                         "--protected-mode",
+                                         "no"};
+        if (!password_.empty()) {
+            args.push_back("--requirepass");
+            args.push_back(password_);
+        }
+        pid_t pid = fork();
+        if (pid < 0) throw std::runtime_error("fork() failed");
+        if (pid == 0) {
+            dup2(out[1], 1);
+            int devnull = open("/dev/null", O_RDONLY);
+            dup2(devnull, 0);
+            std::vector<char*> argv;
+            for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+            argv.push_back(nullptr);
+            execv(argv[0], argv.data());
+            _exit(127);
+        }
+        close(out[1]);
+        pid_ = pid;
+        // Wait for the ready line, at most 10 s.
+        std::string log;
+        auto end = std::chrono::steady_clock::now() + 10s;
+        bool ready = false;
+        while (!ready && std::chrono::steady_clock::now() < end) {
+            pollfd p{out[0], POLLIN, 0};
+            int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            end - std::chrono::steady_clock::now())
+                                            .count());
+            if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
+            char buf[4096];
+            ssize_t n = read(out[0], buf, sizeof buf);
+            if (n <= 0) break;
+            log.append(buf, static_cast<size_t>(n));
+            ready = log.find("Ready to accept connections") != std::string::npos;
+        }
+        // Keep draining its output in the background so it never blocks on a full pipe.
+        log_fd_ = out[0];
+        fcntl(log_fd_, F_SETFL, O_NONBLOCK);
+        if (!ready) {
+            stop();
+            throw std::runtime_error("redis-server did not become ready:\n" + log);
+        }
+    }
+
+    // Stops it and waits until it has exited (its sockets are closed then).
+    void stop() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            int st = 0;
+            waitpid(pid_, &st, 0);
+            pid_ = -1;
+        }
+        if (log_fd_ >= 0) close(log_fd_);
+        log_fd_ = -1;
+        std::error_code ec;
+        std::filesystem::remove(socket(), ec);
+    }
+
+    // redis-cli against this server (over the unix socket).
+    std::string cli(const std::vector<std::string>& args, int* status = nullptr) const {
+        std::vector<std::string> full = {REDIS_CLI, "-s", socket()};
+        if (!password_.empty()) {
+            full.push_back("--no-auth-warning");
+            full.push_back("-a");
+            full.push_back(password_);
+        }
+        full.insert(full.end(), args.begin(), args.end());
+        std::string out = run_command(full, status);
+        while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+        return out;
+    }
+
+  private:
+    std::string dir_;
+    int port_;
+    std::string password_;
+    pid_t pid_ = -1;
+    int log_fd_ = -1;
+};
+
+}  // namespace herd::broker::test
