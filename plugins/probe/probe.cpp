@@ -1,11 +1,12 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
-// stuck requests, messages between workers). Never mount it on a public address.
+// stuck requests, messages between workers, printed output). Never mount it on a public address.
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -50,6 +51,20 @@ class Probe final : public herd::Plugin {
         response.add_header("Content-Type", "text/plain");
         if (path == "/pid") {
             answer_pid(response);
+        } else if (path == "/print") {
+            // What a plugin prints reaches the master's log: `lines` lines of `text` on
+            // stdout, one on stderr, and with tail=1 a last stderr line without a newline.
+            long lines = 1;
+            if (!query_param(request.query(), "lines").empty() &&
+                !number_param(request, "lines", 1000000, "lines", response, lines))
+                return;
+            std::string text = query_param(request.query(), "text");
+            for (long i = 0; i < lines; ++i) std::printf("%s %ld\n", text.c_str(), i);
+            std::fflush(stdout);
+            std::fprintf(stderr, "%s on stderr\n", text.c_str());
+            if (query_param(request.query(), "tail") == "1")
+                std::fprintf(stderr, "%s unfinished", text.c_str());
+            response.set_body("printed\n");
         } else if (path.starts_with("/env/")) {
             std::string name(path.substr(5));
             const char* value = std::getenv(name.c_str());

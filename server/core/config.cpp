@@ -127,7 +127,7 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
         {"name", "listen", "workers", "balance", "plugins", "env", "drain_timeout_ms",
          "max_body_bytes", "max_header_bytes", "header_timeout_ms", "keepalive_timeout_ms",
          "backlog", "watchdog_ms", "max_requests", "max_rss_mb", "restart_backoff_ms",
-         "restart_backoff_max_ms", "healthy_after_ms"});
+         "restart_backoff_max_ms", "healthy_after_ms", "access_log"});
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -220,6 +220,12 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
             static_cast<std::uint64_t>(get_int(j["max_rss_mb"], where + ".max_rss_mb", 0, 1 << 24));
     if (j.contains("backlog"))
         a.backlog = static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
+    if (j.contains("access_log")) {
+        a.access_log =
+            no_nul(get_string(j["access_log"], where + ".access_log"), where + ".access_log");
+        if (a.access_log.empty()) fail(where + ".access_log", "must not be empty");
+        a.access_log = resolve(a.access_log, base_dir);
+    }
     return a;
 }
 
@@ -238,7 +244,7 @@ int cpu_count() {
 
 Config parse_config(const json& j, const std::string& base_dir) {
     require_object(j, "");
-    reject_unknown_keys(j, "", {"apps", "log_level", "control"});
+    reject_unknown_keys(j, "", {"apps", "log_level", "control", "log_file", "metrics"});
     Config c;
     c.dir = base_dir;
     if (j.contains("log_level")) {
@@ -252,6 +258,20 @@ Config parse_config(const json& j, const std::string& base_dir) {
         c.control_path = no_nul(get_string(j["control"], "control"), "control");
         if (c.control_path.empty()) fail("control", "must not be empty");
         c.control_path = resolve(c.control_path, base_dir);
+    }
+    if (j.contains("log_file")) {
+        c.log_file = no_nul(get_string(j["log_file"], "log_file"), "log_file");
+        if (c.log_file.empty()) fail("log_file", "must not be empty");
+        c.log_file = resolve(c.log_file, base_dir);
+    }
+    if (j.contains("metrics")) {
+        try {
+            c.metrics = parse_address(get_string(j["metrics"], "metrics"));
+        } catch (const ConfigError&) {
+            throw;
+        } catch (const Error& e) {
+            fail("metrics", e.what());
+        }
     }
     if (!j.contains("apps")) fail("apps", "missing (a list of apps)");
     const json& apps = j["apps"];

@@ -47,6 +47,7 @@ struct AppConfig {
     int healthy_after_ms = 10000;        // a worker that ran this long resets the back-off
     std::uint64_t max_requests = 0;      // recycle a worker after this many requests (0: never)
     std::uint64_t max_rss_mb = 0;  // recycle a worker whose resident memory exceeds this (0: never)
+    std::string access_log;        // file for one line per request (combined format); "" none
 
     // Reload compares an app's new config with the running one.
     bool operator==(const AppConfig&) const = default;
@@ -60,6 +61,11 @@ struct Config {
     // The master's control socket (herd status/stop): "control" in the file, by default the
     // config file's name with ".sock" ("/etc/herd/herd.json" -> "/etc/herd/herd.sock").
     std::string control_path;
+    // The master's log (every worker's lines go through it): "" for standard error. Reopened
+    // on SIGUSR1.
+    std::string log_file;
+    // Prometheus endpoint ("127.0.0.1:9100"); text empty when there is none.
+    SocketAddress metrics;
 };
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.

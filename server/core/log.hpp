@@ -15,6 +15,15 @@ void set_log_level(LogLevel level);
 void set_log_fd(int fd);
 bool log_enabled(LogLevel level);
 void log_line(LogLevel level, std::string_view message);
+// A line already formatted by another herd process (a worker's log, through its pipe).
+void log_raw(std::string_view line);
+// A line in the name of another process (what a worker's plugin printed), whatever the
+// level setting: it is the plugin's output, not herd's chatter.
+void log_line_as(LogLevel level, std::string_view identity, int pid, std::string_view message);
+// Opens `path` for appending (0640) and logs there from now on, closing the file logged to
+// before (standard error is kept). For the master's log_file and its reopening on SIGUSR1.
+// Throws Error naming the path; the previous destination stays on failure.
+void open_log_file(const std::string& path);
 
 // Formats "what failed: strerror(errno)" for the current errno.
 std::string errno_text(std::string_view what);

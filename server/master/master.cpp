@@ -1,6 +1,7 @@
 // Master: binding, spawning, supervision and signals; see master.hpp.
 #include "master/master.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -194,6 +195,9 @@ int Master::run() {
     if (!signal_fd_) core::throw_errno("signalfd()");
     loop_.add(signal_fd_.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
 
+    // The log file before anything worth logging; a path that cannot be opened stops herd
+    // here, with the reason on standard error.
+    if (!config_.log_file.empty()) core::open_log_file(config_.log_file);
     // The control socket first: a second master is refused before it touches any port.
     if (!config_.control_path.empty()) {
         control_ = std::make_unique<ControlServer>(
@@ -204,6 +208,11 @@ int Master::run() {
         core::log_info("control socket {}", config_.control_path);
     }
     bind_all();
+    if (!config_.metrics.text.empty()) {
+        metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics(); });
+        metrics_->listen(config_.metrics);
+        core::log_info("metrics on http://{}/metrics", metrics_->bound_address());
+    }
     watchdog();
     for (auto& app : apps_)
         for (int slot = 0; slot < app->config.workers; ++slot) spawn_worker(*app, slot);
@@ -230,11 +239,29 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     } else {
         board = nullptr;
     }
+    // The worker's herd log, stdout and stderr reach the master through pipes (see output.hpp).
+    core::UniqueFd read_ends[3], write_ends[3];
+    for (int i = 0; i < 3; ++i) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+            core::throw_errno("pipe2() for app \"" + config.name + "\" slot " +
+                              std::to_string(slot));
+        read_ends[i].reset(p[0]);
+        write_ends[i].reset(p[1]);
+        core::set_nonblocking(p[0]);
+    }
     std::vector<int> keep{child_end};
+    for (auto& fd : write_ends) keep.push_back(fd.get());
     if (listen_fd >= 0) keep.push_back(listen_fd);
     pid_t pid = -1;
     try {
         pid = spawn_process(keep, [&] {
+            core::set_log_fd(write_ends[0].get());
+            if (dup2(write_ends[1].get(), STDOUT_FILENO) < 0 ||
+                dup2(write_ends[2].get(), STDERR_FILENO) < 0)
+                _exit(worker::exit_start_failure);
+            // Line by line: what a plugin prints reaches the log now, not when a buffer fills.
+            setvbuf(stdout, nullptr, _IOLBF, 0);
             worker::WorkerSpec spec;
             spec.app = config;
             spec.slot = slot;
@@ -250,6 +277,15 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
                           std::to_string(slot) + ": " + e.what());
     }
     theirs.reset();
+    for (auto& fd : write_ends) fd.reset();
+    std::string identity = "worker " + config.name + "/" + std::to_string(slot);
+    watch_output(std::move(read_ends[0]), [](std::string_view line) { core::log_raw(line); });
+    watch_output(std::move(read_ends[1]), [identity, pid](std::string_view line) {
+        core::log_line_as(core::LogLevel::info, identity, pid, fmt::format("stdout: {}", line));
+    });
+    watch_output(std::move(read_ends[2]), [identity, pid](std::string_view line) {
+        core::log_line_as(core::LogLevel::warn, identity, pid, fmt::format("stderr: {}", line));
+    });
 
     auto w = std::make_unique<WorkerProc>();
     w->app = &app;
@@ -278,7 +314,35 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     return raw;
 }
 
-void Master::replace_worker(WorkerProc& w, const std::string& why) {
+void Master::reopen_logs() {
+    // logrotate renamed the files: open them again by name. The master's log is written by
+    // the master alone (the workers' lines come through it); access logs by each worker.
+    if (!config_.log_file.empty()) {
+        try {
+            core::open_log_file(config_.log_file);
+        } catch (const core::Error& e) {
+            core::log_error("SIGUSR1: {}; still logging to the file open before", e.what());
+        }
+    }
+    int told = 0;
+    for (auto& [pid, w] : workers_)
+        if (!w->exited && !w->app->config.access_log.empty() &&
+            w->channel->send({{"type", "reopen"}}))
+            ++told;
+    core::log_info("SIGUSR1: log file reopened{}",
+                   told > 0 ? fmt::format("; {} worker(s) reopen their access logs", told) : "");
+}
+
+void Master::watch_output(core::UniqueFd fd, OutputReader::Sink sink) {
+    int key = fd.get();
+    outputs_[key] =
+        std::make_unique<OutputReader>(loop_, std::move(fd), std::move(sink), [this, key] {
+            // At end of file, from inside the reader: free it after this iteration.
+            loop_.defer([this, key] { outputs_.erase(key); });
+        });
+}
+
+void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::string& why) {
     if (w.canary && reload_ && !reload_->committed) {
         // The new build fails on its first requests: it does not roll out.
         abort_reload(w.name + " (the canary) " + why);
@@ -287,6 +351,7 @@ void Master::replace_worker(WorkerProc& w, const std::string& why) {
     if (w.replaced_by != 0 || w.leaving || stopping_ || w.slot >= w.app->config.workers ||
         w.app->removed)
         return;
+    ++w.app->restarts_by_reason[kind];
     w.state = WorkerState::draining;  // no more connections passed to it
     try {
         WorkerProc* next = spawn_worker(*w.app, w.slot);
@@ -365,15 +430,18 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
     w.requests = m.body.value("requests", std::uint64_t{0});
     w.open = m.body.value("open", std::uint64_t{0});
     w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
+    if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
+        core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
     std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
     if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
-        replace_worker(w, "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
+        replace_worker(w, "max_rss",
+                       "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
 }
 
 void Master::on_retire(WorkerProc& w, core::Message& m) {
     std::string reason = m.body.value("reason", std::string("(no reason given)"));
     core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
-    replace_worker(w, reason);
+    replace_worker(w, reason.starts_with("max_requests") ? "max_requests" : "retire", reason);
 }
 
 void Master::on_user(WorkerProc& w, core::Message& m) {
@@ -422,7 +490,7 @@ void Master::on_fatal(WorkerProc& w, core::Message& m) {
         core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
                         reason);
         // A fatal signal kills the worker at once: its exit brings the replacement.
-        if (phase != "signal") replace_worker(w, "fatal error");
+        if (phase != "signal") replace_worker(w, "exception", "fatal error");
     }
 }
 
@@ -439,6 +507,7 @@ void Master::watchdog() {
             "{} sent no heartbeat for {} ms (watchdog_ms {}): stuck in a plugin? SIGKILL", w->name,
             silent.count(), w->app->config.watchdog_ms);
         w->state = WorkerState::draining;  // once: it is being killed
+        w->watchdog_killed = true;
         (void)kill(pid, SIGKILL);
     }
     for (auto& app : apps_) period = std::min(period, std::max(50, app->config.watchdog_ms / 4));
@@ -532,6 +601,31 @@ nlohmann::json Master::status() const {
     return out;
 }
 
+MasterMetrics Master::metrics() const {
+    MasterMetrics m;
+    m.reloads = reloads_done_;
+    m.reload_failures = reloads_failed_;
+    for (const auto& app : apps_) {
+        if (app->provisional) continue;
+        AppMetrics a;
+        a.name = app->config.name;
+        a.generation = app->generation;
+        a.requests = app->retired_stats;
+        a.restarts = app->restarts_by_reason;
+        for (const auto& [pid, w] : workers_) {
+            if (w->app != app.get()) continue;
+            a.requests += w->stats;
+            a.open_connections += w->open;
+            ++a.workers[w->state == WorkerState::starting ? "starting"
+                        : w->state == WorkerState::ready  ? "ready"
+                                                          : "draining"];
+            a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
+        }
+        m.apps.push_back(std::move(a));
+    }
+    return m;
+}
+
 void Master::check_all_ready() {
     bool all = true;
     for (auto& app : apps_) {
@@ -548,6 +642,7 @@ void Master::check_all_ready() {
     if (all && !all_ready_logged_) {
         all_ready_logged_ = true;
         core::log_info("all apps ready");
+        notify_.ready(std::to_string(apps_.size()) + " app(s) ready");
     }
 }
 
@@ -561,6 +656,9 @@ void Master::on_signal() {
                 break;
             case SIGHUP:
                 reload("SIGHUP", {});
+                break;
+            case SIGUSR1:
+                reopen_logs();
                 break;
             case SIGTTIN:
             case SIGTTOU:
@@ -595,7 +693,15 @@ void Master::reap() {
         }
         on_worker_exit(pid, status);
     }
-    if (stopping_ && workers_.empty()) loop_.stop();
+    if (stopping_ && workers_.empty()) {
+        drain_outputs();
+        loop_.stop();
+    }
+}
+
+void Master::drain_outputs() {
+    // The workers are gone; what they wrote is still in the pipes. Read it before exiting.
+    for (auto& [fd, reader] : outputs_) reader->drain();
 }
 
 void Master::on_worker_exit(pid_t pid, int status) {
@@ -611,6 +717,7 @@ void Master::on_worker_exit(pid_t pid, int status) {
     if (!it->second->channel->closed()) it->second->channel->drain_input();
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
+    w->app->retired_stats += w->stats;
     bool slot_taken = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
         return other.second->app == w->app && other.second->slot == w->slot;
     });
@@ -662,6 +769,10 @@ void Master::on_worker_exit(pid_t pid, int status) {
     bool never_ready = w->state == WorkerState::starting;
     bool start_failed = !w->start_failure.empty() ||
                         (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
+    ++app.restarts_by_reason[start_failed || never_ready ? "start_failure"
+                             : w->watchdog_killed        ? "watchdog"
+                             : WIFSIGNALED(status)       ? "signal"
+                                                         : "exit"];
     if (start_failed || never_ready) {
         std::string reason =
             w->start_failure.empty() ? "worker " + how + " before it was ready" : w->start_failure;
@@ -771,6 +882,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     if (stopping_) return;
     stopping_ = true;
     exit_code_ = exit_code;
+    notify_.stopping("stopping (" + why + ")");
     if (reload_) end_reload(false, "herd is stopping (" + why + ")");
     int deadline = 0;
     for (auto& app : apps_) deadline = std::max(deadline, app->config.drain_timeout_ms);
@@ -812,6 +924,7 @@ void Master::stop_now() {
         core::log_warn("{} {}", w->name, describe_status(status));
     }
     workers_.clear();
+    drain_outputs();
     loop_.stop();
 }
 

@@ -16,6 +16,9 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "master/control.hpp"
+#include "master/metrics.hpp"
+#include "master/notify.hpp"
+#include "master/output.hpp"
 #include "master/restart_policy.hpp"
 
 namespace herd::master {
@@ -59,6 +62,8 @@ class Master {
         bool leaving = false;   // drained on purpose (reload, abort): its exit is expected
         bool canary = false;    // first worker of a reload's new generation, not yet committed
         bool stopped_accepting = false;  // acknowledged "drain": accepts no new connections
+        bool watchdog_killed = false;
+        core::RequestStats stats;  // from its last heartbeat
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
         // Connections it may hold at once (from its "ready": its descriptor limit less a
@@ -96,6 +101,8 @@ class Master {
         std::map<int, core::UniqueFd> retiring;
         std::map<int, SlotBackoff> backoff;     // by slot
         std::map<int, std::uint64_t> restarts;  // by slot: unexpected exits, for status
+        std::map<std::string, std::uint64_t> restarts_by_reason;  // for metrics
+        core::RequestStats retired_stats;                         // of its workers that are gone
         StartFailures start_failures;
         bool failed = false;  // gave up after start failures: no worker is started for it
     };
@@ -119,7 +126,7 @@ class Master {
     WorkerProc* spawn_worker(App& app, int slot, bool next = false);
     // After a fatal report: start the slot's replacement now; the old worker drains once the
     // replacement is ready.
-    void replace_worker(WorkerProc& w, const std::string& why);
+    void replace_worker(WorkerProc& w, const std::string& kind, const std::string& why);
     // Sends "drain" and arms the SIGKILL backstop for the worker's deadline.
     void drain_worker(WorkerProc& w, bool close_idle);
     // Starts a worker for the slot after `delay` (back-off), unless the app failed, the slot
@@ -142,6 +149,11 @@ class Master {
     void check_all_ready();
     // Kills (and so replaces) a ready worker silent for longer than its app's watchdog_ms.
     void watchdog();
+    // Reads a worker's pipe (log, stdout, stderr) into the master's log until end of file.
+    void watch_output(core::UniqueFd fd, OutputReader::Sink sink);
+    // SIGUSR1: the master's log file and the workers' access logs are opened again.
+    void reopen_logs();
+    void drain_outputs();
     void on_control(const nlohmann::json& request, ControlServer::Reply reply);
     // Reload (reload.cpp): read the config again, start a canary per changed app, and once
     // every canary is ready roll each app slot by slot. `reply` gets the outcome.
@@ -160,6 +172,7 @@ class Master {
     // Drains a worker whose slot is gone (scale-down, smaller reload), keeping its queue.
     void retire_slot_worker(App& app, WorkerProc& w);
     nlohmann::json status() const;
+    MasterMetrics metrics() const;
     void accept_for(App& app, int listen_fd);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
     void scale(App& app, int workers);
@@ -172,17 +185,21 @@ class Master {
     void stop_now();
 
     core::Config config_;
+    Notifier notify_;  // first: workers must not inherit NOTIFY_SOCKET
     core::EventLoop loop_;
     core::UniqueFd signal_fd_;
     std::unique_ptr<ControlServer> control_;
     core::BasicDispatcher<WorkerProc&> dispatch_;
     std::vector<std::unique_ptr<App>> apps_;
     std::map<pid_t, std::unique_ptr<WorkerProc>> workers_;
+    std::map<int, std::unique_ptr<OutputReader>> outputs_;  // by descriptor
     std::uint64_t next_app_id_ = 1;
     std::optional<Reload> reload_;
     std::uint64_t reload_ids_ = 0;
     bool reload_again_ = false;  // a SIGHUP arrived during a reload: run another after it
     std::uint64_t reloads_done_ = 0;
+    std::uint64_t reloads_failed_ = 0;
+    std::unique_ptr<MetricsServer> metrics_;
     bool stopping_ = false;
     bool all_ready_logged_ = false;
     int exit_code_ = 0;

@@ -40,12 +40,18 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                         std::chrono::duration<double>(Clock::now() - reload_->started).count()) +
             " s)");
     }
+    notify_.reloading("reloading (" + source + ")");
+    auto refuse_after = [&](const std::string& why) {
+        ++reloads_failed_;
+        refuse(why);
+        notify_.ready("reload refused: " + why);
+    };
     core::log_info("reload ({}): reading {}", source, config_.file);
     core::Config next;
     try {
         next = core::load_config(config_.file);
     } catch (const core::Error& e) {
-        return refuse(std::string("the config is invalid, nothing changed: ") + e.what());
+        return refuse_after(std::string("the config is invalid, nothing changed: ") + e.what());
     }
 
     std::vector<RunningApp> running;
@@ -56,7 +62,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
     if (!plan.errors.empty()) {
         std::string all;
         for (const auto& e : plan.errors) all += (all.empty() ? "" : "; ") + e;
-        return refuse("nothing changed: " + all);
+        return refuse_after("nothing changed: " + all);
     }
     for (const auto& note : plan.notes) core::log_warn("reload: {}", note);
     if (next.control_path != config_.control_path)
@@ -64,11 +70,14 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
             "reload: the control socket stays {} until herd restarts (the config now "
             "says {})",
             config_.control_path, next.control_path);
+    if (next.log_file != config_.log_file || !(next.metrics == config_.metrics))
+        core::log_warn("reload: log_file and metrics stay as they are until herd restarts");
     core::set_log_level(parse_level(next.log_level));
     config_.log_level = next.log_level;
 
     if (!plan.any_change()) {
         core::log_info("reload ({}): no app changed", source);
+        notify_.ready("reloaded: no app changed");
         ++reloads_done_;
         if (reply) reply({{"ok", true}, {"changed", nlohmann::json::array()}});
         return;
@@ -319,10 +328,12 @@ void Master::end_reload(bool ok, const std::string& message) {
                                 {"listen", app->bound}});
         answer = {{"ok", true}, {"ms", ms}, {"apps", apps}};
     } else {
+        ++reloads_failed_;
         if (r.committed) core::log_error("reload ({}) ended with errors: {}", r.source, message);
         answer = {{"ok", false}, {"error", message}};
     }
     for (auto& reply : r.replies) reply(answer);
+    if (!stopping_) notify_.ready(ok ? "reloaded" : "reload failed: " + message);
     if (reload_again_ && !stopping_) {
         reload_again_ = false;
         loop_.defer([this] { reload("SIGHUP (queued)", {}); });

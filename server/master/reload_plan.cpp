@@ -50,6 +50,7 @@ std::string changed_keys(const core::AppConfig& a, const core::AppConfig& b) {
     check(a.healthy_after_ms == b.healthy_after_ms, "healthy_after_ms");
     check(a.max_requests == b.max_requests, "max_requests");
     check(a.max_rss_mb == b.max_rss_mb, "max_rss_mb");
+    check(a.access_log == b.access_log, "access_log");
     std::string out;
     for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
     return out.empty() ? "settings" : out;

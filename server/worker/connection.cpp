@@ -1,6 +1,8 @@
 // Connection: one client socket in a worker; see connection.hpp.
 #include "worker/connection.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -149,6 +151,7 @@ void Connection::handle_request() {
     if (mounted == nullptr) {
         encode_error(out, 404, close_after_, head, http10_keep_alive);
         out_.commit();
+        worker_.record_request(request, 404, 0, phase_since_, *this);
         return;
     }
     parser_.set_mount_length(mounted->mount == "/" ? 0 : mounted->mount.size());
@@ -165,6 +168,7 @@ void Connection::handle_request() {
                                   std::string(request.target().substr(0, 200)));
         encode_error(out, 500, close_after_, head, http10_keep_alive);
         out_.commit();
+        worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
     }
     std::string error;
@@ -174,8 +178,10 @@ void Connection::handle_request() {
                         request.method(), request.target().substr(0, 200), error);
         encode_error(out, 500, close_after_, head, http10_keep_alive);
         out_.commit();
+        worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
     }
+    std::size_t bytes = head ? 0 : body.size();
     if (!head && !body.empty()) {
         if (body.size() <= inline_body_limit) {
             out.append(body);
@@ -185,12 +191,32 @@ void Connection::handle_request() {
         }
     }
     out_.commit();
+    worker_.record_request(request, response_.status(), bytes, phase_since_, *this);
+}
+
+const std::string& Connection::peer() {
+    if (peer_.empty()) {
+        sockaddr_storage a{};
+        socklen_t length = sizeof a;
+        char text[INET6_ADDRSTRLEN] = "-";
+        if (getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&a), &length) == 0) {
+            if (a.ss_family == AF_INET)
+                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&a)->sin_addr, text,
+                          sizeof text);
+            else if (a.ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&a)->sin6_addr, text,
+                          sizeof text);
+        }
+        peer_ = text;
+    }
+    return peer_;
 }
 
 void Connection::respond_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
     encode_error(out_.tail(), status, true);
     out_.commit();
+    worker_.record_request(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
     state_ = State::closing;
     set_interest(false, true);

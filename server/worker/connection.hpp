@@ -34,6 +34,8 @@ class Connection {
     void drain(bool close_idle);
     // Between requests with nothing left to write.
     bool idle() const;
+    // The client's address ("127.0.0.1"), looked up once, for the access log.
+    const std::string& peer();
 
   private:
     enum class State { open, closing, lingering };
@@ -55,6 +57,7 @@ class Connection {
     herd::Response response_;
     OutputQueue out_;
     std::string pending_;  // unparsed input kept while reading is paused for backpressure
+    std::string peer_;
     State state_ = State::open;
     bool close_after_ = false;
     bool served_any_ = false;

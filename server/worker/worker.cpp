@@ -74,6 +74,7 @@ int Worker::run() {
                               m.body.value("from", -1)))
             core::log_warn("message for plugin \"{}\", which is not mounted here; ignored", mount);
     });
+    dispatch_.on("reopen", [this](core::Message&) { access_log_.reopen(); });
     dispatch_.on("drain", [this](core::Message& m) {
         start_drain(m.body.value("close_idle", false),
                     m.body.value("deadline_ms", spec_.app.drain_timeout_ms));
@@ -96,6 +97,7 @@ int Worker::run() {
     });
 
     try {
+        if (!spec_.app.access_log.empty()) access_log_.open(spec_.app.access_log);
         plugins_.load(spec_.app, spec_.slot, this);
         plugins_.start();
     } catch (const std::exception& e) {
@@ -131,6 +133,8 @@ int Worker::run() {
     loop_.run();
 
     plugins_.stop();
+    access_log_.flush();
+    send_heartbeat();  // the last figures, so that metrics count every request
     core::log_info("stopped after serving {} requests", requests_);
     master_->flush();
     return exit_code_;
@@ -227,6 +231,13 @@ void Worker::on_plugin_failure(const std::string& description) {
     retire({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
 }
 
+void Worker::record_request(const Request& request, int status, std::size_t bytes,
+                            core::EventLoop::Clock::time_point started, Connection& connection) {
+    stats_.record(status,
+                  std::chrono::duration<double>(core::EventLoop::Clock::now() - started).count());
+    if (access_log_.enabled()) access_log_.record(connection.peer(), request, status, bytes);
+}
+
 void Worker::count_request() {
     ++requests_;
     if (request_limit_ != 0 && requests_ == request_limit_)
@@ -315,7 +326,13 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
 
 void Worker::heartbeat() {
     // From the event loop itself: a plugin stuck in a handler stops the heartbeats, and the
-    // master's watchdog notices. The figures feed status and least-loaded decisions.
+    // master's watchdog notices. The figures feed status, metrics and least-loaded decisions.
+    send_heartbeat();
+    int period = std::clamp(spec_.app.watchdog_ms / 4, 50, 1000);
+    loop_.add_timer(std::chrono::milliseconds(period), [this] { heartbeat(); });
+}
+
+void Worker::send_heartbeat() {
     long rss_pages = 0;
     if (FILE* f = std::fopen("/proc/self/statm", "r")) {
         long size = 0;
@@ -325,9 +342,8 @@ void Worker::heartbeat() {
     master_->send({{"type", "heartbeat"},
                    {"requests", requests_},
                    {"open", open_connections_},
-                   {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)}});
-    int period = std::clamp(spec_.app.watchdog_ms / 4, 50, 1000);
-    loop_.add_timer(std::chrono::milliseconds(period), [this] { heartbeat(); });
+                   {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
+                   {"stats", stats_.to_json()}});
 }
 
 void Worker::maybe_finish() {

@@ -11,6 +11,8 @@
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
+#include "core/request_stats.hpp"
+#include "worker/access_log.hpp"
 #include "worker/http_parser.hpp"
 #include "worker/plugin_host.hpp"
 
@@ -74,6 +76,9 @@ class Worker final : public MessageSink {
                                                              : balance::SlotState::idle),
                              std::memory_order_relaxed);
     }
+    // A response was queued: counts it for metrics and writes the access log line.
+    void record_request(const Request& request, int status, std::size_t bytes,
+                        core::EventLoop::Clock::time_point started, Connection& connection);
     // The connection closed: frees it after this loop iteration.
     void release(int fd, bool was_closing);
     // The connection sent its last response and waits for the client to close.
@@ -96,6 +101,7 @@ class Worker final : public MessageSink {
     void start_drain(bool close_idle, int deadline_ms);
     void sweep();
     void heartbeat();
+    void send_heartbeat();
     void maybe_finish();
     void finish(int code);
 
@@ -110,6 +116,8 @@ class Worker final : public MessageSink {
     std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN
     std::vector<std::unique_ptr<Connection>> released_;
     std::vector<char> read_buffer_;
+    AccessLog access_log_{loop_};
+    core::RequestStats stats_;
     std::uint64_t requests_ = 0;
     std::uint64_t request_limit_ = 0;  // max_requests plus jitter; 0: no limit
     std::uint64_t closed_ = 0;  // connections closed, reported to the master when it accepts for us

@@ -50,12 +50,13 @@ def app(name="web", workers=2, plugins=None, **extra):
 class Herd:
     """A herd master run in the background. Use as a context manager."""
 
-    def __init__(self, config, tmpdir=None, args=None, nofile=None, wait_ready=True):
+    def __init__(self, config, tmpdir=None, args=None, nofile=None, wait_ready=True, env=None):
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="herd-test-")
         self.config_path = os.path.join(self.tmpdir, "herd.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
         self.args = args
+        self.env = env  # added to the environment herd starts with
         self.nofile = nofile  # RLIMIT_NOFILE for herd and its workers, to provoke EMFILE
         self.wait_ready = wait_ready  # used by `with`: wait for "all apps ready" 
         self.proc = None
@@ -68,7 +69,8 @@ class Herd:
         self.proc = subprocess.Popen(
             [HERD_BIN, "run", self.config_path] + (self.args or []),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=self.tmpdir, preexec_fn=self._limits if self.nofile else None)
+            cwd=self.tmpdir, preexec_fn=self._limits if self.nofile else None,
+            env=dict(os.environ, **self.env) if self.env else None)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:

@@ -98,8 +98,15 @@ TEST(ConfigTest, EveryFieldIsRead) {
     app["backlog"] = 13;
     app["plugins"][0]["mount"] = "/api";
     app["plugins"][0]["config"] = {{"greeting", "hi"}, {"n", 3}};
+    app["access_log"] = "logs/access.log";
+    j["log_file"] = "herd.log";
+    j["metrics"] = "127.0.0.1:9100";
     Config c = parse(j);
     EXPECT_EQ(c.log_level, "debug");
+    EXPECT_EQ(c.log_file, "/etc/herd/herd.log");
+    EXPECT_EQ(c.metrics.text, "127.0.0.1:9100");
+    EXPECT_EQ(c.metrics.port(), 9100);
+    EXPECT_EQ(c.apps.at(0).access_log, "/etc/herd/logs/access.log");
     const AppConfig& a = c.apps.at(0);
     EXPECT_EQ(a.workers, 7);
     EXPECT_EQ(a.env.size(), 2u);
@@ -244,7 +251,20 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
     j["aps"] = json::array();
     std::string e = error_of(j);
     EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
-    EXPECT_NE(e.find("apps, control, log_level"), std::string::npos) << e;
+    EXPECT_NE(e.find("apps, control, log_file, log_level, metrics"), std::string::npos) << e;
+}
+
+TEST(ConfigErrorTest, BadLogsAndMetrics) {
+    json j = base_config();
+    j["metrics"] = "localhost:x";
+    EXPECT_NE(error_of(j).find("metrics: "), std::string::npos) << error_of(j);
+    j = base_config();
+    j["log_file"] = "";
+    EXPECT_NE(error_of(j).find("log_file: must not be empty"), std::string::npos);
+    j = base_config();
+    j["apps"][0]["access_log"] = 3;
+    EXPECT_NE(error_of(j).find("apps[0].access_log: expected a string"), std::string::npos)
+        << error_of(j);
 }
 
 TEST(ConfigErrorTest, UnknownAppKey) {

@@ -1,0 +1,210 @@
+// Metrics rendering and endpoint; see metrics.hpp.
+#include "master/metrics.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "worker/http_parser.hpp"
+#include "worker/http_response.hpp"
+
+namespace herd::master {
+namespace {
+
+constexpr std::size_t max_clients = 64;
+constexpr auto client_timeout = std::chrono::seconds(5);
+
+// Label values: backslash, quote and newline escaped as the format requires.
+std::string label(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+std::string render_metrics(const MasterMetrics& m) {
+    std::string out;
+    family(out, "herd_requests_total", "counter", "Responses sent, by status class.");
+    for (const auto& a : m.apps)
+        for (std::size_t i = 0; i < a.requests.by_class.size(); ++i)
+            out += fmt::format("herd_requests_total{{app=\"{}\",code=\"{}xx\"}} {}\n",
+                               label(a.name), i + 1, a.requests.by_class[i]);
+    family(out, "herd_request_duration_seconds", "histogram",
+           "Time from a request's first byte to its response being queued.");
+    for (const auto& a : m.apps) {
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < a.requests.buckets.size(); ++i) {
+            cumulative += a.requests.buckets[i];
+            std::string le = i < core::RequestStats::bounds.size()
+                                 ? fmt::format("{}", core::RequestStats::bounds[i])
+                                 : "+Inf";
+            out += fmt::format("herd_request_duration_seconds_bucket{{app=\"{}\",le=\"{}\"}} {}\n",
+                               label(a.name), le, cumulative);
+        }
+        out += fmt::format("herd_request_duration_seconds_sum{{app=\"{}\"}} {}\n", label(a.name),
+                           a.requests.latency_sum);
+        out += fmt::format("herd_request_duration_seconds_count{{app=\"{}\"}} {}\n", label(a.name),
+                           cumulative);
+    }
+    family(out, "herd_open_connections", "gauge", "Client connections open in the workers.");
+    for (const auto& a : m.apps)
+        out += fmt::format("herd_open_connections{{app=\"{}\"}} {}\n", label(a.name),
+                           a.open_connections);
+    family(out, "herd_workers", "gauge", "Worker processes, by state.");
+    for (const auto& a : m.apps)
+        for (const auto& [state, n] : a.workers)
+            out += fmt::format("herd_workers{{app=\"{}\",state=\"{}\"}} {}\n", label(a.name),
+                               label(state), n);
+    family(out, "herd_worker_restarts_total", "counter",
+           "Workers replaced or restarted, by reason.");
+    for (const auto& a : m.apps)
+        for (const auto& [reason, n] : a.restarts)
+            out += fmt::format("herd_worker_restarts_total{{app=\"{}\",reason=\"{}\"}} {}\n",
+                               label(a.name), label(reason), n);
+    family(out, "herd_worker_resident_bytes", "gauge", "Resident memory of each worker.");
+    for (const auto& a : m.apps)
+        for (const auto& w : a.worker_rss)
+            out +=
+                fmt::format("herd_worker_resident_bytes{{app=\"{}\",slot=\"{}\",pid=\"{}\"}} {}\n",
+                            label(a.name), w.slot, w.pid, w.rss_bytes);
+    family(out, "herd_app_generation", "gauge", "The generation an app's workers run.");
+    for (const auto& a : m.apps)
+        out += fmt::format("herd_app_generation{{app=\"{}\"}} {}\n", label(a.name), a.generation);
+    family(out, "herd_reloads_total", "counter", "Reloads, by outcome.");
+    out += fmt::format("herd_reloads_total{{result=\"ok\"}} {}\n", m.reloads);
+    out += fmt::format("herd_reloads_total{{result=\"failed\"}} {}\n", m.reload_failures);
+    return out;
+}
+
+struct MetricsServer::Client {
+    core::UniqueFd fd;
+    worker::HttpLimits limits;
+    std::unique_ptr<worker::HttpParser> parser;
+    std::string out;
+    std::size_t written = 0;
+    core::EventLoop::Clock::time_point since;
+};
+
+MetricsServer::MetricsServer(core::EventLoop& loop, Source source)
+    : loop_(loop), source_(std::move(source)) {}
+
+MetricsServer::~MetricsServer() {
+    for (auto& [fd, c] : clients_) loop_.remove(fd);
+    if (socket_) loop_.remove(socket_.get());
+}
+
+void MetricsServer::listen(const core::SocketAddress& address) {
+    try {
+        socket_ = core::listen_tcp(address, false, 64);
+    } catch (const core::Error& e) {
+        throw core::Error(std::string("metrics: ") + e.what());
+    }
+    loop_.add(socket_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    sweep();
+}
+
+std::string MetricsServer::bound_address() const {
+    return core::local_address(socket_.get());
+}
+
+void MetricsServer::on_accept() {
+    for (int i = 0; i < 16; ++i) {
+        int fd = accept4(socket_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                core::log_warn("{}", core::errno_text("accept4(metrics)"));
+            return;
+        }
+        if (clients_.size() >= max_clients) {
+            ::close(fd);  // a scraper is one client; this many is abuse
+            continue;
+        }
+        auto c = std::make_unique<Client>();
+        c->fd.reset(fd);
+        c->limits.max_header_bytes = 8 << 10;
+        c->limits.max_body_bytes = 4 << 10;
+        c->parser = std::make_unique<worker::HttpParser>(c->limits);
+        c->since = core::EventLoop::Clock::now();
+        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
+        clients_[fd] = std::move(c);
+    }
+}
+
+void MetricsServer::on_client(int fd, std::uint32_t events) {
+    auto it = clients_.find(fd);
+    if (it == clients_.end()) return;
+    Client& c = *it->second;
+    if (c.out.empty()) {
+        char buf[4096];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n <= 0) {
+            drop(fd);
+            return;
+        }
+        std::size_t consumed = 0;
+        auto status = c.parser->feed(buf, static_cast<std::size_t>(n), consumed);
+        if (status == worker::HttpParser::Status::need_more) return;
+        std::string body, type = "text/plain; charset=utf-8";
+        int code = 200;
+        if (status == worker::HttpParser::Status::error) {
+            code = c.parser->error_status();
+            body = c.parser->error_reason() + "\n";
+        } else if (c.parser->request().path() != "/metrics") {
+            code = 404;
+            body = "herd serves its metrics at /metrics\n";
+        } else if (c.parser->request().method() != "GET") {
+            code = 405;
+            body = "GET only\n";
+        } else {
+            body = render_metrics(source_());
+            type = "text/plain; version=0.0.4; charset=utf-8";
+        }
+        c.out = fmt::format(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: "
+            "close\r\n\r\n{}",
+            code, worker::reason_phrase(code), type, body.size(), body);
+        loop_.modify(fd, EPOLLOUT);
+        events |= EPOLLOUT;
+    }
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+        ssize_t w = ::send(fd, c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
+        if (w > 0) c.written += static_cast<std::size_t>(w);
+        if (c.written == c.out.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) drop(fd);
+    }
+}
+
+void MetricsServer::drop(int fd) {
+    loop_.remove(fd);
+    clients_.erase(fd);
+}
+
+void MetricsServer::sweep() {
+    // A client that neither asks nor reads within the timeout is dropped: the master never
+    // holds a descriptor for a silent peer for long.
+    auto now = core::EventLoop::Clock::now();
+    std::vector<int> stale;
+    for (auto& [fd, c] : clients_)
+        if (now - c->since > client_timeout) stale.push_back(fd);
+    for (int fd : stale) drop(fd);
+    loop_.add_timer(std::chrono::seconds(1), [this] { sweep(); });
+}
+
+}  // namespace herd::master

@@ -1,0 +1,68 @@
+// Metrics: the master's Prometheus endpoint ("metrics": "127.0.0.1:9100" in the config).
+// The figures come from the workers' heartbeats (at most a second old); a scrape never waits
+// on a worker. render_metrics is pure and unit-tested; MetricsServer is the socket.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/event_loop.hpp"
+#include "core/request_stats.hpp"
+#include "core/socket.hpp"
+#include "core/unique_fd.hpp"
+
+namespace herd::master {
+
+struct AppMetrics {
+    std::string name;
+    int generation = 0;
+    core::RequestStats requests;  // every worker the app had, live and gone
+    std::uint64_t open_connections = 0;
+    std::map<std::string, std::uint64_t> restarts;  // by reason
+    std::map<std::string, int> workers;             // by state
+    struct Worker {
+        int slot = 0;
+        int pid = 0;
+        std::uint64_t rss_bytes = 0;
+    };
+    std::vector<Worker> worker_rss;
+};
+
+struct MasterMetrics {
+    std::uint64_t reloads = 0;
+    std::uint64_t reload_failures = 0;
+    std::vector<AppMetrics> apps;
+};
+
+// The Prometheus text exposition format (version 0.0.4).
+std::string render_metrics(const MasterMetrics& m);
+
+class MetricsServer {
+  public:
+    using Source = std::function<MasterMetrics()>;
+    MetricsServer(core::EventLoop& loop, Source source);
+    ~MetricsServer();
+    MetricsServer(const MetricsServer&) = delete;
+    MetricsServer& operator=(const MetricsServer&) = delete;
+
+    // Binds; throws core::Error naming the address.
+    void listen(const core::SocketAddress& address);
+    std::string bound_address() const;
+
+  private:
+    struct Client;
+    void on_accept();
+    void on_client(int fd, std::uint32_t events);
+    void drop(int fd);
+    void sweep();
+
+    core::EventLoop& loop_;
+    Source source_;
+    core::UniqueFd socket_;
+    std::map<int, std::unique_ptr<Client>> clients_;
+};
+
+}  // namespace herd::master
