@@ -53,6 +53,8 @@ void OutputReader::emit_lines(bool flush_partial) {
     for (;;) {
         std::size_t newline = buffer_.find('\n', start);
         if (newline == std::string::npos) break;
+        for (; newline - start > max_line; start += max_line)
+            sink_(std::string_view(buffer_).substr(start, max_line));
         sink_(std::string_view(buffer_).substr(start, newline - start));
         start = newline + 1;
     }
