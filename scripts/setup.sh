@@ -15,6 +15,9 @@ PACKAGES=(
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp libhiredis-dev
   libgtest-dev python3 curl wrk redis-server redis-tools
 )
+# A caller may ask for more (scripts/test.sh: clang and its libFuzzer runtime for the fuzz pass,
+# which serving does not need).
+PACKAGES+=(${HERD_EXTRA_PACKAGES[@]+"${HERD_EXTRA_PACKAGES[@]}"})
 
 missing=()
 for p in "${PACKAGES[@]}"; do
