@@ -62,7 +62,10 @@ class Messaging(unittest.TestCase):
             self.assertEqual([m["message"] for m in messages], ["plain text"])
 
     def test_stopped_worker_does_not_block_the_master(self):
-        with harness.Herd({"apps": [probe_app(2, balance="round-robin")]}) as herd:
+        # The watchdog would kill the stopped worker after watchdog_ms (by design); this test
+        # can take longer than the default 30 s on a loaded machine under ASan.
+        config = {"apps": [probe_app(2, balance="round-robin", watchdog_ms=600000)]}
+        with harness.Herd(config) as herd:
             port = herd.port()
             stopped, running = herd.worker_pids()
             harness.os.kill(stopped, signal.SIGSTOP)
