@@ -664,7 +664,8 @@ void Master::on_signal() {
             case SIGTTOU:
                 if (stopping_) break;
                 for (auto& app : apps_)
-                    scale(*app, app->config.workers + (sig == SIGTTIN ? 1 : -1));
+                    if (!app->removed && !app->provisional)
+                        scale(*app, app->config.workers + (sig == SIGTTIN ? 1 : -1));
                 break;
             case SIGTERM:
             case SIGINT:
