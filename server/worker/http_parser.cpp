@@ -6,6 +6,8 @@
 
 namespace herd::worker {
 namespace {
+constexpr std::size_t npos = std::string::npos;
+
 HttpParser* self(llhttp_t* p) {
     return static_cast<HttpParser*>(p->data);
 }
@@ -47,14 +49,26 @@ HttpParser::HttpParser(const HttpLimits& limits) : limits_(limits) {
 HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::size_t& consumed) {
     consumed = 0;
     if (error_status_ != 0) return Status::error;
-    llhttp_errno_t err = llhttp_execute(&parser_, data, size);
+    // A bare LF in the head ends the input llhttp sees, so that whatever llhttp would say about
+    // the bytes before it comes first, as it would if the client had sent them alone.
+    std::size_t bare_lf = scan_head(data, size);
+    std::size_t run = bare_lf == npos ? size : bare_lf;
+    llhttp_errno_t err = llhttp_execute(&parser_, data, run);
     if (err == HPE_OK) {
-        consumed = size;
-        return Status::need_more;
+        consumed = run;
+        if (bare_lf == npos) return Status::need_more;
+        error_status_ = 400;
+        error_reason_ = "bare LF in the request head (lines must end in CRLF)";
+        return Status::error;
     }
     const char* pos = llhttp_get_error_pos(&parser_);
-    consumed = pos ? static_cast<std::size_t>(pos - data) : size;
-    if (err == HPE_PAUSED) return Status::request;
+    consumed = pos ? static_cast<std::size_t>(pos - data) : run;
+    if (err == HPE_PAUSED) {
+        // The next message's head starts where this one ended (it is scanned by the next feed:
+        // past this message's head, nothing was).
+        scan_ = HeadScan{};
+        return Status::request;
+    }
     if (err == HPE_PAUSED_UPGRADE) {
         // Only reached if input follows an upgrade request (next() refuses it first).
         error_status_ = 400;
@@ -67,6 +81,31 @@ HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::siz
             std::string(llhttp_errno_name(err)) + ": " + llhttp_get_error_reason(&parser_);
     }
     return Status::error;
+}
+
+std::size_t HttpParser::scan_head(const char* data, std::size_t size) {
+    // llhttp 8.1 takes a bare LF after the request line and as the empty line that ends the
+    // head (only header lines must end in CRLF). A front end that frames strictly would read
+    // what follows as more header lines, not as a body or the next request: refused. Only
+    // the head is scanned; it ends at its first empty line after the request line.
+    for (std::size_t i = 0; i < size && scan_.active; ++i) {
+        char c = data[i];
+        if (c == '\n') {
+            if (!scan_.cr) return i;
+            if (scan_.line_empty && scan_.seen_line)
+                scan_.active = false;  // the empty line: the body (if any) follows
+            else if (!scan_.line_empty)
+                scan_.seen_line = true;
+            scan_.line_empty = true;
+            scan_.cr = false;
+        } else if (c == '\r') {
+            scan_.cr = true;
+        } else {
+            scan_.cr = false;
+            scan_.line_empty = false;
+        }
+    }
+    return npos;
 }
 
 void HttpParser::next() {
@@ -205,6 +244,15 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
         return s->fail(413, "Content-Length " + std::to_string(p->content_length) +
                                 " exceeds the limit of " +
                                 std::to_string(s->limits_.max_body_bytes) + " bytes");
+    if ((p->flags & F_TRANSFER_ENCODING) && (p->flags & F_CHUNKED)) {
+        // llhttp frames by a final "chunked" (and refuses, with 400, a coding list not ending
+        // in it: RFC 9112 6.3); a coding before it ("gzip, chunked") would reach the plugin
+        // still encoded. RFC 9112 6.1: 501.
+        for (const Header& h : r.headers())
+            if (iequals(h.name, "transfer-encoding") && !iequals(h.value, "chunked"))
+                return s->fail(501, "Transfer-Encoding \"" + h.value.substr(0, 100) +
+                                        "\" is not implemented (only chunked)");
+    }
     // Reserve the announced body once, instead of growing it chunk by chunk.
     // (at most 64 KiB up front: a client announcing a large body must send it to use memory)
     if (p->flags & F_CONTENT_LENGTH)

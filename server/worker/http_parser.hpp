@@ -63,6 +63,8 @@ class HttpParser {
 
     int fail(int status, std::string reason);
     bool count_header_bytes(std::size_t n);
+    // Where the first bare LF of the request head is in data, or npos; see http_parser.cpp.
+    std::size_t scan_head(const char* data, std::size_t size);
 
     HttpLimits limits_;
     llhttp_t parser_{};
@@ -74,6 +76,12 @@ class HttpParser {
     bool upgraded_ = false;
     int error_status_ = 0;
     std::string error_reason_;
+    struct HeadScan {
+        bool active = true;      // inside a head (or before one); off from its empty line on
+        bool cr = false;         // the previous byte was CR
+        bool line_empty = true;  // nothing but CR on the current line so far
+        bool seen_line = false;  // a non-empty line (the request line) was seen
+    } scan_;
 };
 
 }  // namespace herd::worker

@@ -105,7 +105,7 @@ Outcome parse(std::string_view input, const HttpLimits& limits, std::uint32_t se
             left -= consumed;
             if (s == Status::error) {
                 int st = parser.error_status();
-                CHECK(st == 400 || st == 413 || st == 414 || st == 431 || st == 505);
+                CHECK(st == 400 || st == 413 || st == 414 || st == 431 || st == 501 || st == 505);
                 CHECK(!parser.error_reason().empty());
                 // An error sticks: nothing more is parsed on this connection.
                 std::size_t again = 0;

@@ -53,12 +53,13 @@ class TestLimits(harness.HerdTestCase):
             "not http": b"this is not http\r\n\r\n",
             "bad version": b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
             "control char in target": b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
-            "bare LF": b"GET / HTTP/1.1\nHost: x\n\n",
             "space in method": b"G T / HTTP/1.1\r\nHost: x\r\n\r\n",
         }
         for what, data in cases.items():
             with self.subTest(what):
                 self.raw_error(data, 400, "HPE_")
+        with self.subTest("bare LF"):
+            self.raw_error(b"GET / HTTP/1.1\nHost: x\n\n", 400, "bare LF in the request head")
 
     def test_malformed_request_after_a_good_one_on_the_same_connection(self):
         c = self.client()
