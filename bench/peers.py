@@ -317,8 +317,9 @@ def chart(summary, path):
             ax.invert_yaxis()
             ax.set_title("%s, %s" % (title, "keep-alive" if s == "keep-alive" else "new connection per request"), fontsize=10)
             ax.grid(axis="x", alpha=0.3)
-            for i, m in enumerate(meds):
-                ax.text(m, i, " %.0fk" % (m / 1000), va="center", fontsize=7)
+            for i, (m, r) in enumerate(zip(meds, rows)):
+                ax.text(max(r[key]), i, "  %.0fk" % (m / 1000), va="center", fontsize=7)
+            ax.set_xlim(0, max(max(r[key]) for r in rows) * 1.15)
     fig.suptitle("hello world on 127.0.0.1, wrk -t1 -c64, median and min–max over rounds (%s)" % time.strftime("%Y-%m-%d"), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
