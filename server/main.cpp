@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "broker/state_config.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "master/control.hpp"
@@ -28,6 +29,8 @@ const char* usage =
     "       herd reload (-c CONFIG | -s SOCKET)            read CONFIG again and roll the apps\n"
     "                                                    that changed (like SIGHUP; waits)\n"
     "       herd scale APP N (-c CONFIG | -s SOCKET)       run N workers for APP\n"
+    "       herd state get KEY | set KEY JSON | del KEY | list [PREFIX] (-c CONFIG | -s SOCKET)\n"
+    "                                                    read and write the shared state\n"
     "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
     "       herd version\n";
 
@@ -48,13 +51,26 @@ std::optional<herd::core::Config> load_or_report(const std::string& file) {
     }
 }
 
+// The "state" section, validated by the broker's parser, or nothing after printing why not.
+std::optional<herd::broker::StateConfig> state_or_report(const herd::core::Config& c) {
+    try {
+        if (c.state.is_null()) return herd::broker::default_state_config(c.state_default_path);
+        return herd::broker::parse_state_config(c.state, c.dir, "state", c.state_default_path);
+    } catch (const herd::core::Error& e) {
+        std::fprintf(stderr, "herd: %s: %s\n", c.file.c_str(), e.what());
+        return std::nullopt;
+    }
+}
+
 int cmd_run(const std::string& file) {
     std::optional<herd::core::Config> loaded = load_or_report(file);
     if (!loaded) return exit_usage;
+    std::optional<herd::broker::StateConfig> state = state_or_report(*loaded);
+    if (!state) return exit_usage;
     herd::core::Config config = std::move(*loaded);
     herd::core::set_log_level(parse_level(config.log_level));
     try {
-        herd::master::Master master(std::move(config));
+        herd::master::Master master(std::move(config), std::move(*state));
         return master.run();
     } catch (const std::exception& e) {
         herd::core::log_error("{}", e.what());
@@ -67,6 +83,7 @@ int cmd_run(const std::string& file) {
 int cmd_check(const std::string& file) {
     std::optional<herd::core::Config> loaded = load_or_report(file);
     if (!loaded) return exit_usage;
+    if (!state_or_report(*loaded)) return exit_usage;
     herd::core::Config config = std::move(*loaded);
     herd::core::set_log_identity("check");
     herd::core::set_log_level(herd::core::LogLevel::warn);
@@ -120,7 +137,9 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
             json = true;
         else if (a == "--now" && cmd == "stop")
             now = true;
-        else if (cmd == "scale" && !a.starts_with("-") && positional.size() < 2)
+        else if (((cmd == "scale" && positional.size() < 2) ||
+                  (cmd == "state" && positional.size() < 3)) &&
+                 (!a.starts_with("-") || positional.size() == 2))
             positional.emplace_back(a);
         else {
             std::fprintf(stderr, "herd %s: unexpected argument \"%s\"\n%s",
@@ -146,6 +165,30 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         }
         request["app"] = positional[0];
         request["workers"] = n;
+    }
+    if (cmd == "state") {
+        std::string op = positional.empty() ? "" : positional[0];
+        std::size_t want = op == "get" || op == "del" ? 2 : op == "set" ? 3 : op == "list" ? 1 : 0;
+        if (want == 0 || positional.size() < want ||
+            positional.size() > (op == "list" ? 2 : want)) {
+            std::fprintf(stderr, "herd state: get KEY, set KEY JSON, del KEY or list [PREFIX]\n%s",
+                         usage);
+            return exit_usage;
+        }
+        request["op"] = op;
+        if (op == "list")
+            request["prefix"] = positional.size() == 2 ? positional[1] : "";
+        else
+            request["key"] = positional[1];
+        if (op == "set") {
+            auto value = nlohmann::json::parse(positional[2], nullptr, false);
+            if (value.is_discarded()) {
+                std::fprintf(stderr, "herd state set: the value is not JSON: %s\n",
+                             positional[2].c_str());
+                return exit_usage;
+            }
+            request["value"] = value;
+        }
     }
     if (socket.empty()) {
         // A config being edited still finds its master; a reload is then refused by the
@@ -188,12 +231,48 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
                     answer.value("from", 0), answer.value("workers", 0));
         return 0;
     }
+    if (cmd == "state") {
+        std::string op = request["op"];
+        if (op == "get") {
+            if (!answer.value("found", false)) {
+                std::fprintf(stderr, "herd state get: %s is not set (version %llu)\n",
+                             positional[1].c_str(),
+                             static_cast<unsigned long long>(answer.value("version", 0ull)));
+                return 1;
+            }
+            std::printf("%s\n", answer["value"].dump().c_str());
+        } else if (op == "list") {
+            if (answer.contains("entries"))
+                for (auto it = answer["entries"].begin(); it != answer["entries"].end(); ++it)
+                    std::printf("%s %s\n", it.key().c_str(), it.value().dump().c_str());
+        } else {
+            std::printf("herd: %s %s (version %llu)\n", positional[1].c_str(),
+                        op == "set" ? "set" : "erased",
+                        static_cast<unsigned long long>(answer.value("version", 0ull)));
+        }
+        return 0;
+    }
     if (json) {
         std::printf("%s\n", answer.dump(2).c_str());
         return 0;
     }
     std::printf("master pid %d%s\n", answer.value("pid", 0),
                 answer.value("stopping", false) ? " (stopping)" : "");
+    if (answer.contains("state") && answer["state"].is_object()) {
+        const auto& st = answer["state"];
+        bool up = st.value("up", false);
+        std::printf("state: %s %s, %s, version %llu, %llu key(s), broker pid %d",
+                    st.value("backend", "?").c_str(), st.value("target", "").c_str(),
+                    up ? "up" : "DOWN", static_cast<unsigned long long>(st.value("version", 0ull)),
+                    static_cast<unsigned long long>(st.value("keys", 0ull)),
+                    st.value("broker_pid", 0));
+        if (!up && st.value("down_for_ms", 0ll) > 0)
+            std::printf(", down for %.1f s",
+                        static_cast<double>(st.value("down_for_ms", 0ll)) / 1000);
+        if (!up && !st.value("last_error", std::string()).empty())
+            std::printf(" (%s)", st.value("last_error", std::string()).c_str());
+        std::printf("\n");
+    }
     for (const auto& app : answer["apps"]) {
         std::printf("\napp %s on %s (%s) %s, generation %d\n", app.value("name", "").c_str(),
                     app.value("listen", "").c_str(), app.value("balance", "").c_str(),
@@ -230,7 +309,7 @@ int main(int argc, char** argv) {
     }
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
-    if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale")
+    if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale" || cmd == "state")
         return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "herd/state.hpp"
+
 namespace herd {
 
 // Lines go to the worker's log with the app, worker slot and plugin mount as prefix.
@@ -38,6 +40,10 @@ class Context {
     // This plugin's instance in every worker of the app, this one included, receives the
     // message in Plugin::on_message, in its own event loop. False when it cannot be sent.
     virtual bool broadcast(const nlohmann::json& message) = 0;
+
+    // The shared state (see state.hpp): the same key -> JSON map in every worker of every
+    // app, kept by herd's broker. Reads are local; writes go to the broker.
+    virtual State& state() = 0;
 };
 
 }  // namespace herd

@@ -65,6 +65,12 @@ class Probe final : public herd::Plugin {
             if (query_param(request.query(), "tail") == "1")
                 std::fprintf(stderr, "%s unfinished", text.c_str());
             response.set_body("printed\n");
+        } else if (path.starts_with("/state/")) {
+            answer_state(request, std::string(path.substr(7)), response);
+        } else if (path == "/state-writes") {
+            // The outcome of this worker's PUTs and DELETEs, as the broker acknowledged them.
+            response.add_header("Content-Type", "application/json");
+            response.set_body(writes_.dump());
         } else if (path.starts_with("/env/")) {
             std::string name(path.substr(5));
             const char* value = std::getenv(name.c_str());
@@ -121,6 +127,49 @@ class Probe final : public herd::Plugin {
     }
 
   private:
+    // GET: the value in this worker's copy (404 when absent), with its version in a header.
+    // PUT (the body is the JSON value) and DELETE go to the broker: 202 at once; the outcome
+    // is listed at /state-writes when the broker has answered.
+    void answer_state(const herd::Request& request, const std::string& key,
+                      herd::Response& response) {
+        herd::State& state = ctx_->state();
+        response.add_header("X-State-Version", std::to_string(state.version()));
+        response.add_header("X-Pid", std::to_string(getpid()));
+        if (request.method() == "GET") {
+            const nlohmann::json* value = state.find(key);
+            if (value == nullptr) {
+                response.set_status(404);
+                response.set_body("no key " + key + "\n");
+                return;
+            }
+            response.add_header("Content-Type", "application/json");
+            response.set_body(value->dump());
+            return;
+        }
+        auto done = [this, key, op = std::string(request.method())](bool ok,
+                                                                    const std::string& error) {
+            if (writes_.size() >= 1000) writes_.erase(writes_.begin());
+            writes_.push_back({{"op", op}, {"key", key}, {"ok", ok}, {"error", error}});
+        };
+        if (request.method() == "PUT") {
+            auto value = nlohmann::json::parse(request.body(), nullptr, false);
+            if (value.is_discarded()) {
+                response.set_status(400);
+                response.set_body("the body is not JSON\n");
+                return;
+            }
+            state.set(key, std::move(value), done);
+        } else if (request.method() == "DELETE") {
+            state.erase(key, done);
+        } else {
+            response.set_status(405);
+            response.set_body("GET, PUT or DELETE\n");
+            return;
+        }
+        response.set_status(202);
+        response.set_body("sent to the broker\n");
+    }
+
     static void answer_pid(herd::Response& response) {
         response.set_body(std::to_string(getpid()));
     }
@@ -132,6 +181,7 @@ class Probe final : public herd::Plugin {
     }
 
     herd::Context* ctx_ = nullptr;
+    nlohmann::json writes_ = nlohmann::json::array();
     std::vector<std::string> held_;  // /alloc
     nlohmann::json inbox_ = nlohmann::json::array();
 };

@@ -244,7 +244,7 @@ int cpu_count() {
 
 Config parse_config(const json& j, const std::string& base_dir) {
     require_object(j, "");
-    reject_unknown_keys(j, "", {"apps", "log_level", "control", "log_file", "metrics"});
+    reject_unknown_keys(j, "", {"apps", "log_level", "control", "log_file", "metrics", "state"});
     Config c;
     c.dir = base_dir;
     if (j.contains("log_level")) {
@@ -258,6 +258,14 @@ Config parse_config(const json& j, const std::string& base_dir) {
         c.control_path = no_nul(get_string(j["control"], "control"), "control");
         if (c.control_path.empty()) fail("control", "must not be empty");
         c.control_path = resolve(c.control_path, base_dir);
+    }
+    if (j.contains("state")) {
+        // Validated by the broker's parser (broker/state_config.hpp), which the server runs
+        // right after this one: the core does not depend on the broker.
+        if (!j["state"].is_object())
+            fail("state", "expected an object ({\"backend\": \"file\" or \"redis\", ...}), got " +
+                              describe(j["state"]));
+        c.state = j["state"];
     }
     if (j.contains("log_file")) {
         c.log_file = no_nul(get_string(j["log_file"], "log_file"), "log_file");
@@ -323,6 +331,7 @@ Config load_config(const std::string& file) {
     Config c = parse_config_text(ss.str(), path.string(), path.parent_path().string());
     c.file = path.string();
     if (c.control_path.empty()) c.control_path = default_control_path(c.file);
+    c.state_default_path = (path.parent_path() / path.stem()).string() + ".state.json";
     return c;
 }
 

@@ -66,6 +66,10 @@ struct Config {
     std::string log_file;
     // Prometheus endpoint ("127.0.0.1:9100"); text empty when there is none.
     SocketAddress metrics;
+    // The "state" section as written (null when absent), for broker::parse_state_config, and
+    // the file backend's default path beside the config ("herd.json" -> "herd.state.json").
+    nlohmann::json state;
+    std::string state_default_path;
 };
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.

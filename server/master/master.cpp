@@ -41,8 +41,10 @@ double seconds_since(Clock::time_point t) {
 
 }  // namespace
 
-Master::Master(core::Config config) : config_(std::move(config)) {
+Master::Master(core::Config config, broker::StateConfig state)
+    : config_(std::move(config)), state_config_(std::move(state)) {
     register_handlers();
+    register_broker_handlers();
 }
 
 Master::~Master() = default;
@@ -214,6 +216,9 @@ int Master::run() {
         core::log_info("metrics on http://{}/metrics", metrics_->bound_address());
     }
     watchdog();
+    // The broker first: each worker then gets its channel to it at fork, and the state
+    // before it reports ready.
+    spawn_broker();
     for (auto& app : apps_)
         for (int slot = 0; slot < app->config.workers; ++slot) spawn_worker(*app, slot);
 
@@ -239,29 +244,24 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     } else {
         board = nullptr;
     }
-    // The worker's herd log, stdout and stderr reach the master through pipes (see output.hpp).
-    core::UniqueFd read_ends[3], write_ends[3];
-    for (int i = 0; i < 3; ++i) {
-        int p[2];
-        if (pipe2(p, O_CLOEXEC) < 0)
-            core::throw_errno("pipe2() for app \"" + config.name + "\" slot " +
-                              std::to_string(slot));
-        read_ends[i].reset(p[0]);
-        write_ends[i].reset(p[1]);
-        core::set_nonblocking(p[0]);
+    ChildPipes pipes = make_child_pipes();
+    // Its channel to the state broker, when one runs (else it is attached when one starts).
+    core::UniqueFd broker_end, worker_end;
+    if (broker_ && broker_->channel && !broker_->channel->closed()) {
+        int bp[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, bp) < 0)
+            core::throw_errno("socketpair() to the broker for app \"" + config.name + "\"");
+        broker_end.reset(bp[0]);
+        worker_end.reset(bp[1]);
     }
     std::vector<int> keep{child_end};
-    for (auto& fd : write_ends) keep.push_back(fd.get());
+    for (auto& fd : pipes.write_ends) keep.push_back(fd.get());
     if (listen_fd >= 0) keep.push_back(listen_fd);
+    if (worker_end) keep.push_back(worker_end.get());
     pid_t pid = -1;
     try {
         pid = spawn_process(keep, [&] {
-            core::set_log_fd(write_ends[0].get());
-            if (dup2(write_ends[1].get(), STDOUT_FILENO) < 0 ||
-                dup2(write_ends[2].get(), STDERR_FILENO) < 0)
-                _exit(worker::exit_start_failure);
-            // Line by line: what a plugin prints reaches the log now, not when a buffer fills.
-            setvbuf(stdout, nullptr, _IOLBF, 0);
+            pipes.in_child();
             worker::WorkerSpec spec;
             spec.app = config;
             spec.slot = slot;
@@ -269,6 +269,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
             spec.channel = core::UniqueFd(child_end);
             if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
             spec.board = board;
+            spec.broker = std::move(worker_end);
             for (const auto& [k, v] : config.env) setenv(k.c_str(), v.c_str(), 1);
             worker::worker_main(std::move(spec));
         });
@@ -277,15 +278,8 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
                           std::to_string(slot) + ": " + e.what());
     }
     theirs.reset();
-    for (auto& fd : write_ends) fd.reset();
-    std::string identity = "worker " + config.name + "/" + std::to_string(slot);
-    watch_output(std::move(read_ends[0]), [](std::string_view line) { core::log_raw(line); });
-    watch_output(std::move(read_ends[1]), [identity, pid](std::string_view line) {
-        core::log_line_as(core::LogLevel::info, identity, pid, fmt::format("stdout: {}", line));
-    });
-    watch_output(std::move(read_ends[2]), [identity, pid](std::string_view line) {
-        core::log_line_as(core::LogLevel::warn, identity, pid, fmt::format("stderr: {}", line));
-    });
+    worker_end.reset();
+    watch_child_output(pipes, "worker " + config.name + "/" + std::to_string(slot), pid);
 
     auto w = std::make_unique<WorkerProc>();
     w->app = &app;
@@ -311,6 +305,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
                                 core::log_error("{} disconnected: {}", raw->name, reason);
                         });
     core::log_info("spawned {} generation {}", raw->name, generation);
+    if (broker_end) send_broker_end(*raw, std::move(broker_end));
     return raw;
 }
 
@@ -331,6 +326,38 @@ void Master::reopen_logs() {
             ++told;
     core::log_info("SIGUSR1: log file reopened{}",
                    told > 0 ? fmt::format("; {} worker(s) reopen their access logs", told) : "");
+}
+
+Master::ChildPipes Master::make_child_pipes() {
+    ChildPipes p;
+    for (int i = 0; i < 3; ++i) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0) core::throw_errno("pipe2() for a child's output");
+        p.read_ends[i].reset(fds[0]);
+        p.write_ends[i].reset(fds[1]);
+        core::set_nonblocking(fds[0]);
+    }
+    return p;
+}
+
+void Master::ChildPipes::in_child() {
+    core::set_log_fd(write_ends[0].get());
+    if (dup2(write_ends[1].get(), STDOUT_FILENO) < 0 ||
+        dup2(write_ends[2].get(), STDERR_FILENO) < 0)
+        _exit(worker::exit_start_failure);
+    // Line by line: what a plugin prints reaches the log now, not when a buffer fills.
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+}
+
+void Master::watch_child_output(ChildPipes& pipes, const std::string& identity, pid_t pid) {
+    for (auto& fd : pipes.write_ends) fd.reset();
+    watch_output(std::move(pipes.read_ends[0]), [](std::string_view line) { core::log_raw(line); });
+    watch_output(std::move(pipes.read_ends[1]), [identity, pid](std::string_view line) {
+        core::log_line_as(core::LogLevel::info, identity, pid, fmt::format("stdout: {}", line));
+    });
+    watch_output(std::move(pipes.read_ends[2]), [identity, pid](std::string_view line) {
+        core::log_line_as(core::LogLevel::warn, identity, pid, fmt::format("stderr: {}", line));
+    });
 }
 
 void Master::watch_output(core::UniqueFd fd, OutputReader::Sink sink) {
@@ -511,6 +538,7 @@ void Master::watchdog() {
         (void)kill(pid, SIGKILL);
     }
     for (auto& app : apps_) period = std::min(period, std::max(50, app->config.watchdog_ms / 4));
+    check_broker();
     loop_.add_timer(std::chrono::milliseconds(period), [this] { watchdog(); });
 }
 
@@ -528,6 +556,8 @@ void Master::on_control(const nlohmann::json& request, ControlServer::Reply repl
             else
                 begin_stop(0, "herd stop");
         });
+    } else if (cmd == "state") {
+        state_request(request, std::move(reply));
     } else if (cmd == "reload") {
         reload("herd reload", std::move(reply));
     } else if (cmd == "scale") {
@@ -551,7 +581,8 @@ void Master::on_control(const nlohmann::json& request, ControlServer::Reply repl
         }
     } else {
         reply({{"ok", false},
-               {"error", "unknown command \"" + cmd + "\" (known: status, reload, scale, stop)"}});
+               {"error",
+                "unknown command \"" + cmd + "\" (known: status, reload, scale, state, stop)"}});
     }
 }
 
@@ -589,11 +620,8 @@ nlohmann::json Master::status() const {
                         {"generation", app->generation},
                         {"workers", workers}});
     }
-    nlohmann::json out = {{"ok", true},
-                          {"pid", getpid()},
-                          {"stopping", stopping_},
-                          {"apps", apps},
-                          {"reloads", reloads_done_}};
+    nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping_},
+                          {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
     if (reload_)
         out["reload"] = {{"source", reload_->source},
                          {"phase", reload_->committed ? "rolling" : "canary"},
@@ -692,12 +720,23 @@ void Master::reap() {
             if (pid < 0 && errno != ECHILD) core::log_error("{}", core::errno_text("waitpid()"));
             break;
         }
-        on_worker_exit(pid, status);
+        if (broker_ && pid == broker_->pid)
+            on_broker_exit(status);
+        else
+            on_worker_exit(pid, status);
     }
-    if (stopping_ && workers_.empty()) {
-        drain_outputs();
-        loop_.stop();
+    finish_stop_if_done();
+}
+
+void Master::finish_stop_if_done() {
+    if (!stopping_ || !workers_.empty()) return;
+    // The broker leaves last: a draining worker may still write state.
+    if (broker_) {
+        stop_broker();
+        return;
     }
+    drain_outputs();
+    loop_.stop();
 }
 
 void Master::drain_outputs() {
@@ -908,11 +947,12 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     }
     // The workers keep their own deadline; ours is the backstop for one that is stuck.
     loop_.add_timer(std::chrono::milliseconds(deadline + 1000), [this] {
+        if (broker_) (void)kill(broker_->pid, SIGKILL);
         if (workers_.empty()) return;
         core::log_error("drain deadline passed: killing {} worker(s)", workers_.size());
         for (auto& [pid, w] : workers_) (void)kill(pid, SIGKILL);
     });
-    if (workers_.empty()) loop_.stop();
+    finish_stop_if_done();
 }
 
 void Master::stop_now() {
@@ -925,6 +965,13 @@ void Master::stop_now() {
         core::log_warn("{} {}", w->name, describe_status(status));
     }
     workers_.clear();
+    if (broker_) {
+        (void)kill(broker_->pid, SIGKILL);
+        int status = 0;
+        while (waitpid(broker_->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        broker_.reset();
+    }
     drain_outputs();
     loop_.stop();
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "balance/strategy.hpp"
+#include "broker/state_config.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -25,7 +26,7 @@ namespace herd::master {
 
 class Master {
   public:
-    explicit Master(core::Config config);
+    Master(core::Config config, broker::StateConfig state);
     ~Master();
     Master(const Master&) = delete;
     Master& operator=(const Master&) = delete;
@@ -118,6 +119,36 @@ class Master {
         std::uint64_t id = 0;
     };
 
+    // A child's herd log, stdout and stderr: pipes the master reads (output.hpp).
+    struct ChildPipes {
+        core::UniqueFd read_ends[3], write_ends[3];
+        void in_child();  // in the forked child: log to [0], stdout to [1], stderr to [2]
+    };
+    static ChildPipes make_child_pipes();
+    void watch_child_output(ChildPipes& pipes, const std::string& identity, pid_t pid);
+
+    // The state broker (broker_link.cpp): forked and supervised like a worker, with one
+    // channel to each worker that the master sets up.
+    struct BrokerProc {
+        pid_t pid = -1;
+        std::unique_ptr<core::Channel> channel;
+        bool ready = false;
+        Clock::time_point started, last_heartbeat;
+        nlohmann::json status;  // its last heartbeat
+    };
+    void spawn_broker();
+    void on_broker_message(core::Message& m);
+    void on_broker_exit(int status);
+    // Gives the broker its end of a worker's channel.
+    void send_broker_end(WorkerProc& w, core::UniqueFd broker_end);
+    // A new broker: every live worker gets a new channel to it.
+    void attach_all_to_broker();
+    void state_request(const nlohmann::json& request, ControlServer::Reply reply);
+    nlohmann::json state_status() const;
+    void stop_broker();
+    void register_broker_handlers();
+    void check_broker();  // the broker's watchdog
+
     void bind_all();
     std::unique_ptr<App> make_app(const core::AppConfig& config);
     App* find_app(std::uint64_t id);
@@ -182,6 +213,8 @@ class Master {
     void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
     void flush_pending(App& app);
     void begin_stop(int exit_code, const std::string& why);
+    // Once every worker is gone: the broker is stopped, then the loop.
+    void finish_stop_if_done();
     void stop_now();
 
     core::Config config_;
@@ -200,6 +233,13 @@ class Master {
     std::uint64_t reloads_done_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::unique_ptr<MetricsServer> metrics_;
+    broker::StateConfig state_config_;
+    std::unique_ptr<BrokerProc> broker_;
+    SlotBackoff broker_backoff_;
+    std::uint64_t broker_restarts_ = 0;
+    core::Dispatcher broker_dispatch_;
+    std::map<std::uint64_t, ControlServer::Reply> state_requests_;  // CLI requests by id
+    std::uint64_t next_state_request_ = 1;
     bool stopping_ = false;
     bool all_ready_logged_ = false;
     int exit_code_ = 0;

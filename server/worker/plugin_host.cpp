@@ -10,18 +10,41 @@
 #include <boost/core/demangle.hpp>
 
 #include "core/log.hpp"
+#include "worker/state_replica.hpp"
 
 namespace herd::worker {
+
+// Where there is no broker (herd check, unit tests): empty, and writes fail saying so.
+class NoState final : public State {
+  public:
+    std::optional<nlohmann::json> get(std::string_view) const override { return std::nullopt; }
+    const nlohmann::json* find(std::string_view) const override { return nullptr; }
+    std::uint64_t version() const override { return 0; }
+    bool synced() const override { return false; }
+    WatchId watch(std::string_view, WatchCallback) override { return 0; }
+    void unwatch(WatchId) override {}
+    void set(std::string_view, nlohmann::json, DoneCallback done) override { refuse(done); }
+    void erase(std::string_view, DoneCallback done) override { refuse(done); }
+
+  private:
+    static void refuse(const DoneCallback& done) {
+        // No loop to defer to here: nothing runs a plugin's callback later, so none is called.
+        (void)done;
+        core::log_warn("a plugin wrote shared state where there is none (herd check)");
+    }
+};
 
 class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
-                  MessageSink* sink)
+                  MessageSink* sink, StateReplica* state)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
           worker_id_(worker_id),
-          sink_(sink) {}
+          sink_(sink),
+          state_(state != nullptr ? state->make_view("plugin " + plugin.mount)
+                                  : std::make_unique<NoState>()) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
@@ -34,6 +57,7 @@ class PluginContext final : public Context, public Logger {
     bool broadcast(const nlohmann::json& message) override {
         return sink_ != nullptr && sink_->plugin_message(mount_, message, true);
     }
+    State& state() override { return *state_; }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -52,6 +76,7 @@ class PluginContext final : public Context, public Logger {
     std::string mount_;
     int worker_id_;
     MessageSink* sink_;
+    std::unique_ptr<State> state_;
 };
 
 std::string describe_current_exception() {
@@ -114,11 +139,12 @@ PluginHost::~PluginHost() {
     }
 }
 
-void PluginHost::load(const core::AppConfig& app, int worker_id, MessageSink* sink) {
+void PluginHost::load(const core::AppConfig& app, int worker_id, MessageSink* sink,
+                      StateReplica* state) {
     for (const core::PluginConfig& pc : app.plugins) {
         auto m = std::make_unique<MountedPlugin>();
         m->mount = pc.mount;
-        m->context = std::make_unique<PluginContext>(app, pc, worker_id, sink);
+        m->context = std::make_unique<PluginContext>(app, pc, worker_id, sink, state);
         open_plugin(*m, pc.path);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));

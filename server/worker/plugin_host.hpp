@@ -22,6 +22,7 @@ class PluginError : public core::Error {
 };
 
 class PluginContext;
+class StateReplica;
 
 // Where plugins' messages go: the worker's channel to the master.
 class MessageSink {
@@ -54,7 +55,10 @@ class PluginHost {
 
     // Loads every plugin of the app and constructs it. Throws PluginError.
     // sink may be null (herd check): messages then go nowhere and send() returns false.
-    void load(const core::AppConfig& app, int worker_id, MessageSink* sink = nullptr);
+    // `state` gives each plugin its view of the shared state; without one (herd check) the
+    // state is empty and writes fail.
+    void load(const core::AppConfig& app, int worker_id, MessageSink* sink = nullptr,
+              StateReplica* state = nullptr);
     // on_start for each, in config order. Throws PluginError naming the plugin.
     void start();
     // on_stop for each started plugin, in reverse order; exceptions are logged, not thrown.

@@ -24,7 +24,10 @@ namespace {
 constexpr auto accept_pause = std::chrono::milliseconds(100);
 }
 
-Worker::Worker(WorkerSpec spec) : spec_(std::move(spec)), read_buffer_(64 << 10) {
+Worker::Worker(WorkerSpec spec)
+    : spec_(std::move(spec)),
+      state_(loop_, [this](const std::string& what) { on_plugin_failure(what); }),
+      read_buffer_(64 << 10) {
     if (spec_.app.max_requests > 0) {
         // Jitter of up to 10%, so that workers started together do not all retire together.
         std::uint64_t spread = spec_.app.max_requests / 10;
@@ -75,6 +78,15 @@ int Worker::run() {
             core::log_warn("message for plugin \"{}\", which is not mounted here; ignored", mount);
     });
     dispatch_.on("reopen", [this](core::Message&) { access_log_.reopen(); });
+    dispatch_.on("state.attach", [this](core::Message& m) {
+        // The broker was (re)started: a new channel to it. The snapshot follows on it.
+        if (m.fds.size() != 1) {
+            core::log_error("\"state.attach\" from master with {} descriptors; expected 1",
+                            m.fds.size());
+            return;
+        }
+        state_.attach(std::move(m.fds.front()));
+    });
     dispatch_.on("drain", [this](core::Message& m) {
         start_drain(m.body.value("close_idle", false),
                     m.body.value("deadline_ms", spec_.app.drain_timeout_ms));
@@ -98,7 +110,19 @@ int Worker::run() {
 
     try {
         if (!spec_.app.access_log.empty()) access_log_.open(spec_.app.access_log);
-        plugins_.load(spec_.app, spec_.slot, this);
+        if (spec_.broker) {
+            // The state before the plugins start: on_start and the first request see it.
+            state_.attach(std::move(spec_.broker));
+            auto limit = std::chrono::milliseconds(std::min(spec_.app.watchdog_ms, 5000));
+            if (!state_.wait_for_snapshot(limit))
+                core::log_warn(
+                    "no state from the broker within {} ms; starting without it (it "
+                    "arrives when the broker can send it)",
+                    limit.count());
+            // The master went away (or told us to go) meanwhile: nothing more to start.
+            if (loop_.stopped()) return exit_code_;
+        }
+        plugins_.load(spec_.app, spec_.slot, this, &state_);
         plugins_.start();
     } catch (const std::exception& e) {
         core::log_error("cannot start: {}", e.what());
@@ -343,7 +367,8 @@ void Worker::send_heartbeat() {
                    {"requests", requests_},
                    {"open", open_connections_},
                    {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
-                   {"stats", stats_.to_json()}});
+                   {"stats", stats_.to_json()},
+                   {"state_version", state_.version()}});
 }
 
 void Worker::maybe_finish() {

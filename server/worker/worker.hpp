@@ -15,6 +15,7 @@
 #include "worker/access_log.hpp"
 #include "worker/http_parser.hpp"
 #include "worker/plugin_host.hpp"
+#include "worker/state_replica.hpp"
 
 namespace herd::worker {
 
@@ -32,6 +33,7 @@ struct WorkerSpec {
     int generation = 1;
     core::UniqueFd channel;  // to the master
     core::UniqueFd listen;   // the socket this worker accepts on; empty when the master accepts
+    core::UniqueFd broker;   // our end of the channel to the state broker; empty while it is down
     balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
 };
 
@@ -109,6 +111,7 @@ class Worker final : public MessageSink {
     core::EventLoop loop_;
     std::unique_ptr<core::Channel> master_;
     core::Dispatcher dispatch_;
+    StateReplica state_;  // before plugins_: the plugins' state views refer to it
     PluginHost plugins_;
     HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd

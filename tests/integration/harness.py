@@ -132,7 +132,7 @@ class Herd:
         m = self.wait_for(r'app "%s" listening on 127\.0\.0\.1:(\d+)' % re.escape(app_name))
         return int(m.group(1))
 
-    def worker_pids(self):
+    def children(self):
         """Pids of the master's live children, from /proc (no guessing from logs)."""
         pids = []
         for task in os.listdir("/proc/%d/task" % self.proc.pid):
@@ -142,6 +142,14 @@ class Herd:
             except FileNotFoundError:
                 pass
         return sorted(pids)
+
+    def worker_pids(self):
+        """Pids of the master's workers: its children but the state broker."""
+        return [p for p in self.children() if comm(p) != "herd-broker"]
+
+    def broker_pid(self):
+        pids = [p for p in self.children() if comm(p) == "herd-broker"]
+        return pids[0] if pids else None
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -192,6 +200,15 @@ def run_herd(*args, seconds=30):
     p = subprocess.run([HERD_BIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout(seconds))
     return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def comm(pid):
+    """A process's name (/proc/PID/comm), or None when it is gone."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
 
 
 def pid_alive(pid):

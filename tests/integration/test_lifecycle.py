@@ -43,7 +43,8 @@ class Lifecycle(unittest.TestCase):
             self.assertNotIn("error", result, herd.log())
             self.assertEqual(result["response"].status, 200)
             self.assertTrue(herd.count(r"stopping \(signal Terminated\)"))
-            self.assertEqual(herd.count(r"exited with code 0"), 2, herd.log())
+            self.assertEqual(herd.count(r"worker web/\d \(pid \d+\) exited with code 0"), 2, herd.log())
+            self.assertEqual(herd.count(r"broker \(pid \d+\) exited with code 0"), 1, herd.log())
 
     def test_new_connections_refused_after_stop(self):
         with harness.Herd({"apps": [PROBE_APP]}) as herd:
