@@ -266,7 +266,7 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
                     up ? "up" : "DOWN", static_cast<unsigned long long>(st.value("version", 0ull)),
                     static_cast<unsigned long long>(st.value("keys", 0ull)),
                     st.value("broker_pid", 0));
-        if (!up && st.value("down_for_ms", 0ll) > 0)
+        if (!up && st.contains("down_for_ms") && st["down_for_ms"].is_number())
             std::printf(", down for %.1f s",
                         static_cast<double>(st.value("down_for_ms", 0ll)) / 1000);
         if (!up && !st.value("last_error", std::string()).empty())
