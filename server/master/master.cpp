@@ -457,6 +457,7 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
     w.requests = m.body.value("requests", std::uint64_t{0});
     w.open = m.body.value("open", std::uint64_t{0});
     w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
+    w.state_version = m.body.value("state_version", std::uint64_t{0});
     if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
         core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
     std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
@@ -633,6 +634,15 @@ MasterMetrics Master::metrics() const {
     MasterMetrics m;
     m.reloads = reloads_done_;
     m.reload_failures = reloads_failed_;
+    m.broker_restarts = broker_restarts_;
+    if (broker_ && broker_->status.is_object()) {
+        m.state_known = true;
+        m.state_version = broker_->status.value("version", std::uint64_t{0});
+        m.state_up = broker_->status.value("up", false);
+        for (const auto& [pid, w] : workers_)
+            if (w->state == WorkerState::ready && w->state_version < m.state_version)
+                m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);
+    }
     for (const auto& app : apps_) {
         if (app->provisional) continue;
         AppMetrics a;

@@ -64,7 +64,8 @@ class Master {
         bool canary = false;    // first worker of a reload's new generation, not yet committed
         bool stopped_accepting = false;  // acknowledged "drain": accepts no new connections
         bool watchdog_killed = false;
-        core::RequestStats stats;  // from its last heartbeat
+        core::RequestStats stats;         // from its last heartbeat
+        std::uint64_t state_version = 0;  // of its copy of the shared state
         std::uint64_t passed = 0;
         std::uint64_t closed = 0;
         // Connections it may hold at once (from its "ready": its descriptor limit less a

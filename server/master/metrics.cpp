@@ -87,6 +87,17 @@ std::string render_metrics(const MasterMetrics& m) {
     family(out, "herd_app_generation", "gauge", "The generation an app's workers run.");
     for (const auto& a : m.apps)
         out += fmt::format("herd_app_generation{{app=\"{}\"}} {}\n", label(a.name), a.generation);
+    if (m.state_known) {
+        family(out, "herd_state_version", "gauge", "The shared state's version at the broker.");
+        out += fmt::format("herd_state_version {}\n", m.state_version);
+        family(out, "herd_state_backend_up", "gauge", "1 when the state backend is reachable.");
+        out += fmt::format("herd_state_backend_up {}\n", m.state_up ? 1 : 0);
+        family(out, "herd_state_lag_versions", "gauge",
+               "How many versions the furthest-behind worker's copy trails the broker.");
+        out += fmt::format("herd_state_lag_versions {}\n", m.state_lag);
+        family(out, "herd_broker_restarts_total", "counter", "Broker processes restarted.");
+        out += fmt::format("herd_broker_restarts_total {}\n", m.broker_restarts);
+    }
     family(out, "herd_reloads_total", "counter", "Reloads, by outcome.");
     out += fmt::format("herd_reloads_total{{result=\"ok\"}} {}\n", m.reloads);
     out += fmt::format("herd_reloads_total{{result=\"failed\"}} {}\n", m.reload_failures);

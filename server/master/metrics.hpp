@@ -34,6 +34,13 @@ struct AppMetrics {
 struct MasterMetrics {
     std::uint64_t reloads = 0;
     std::uint64_t reload_failures = 0;
+    // Shared state: the broker's version, whether its backend is up, and how far the
+    // furthest-behind worker's copy trails (in versions; 0 when every worker is current).
+    bool state_known = false;
+    std::uint64_t state_version = 0;
+    bool state_up = false;
+    std::uint64_t state_lag = 0;
+    std::uint64_t broker_restarts = 0;
     std::vector<AppMetrics> apps;
 };
 

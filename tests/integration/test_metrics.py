@@ -62,6 +62,8 @@ class Metrics(harness.HerdTestCase):
         self.assertEqual(buckets, sorted(buckets))  # cumulative
         self.assertRegex(t, r'herd_worker_resident_bytes\{app="web",slot="0",pid="\d+"\} [1-9]\d+')
         self.assertEqual(sample(t, "herd_app_generation", app="web"), 1)
+        self.assertRegex(t, r"\nherd_state_backend_up 1\n")
+        self.assertRegex(t, r"\nherd_state_version \d+\n")
 
         code, out = harness.run_herd("reload", "-c", self.herd.config_path)
         self.assertEqual(code, 0, out)
