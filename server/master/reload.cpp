@@ -70,8 +70,9 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
             "reload: the control socket stays {} until herd restarts (the config now "
             "says {})",
             config_.control_path, next.control_path);
-    if (next.log_file != config_.log_file || !(next.metrics == config_.metrics))
-        core::log_warn("reload: log_file and metrics stay as they are until herd restarts");
+    if (next.log_file != config_.log_file || !(next.metrics == config_.metrics) ||
+        next.state != config_.state)
+        core::log_warn("reload: log_file, metrics and state stay as they are until herd restarts");
     core::set_log_level(parse_level(next.log_level));
     config_.log_level = next.log_level;
 
