@@ -272,7 +272,9 @@ void broker_main(BrokerSpec spec) {
             std::fflush(nullptr);
             _exit(exit_start_failure);
         }
-        loop.run();
+        // The master may already be gone (start() sends and can see EPIPE): run() would
+        // clear that stop.
+        if (!loop.stopped()) loop.run();
         code = signalled ? exit_ok : broker.exit_code();
     } catch (const std::exception& e) {
         core::log_error("broker failed: {}", e.what());

@@ -105,6 +105,7 @@ json parse_json(std::string_view text, const std::string& what) {
         auto tag_end = message.find("] ");
         if (message.starts_with("[json.exception") && tag_end != std::string::npos)
             message = message.substr(tag_end + 2);
+        if (what.empty()) throw CodecError("invalid JSON: " + message);
         fail(what, "invalid JSON: " + message);
     }
 }

@@ -26,7 +26,7 @@ constexpr auto rewatch_delay = std::chrono::milliseconds(1000);
 Snapshot decode_state_file(std::string_view text) {
     if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
         throw CodecError("is empty (half-written?)");
-    json j = parse_json(text, "content");
+    json j = parse_json(text, "");
     if (!j.is_object()) throw CodecError("expected an object {\"version\": N, \"entries\": {...}}");
     for (auto it = j.begin(); it != j.end(); ++it)
         if (it.key() != "version" && it.key() != "entries")

@@ -175,7 +175,9 @@ void RedisBackend::connect() {
         c->data = this;
         redisAsyncSetConnectCallback(c, &RedisBackend::on_connect);
         redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);
-        (void)redisEnableKeepAlive(&c->c);  // a peer that vanished is noticed without traffic
+        // TCP only (it sets an error on a unix socket): a vanished peer is noticed without
+        // traffic. A frozen one is caught by the command timeout.
+        if (!url.unix_socket) (void)redisEnableKeepAlive(&c->c);
         *slot = c;
     }
     std::uint64_t s = session_;

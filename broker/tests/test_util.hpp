@@ -22,11 +22,40 @@
 
 #include <gtest/gtest.h>
 
+#include "broker/backend.hpp"
 #include "core/event_loop.hpp"
 
 namespace herd::broker::test {
 
 using namespace std::chrono_literals;
+
+// Collects what a backend reports.
+struct Recorder {
+    std::vector<Delta> deltas;
+    int resets = 0;
+    int status_changes = 0;
+    Backend::Events events() {
+        Backend::Events e;
+        e.on_delta = [this](const Delta& d) { deltas.push_back(d); };
+        e.on_reset = [this] { ++resets; };
+        e.on_status = [this] { ++status_changes; };
+        return e;
+    }
+};
+
+// The outcome of one Backend::write.
+struct WriteResult {
+    bool done = false;
+    std::string error;
+    std::uint64_t version = 0;
+    Backend::WriteDone callback() {
+        return [this](const std::string& e, std::uint64_t v) {
+            done = true;
+            error = e;
+            version = v;
+        };
+    }
+};
 
 class TempDir {
   public:
@@ -119,7 +148,7 @@ inline int free_tcp_port() {
 }
 
 // A redis-server of our own: no persistence, no system config. Started on a unix socket in
-// dir (and on a TCP port when port != 0); waits for "Ready to accept connections" on its
+// dir (and on a TCP port when port != 0); waits for "ready to accept connections" on its
 // log (its standard output), bounded.
 class RedisServer {
   public:
@@ -192,7 +221,7 @@ class RedisServer {
             ssize_t n = read(out[0], buf, sizeof buf);
             if (n <= 0) break;
             log.append(buf, static_cast<size_t>(n));
-            ready = log.find("Ready to accept connections") != std::string::npos;
+            ready = log.find("eady to accept connections") != std::string::npos;  // "Ready", "ready"
         }
         // Keep draining its output in the background so it never blocks on a full pipe.
         log_fd_ = out[0];
