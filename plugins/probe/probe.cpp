@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <map>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -44,7 +46,18 @@ bool number_param(const herd::Request& request, std::string_view name, long max,
 
 class Probe final : public herd::Plugin {
   public:
-    void on_start(herd::Context& ctx) override { ctx_ = &ctx; }
+    void on_start(herd::Context& ctx) override {
+        ctx_ = &ctx;
+        // For bench/state.py: when this worker's copy got each "bench." key (CLOCK_MONOTONIC,
+        // the same clock in every process), served at /state-seen?key=K.
+        ctx.state().watch("bench.", [this](std::string_view key, const nlohmann::json*) {
+            if (seen_.size() >= 100000) seen_.clear();
+            timespec ts{};
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            seen_[std::string(key)] =
+                static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+        });
+    }
 
     void handle(const herd::Request& request, herd::Response& response) override {
         std::string_view path = request.subpath();
@@ -67,6 +80,15 @@ class Probe final : public herd::Plugin {
             response.set_body("printed\n");
         } else if (path.starts_with("/state/")) {
             answer_state(request, std::string(path.substr(7)), response);
+        } else if (path == "/state-seen") {
+            auto it = seen_.find(query_param(request.query(), "key"));
+            response.add_header("X-Pid", std::to_string(getpid()));
+            if (it == seen_.end()) {
+                response.set_status(404);
+                response.set_body("not seen\n");
+            } else {
+                response.set_body(std::to_string(it->second));
+            }
         } else if (path == "/state-writes") {
             // The outcome of this worker's PUTs and DELETEs, as the broker acknowledged them.
             response.add_header("Content-Type", "application/json");
@@ -182,6 +204,7 @@ class Probe final : public herd::Plugin {
 
     herd::Context* ctx_ = nullptr;
     nlohmann::json writes_ = nlohmann::json::array();
+    std::map<std::string, std::int64_t> seen_;
     std::vector<std::string> held_;  // /alloc
     nlohmann::json inbox_ = nlohmann::json::array();
 };
