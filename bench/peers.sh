@@ -17,7 +17,7 @@ set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export HERD_BUILD_DIR="${HERD_BUILD_DIR:-$(dirname "$BENCH")/build-release}"
-export HERD_MESON_ARGS="${HERD_MESON_ARGS:--Dbuildtype=release -Doptimization=2 -Ddebug=true -Dtests=false}"
+export HERD_MESON_ARGS="${HERD_MESON_ARGS:--Doptimization=2 -Ddebug=true -Db_ndebug=true -Dtests=false}"
 
 parts="peers spawn reload callgrind"
 quick=()

@@ -68,8 +68,11 @@ class HerdTarget:
         self.path = os.path.join(tmp, "reload.json")
         self.reloads = 0
         self.write_config()
-        self.proc = Proc([os.path.join(build, "server", "herd"), "run", self.path], watch=r"all apps ready")
-        self.proc.wait_matches(1)
+        # Worker pids come from the log ("worker bench/0 (pid N) ..."): the master has other
+        # children too (the state broker), which are neither reloaded nor crashed here.
+        self.proc = Proc([os.path.join(build, "server", "herd"), "run", self.path],
+                         watch=r"worker bench/\d+ \(pid (\d+)\)|(all apps ready)")
+        self.proc.wait_for(lambda: any(m.group(2) for _, m in self.proc.matches), what="all apps ready")
         self.throw_path = "/probe/throw"
 
     def write_config(self):
@@ -78,7 +81,9 @@ class HerdTarget:
         os.rename(self.path + ".new", self.path)
 
     def workers(self):
-        return [p for p in process_tree(self.proc.pid) if p != self.proc.pid]
+        with self.proc.cond:
+            known = {int(m.group(1)) for _, m in self.proc.matches if m.group(1)}
+        return [p for p in process_tree(self.proc.pid) if p in known]
 
     def reload_once(self, timeout=10):
         """A deploy: the config changes (an env value, so every worker must be replaced), then
