@@ -99,7 +99,8 @@ json parse_json(std::string_view text, const std::string& what) {
                 throw CodecError(fmt::format("{}: nested more than {} levels deep", what, limit));
             return true;
         });
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number too large for a double ("1e999").
         // nlohmann's message says "at line L, column C"; drop its "[json.exception...]" tag.
         std::string message = e.what();
         auto tag_end = message.find("] ");

@@ -309,6 +309,12 @@ void RedisBackend::teardown() {
     // Pending writes get their "connection lost" callbacks inside these frees.
     if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
     if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
+    // Writes Redis confirmed but whose notice has not come: they are applied, so they are
+    // answered as done now rather than held for an outage of unknown length (the writer's
+    // copy gets them once the broker reads Redis again).
+    auto waiting = std::move(awaiting_);
+    awaiting_.clear();
+    for (auto& [v, done] : waiting) done("", v);
     schedule_reconnect();
 }
 
@@ -625,7 +631,7 @@ void RedisBackend::on_poll_reply(redisReply* r, std::uint64_t at_send) {
         resync();
         return;
     }
-    behind_target_ = std::max(behind_target_, version);
+    behind_target_ = version;
     if (behind_timer_ != 0) return;
     auto grace = milliseconds(std::clamp(config_.poll_ms / 4, 5, 100));
     std::uint64_t s = session_;

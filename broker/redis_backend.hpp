@@ -27,7 +27,9 @@
 // why), workers keep the last state, and writes FAIL at once with an error saying Redis is
 // down: nothing is queued. A write in flight when the connection drops fails with "may or may
 // not have been applied". A write is acknowledged once the broker's state includes it
-// (normally at its change notice), so the writer reads its own write.
+// (normally at its change notice), so the writer reads its own write; if the connection
+// drops between Redis's confirmation and the notice, it is acknowledged at once (it is
+// applied) and reaches the writer's copy when the broker reads Redis again.
 //
 // Passwords never appear in a message: the URL is shown redacted and every error text from
 // Redis or hiredis is scrubbed of the password.

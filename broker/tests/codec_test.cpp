@@ -141,6 +141,11 @@ TEST(Codec, ParseJsonLimitsNestingAndReportsPosition) {
     EXPECT_NE(e.find("state file x: invalid JSON: "), std::string::npos) << e;
     EXPECT_NE(e.find("line 2"), std::string::npos) << e;
     EXPECT_EQ(parse_json(" {\"a\": [1]} ", "x"), json::parse(R"({"a":[1]})"));
+    // A number too large for a double is nlohmann's out_of_range, not a parse_error (found by
+    // fuzz_state): still a CodecError.
+    e = error_of([] { parse_json("{\"a\": 1e999}", "x"); });
+    EXPECT_NE(e.find("x: invalid JSON: number overflow"), std::string::npos) << e;
+    EXPECT_NE(error_of([] { decode_state_file("{\"entries\": {\"a\": 77e7777777}}"); }), "");
 }
 
 TEST(StateFile, RoundTripAndFormat) {
