@@ -137,13 +137,6 @@ void FileBackend::on_inotify() {
     if (relevant) reload();
 }
 
-FileBackend::FileId FileBackend::current_id() const {
-    struct stat st {};
-    if (::stat(config_.path.c_str(), &st) != 0) return FileId{};
-    return FileId{st.st_dev, st.st_ino, st.st_size,
-                  static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec};
-}
-
 void FileBackend::report_invalid(const std::string& error) {
     if (last_error_ != error)
         core::log_error(
@@ -162,12 +155,13 @@ void FileBackend::reload() {
     if (!fd) {
         int err = errno;
         if (err == ENOENT) {
-            if (known_.size >= 0)
+            if (!known_absent_ && loaded_)
                 core::log_warn(
                     "state file {} was removed; keeping the last state ({} keys, "
                     "version {}); the next write recreates it",
                     config_.path, store_.size(), store_.version());
-            known_ = FileId{};
+            known_hash_.reset();
+            known_absent_ = true;
             known_valid_ = true;
             writable_ = true;
             if (watch_ >= 0) mark_up();
@@ -183,9 +177,6 @@ void FileBackend::reload() {
         report_invalid(core::errno_text("fstat(" + config_.path + ")"));
         return;
     }
-    FileId id{st.st_dev, st.st_ino, st.st_size,
-              static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec};
-    if (known_valid_ && id == known_ && loaded_) return;  // our own write, or no change
     if (!S_ISREG(st.st_mode)) {
         report_invalid("state file " + config_.path + " is not a regular file");
         return;
@@ -215,6 +206,8 @@ void FileBackend::reload() {
         }
     }
     text.resize(got);
+    std::size_t hash = std::hash<std::string>{}(text);
+    if (known_valid_ && loaded_ && known_hash_ == hash) return;  // our own write, or no change
     Snapshot file;
     try {
         file = decode_state_file(text);
@@ -223,7 +216,8 @@ void FileBackend::reload() {
         return;
     }
     bool was_invalid = !known_valid_ && loaded_;
-    known_ = id;
+    known_hash_ = hash;
+    known_absent_ = false;
     known_valid_ = true;
     writable_ = true;
     if (watch_ >= 0) mark_up();
@@ -257,8 +251,9 @@ void FileBackend::flush_writes() {
     std::vector<PendingWrite> batch = std::move(pending_);
     pending_.clear();
     if (batch.empty()) return;
-    // An edit whose inotify event has not been read yet must not be overwritten: look first.
-    if (!known_valid_ || current_id() != known_) reload();
+    // An edit whose inotify event has not been read yet must not be overwritten: look first
+    // (cheap when nothing changed: a read and a hash).
+    reload();
     std::string error;
     if (!writable_) {
         error = last_error_.empty() ? "the state file cannot be written" : last_error_;
@@ -275,10 +270,11 @@ void FileBackend::flush_writes() {
             else
                 next.erase(w.change.key);
         }
-        FileId written;
-        error = write_file(encode_state_file(Snapshot{version, std::move(next)}), written);
+        std::string text = encode_state_file(Snapshot{version, std::move(next)});
+        error = write_file(text);
         if (error.empty()) {
-            known_ = written;
+            known_hash_ = std::hash<std::string>{}(text);
+            known_absent_ = false;
             known_valid_ = true;
             ++writes_;
             publish(std::move(changes), version);
@@ -291,7 +287,7 @@ void FileBackend::flush_writes() {
         if (w.done) w.done(error, error.empty() ? version : 0);
 }
 
-std::string FileBackend::write_file(const std::string& text, FileId& written) {
+std::string FileBackend::write_file(const std::string& text) {
     std::string temp =
         fmt::format("{}/.{}.herd-{}-{}.tmp", folder_, name_, getpid(), ++temp_counter_);
     auto failed = [&](const std::string& what) {
@@ -315,13 +311,9 @@ std::string FileBackend::write_file(const std::string& text, FileId& written) {
         off += static_cast<std::size_t>(n);
     }
     if (::fsync(fd.get()) != 0) return failed("fsync(" + temp + ")");
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return failed("fstat(" + temp + ")");
     if (::close(fd.release()) != 0) return failed("close(" + temp + ")");
     if (::rename(temp.c_str(), config_.path.c_str()) != 0)
         return failed("rename(" + temp + ", " + config_.path + ")");
-    written = FileId{st.st_dev, st.st_ino, st.st_size,
-                     static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec};
     // The rename is durable once the folder is.
     core::UniqueFd dir(::open(folder_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir || ::fsync(dir.get()) != 0)

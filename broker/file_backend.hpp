@@ -27,6 +27,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,13 +56,6 @@ class FileBackend final : public Backend {
     void reload();
 
   private:
-    struct FileId {
-        dev_t dev = 0;
-        ino_t ino = 0;
-        off_t size = -1;
-        long long mtime_ns = 0;
-        bool operator==(const FileId&) const = default;
-    };
     struct PendingWrite {
         Change change;
         WriteDone done;
@@ -71,9 +65,7 @@ class FileBackend final : public Backend {
     void on_inotify();
     void flush_writes();
     // Writes text atomically; returns "" or the error.
-    std::string write_file(const std::string& text, FileId& written);
-    // The file as it is now ({} with size -1 when absent).
-    FileId current_id() const;
+    std::string write_file(const std::string& text);
     void report_invalid(const std::string& error);
 
     FileStateConfig config_;
@@ -86,7 +78,11 @@ class FileBackend final : public Backend {
     bool flush_scheduled_ = false;
     // Writes are allowed when the file is absent or was valid when last read.
     bool writable_ = false;
-    FileId known_;  // the file as last read or written
+    // The file's content as last read or written (a hash of it), to skip re-parsing an
+    // unchanged file (our own write coming back through inotify). Content, not inode and
+    // mtime: an in-place edit within the same timestamp tick would look unchanged.
+    std::optional<std::size_t> known_hash_;  // nullopt: absent or unknown
+    bool known_absent_ = false;
     bool known_valid_ = false;
     std::uint64_t temp_counter_ = 0;
     std::uint64_t external_changes_ = 0;

@@ -110,6 +110,20 @@ TEST_F(FileBackendTest, ExternalEditInPlaceIsPickedUp) {
     EXPECT_EQ(backend->store().entries(), (Entries{{"a", 10}, {"c", 3}}));
 }
 
+TEST_F(FileBackendTest, AnInPlaceEditOfTheSameSizeRightAfterOurWriteIsSeen) {
+    make();
+    backend->start();
+    ASSERT_TRUE(wait(write("a", json(1))));
+    // Same inode, same size, and very likely the same timestamp tick as our write: only the
+    // content tells it apart.
+    std::string ours = read_file(path);
+    std::string edited = ours;
+    edited[edited.find("\"a\": 1") + 5] = '2';
+    write_file(path, edited);
+    ASSERT_TRUE(run_until(loop, [&] { return recorder.deltas.size() == 2; }));
+    EXPECT_EQ(recorder.deltas[1], (Delta{1, 2, {{"a", json(2)}}}));
+}
+
 TEST_F(FileBackendTest, ExternalEditByRenameIsPickedUpWithItsVersion) {
     make();
     write_file(path, R"({"version": 3, "entries": {"a": 1}})");

@@ -291,6 +291,21 @@ TEST_F(RedisBackendTest, NoRedisAtAllIsReportedWithBackOff) {
     EXPECT_EQ(recorder.resets, 0);  // nothing is pushed to workers before the first read
 }
 
+TEST_F(RedisBackendTest, NothingListeningOnTheTcpPortIsReportedWithBackOff) {
+    RedisStateConfig c;
+    c.url = "redis://127.0.0.1:" + std::to_string(free_tcp_port());
+    c.parsed = parse_redis_url(c.url);
+    c.reconnect_min_ms = 10;
+    c.reconnect_max_ms = 40;
+    backend = std::make_unique<RedisBackend>(loop, c, recorder.events());
+    backend->start();
+    ASSERT_TRUE(
+        run_until(loop, [&] { return backend->status().details["reconnects"].get<int>() >= 3; }));
+    BackendStatus s = backend->status();
+    EXPECT_FALSE(s.up);
+    EXPECT_NE(s.last_error.find("Connection refused"), std::string::npos) << s.last_error;
+}
+
 TEST_F(RedisBackendTest, MalformedDataIsReportedAndSkipped) {
     start_redis();
     redis->cli({"HSET", "t:data", "good", "1", "bad", "not json", "bad2", "[1,"});
