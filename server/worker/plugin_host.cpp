@@ -2,10 +2,13 @@
 #include "worker/plugin_host.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include <boost/core/demangle.hpp>
 
@@ -100,12 +103,59 @@ bool mount_matches(std::string_view mount, std::string_view path) {
     return path.size() == mount.size() || path[mount.size()] == '/';
 }
 
+namespace {
+
+std::string octal_mode(mode_t mode) {
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+    return text;
+}
+
+// A plugin is code that runs in the server: only root or herd's own user may be able to change
+// it, and no folder above it may let anybody replace it. A world-writable folder with the
+// sticky bit (/tmp) is safe for a file of ours: others cannot rename or delete it there.
+void refuse_unsafe_plugin(const std::string& who, const std::string& path, const struct stat& st) {
+    uid_t me = geteuid();
+    auto trusted = [me](uid_t uid) { return uid == 0 || uid == me; };
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        throw PluginError(who + ": refusing to load a plugin that " +
+                          ((st.st_mode & S_IWOTH) ? "anybody" : "its group") + " may write (mode " +
+                          octal_mode(st.st_mode) +
+                          "): it is code that runs in the server (chmod go-w " + path + ")");
+    if (!trusted(st.st_uid))
+        throw PluginError(who + ": refusing to load a plugin owned by uid " +
+                          std::to_string(st.st_uid) + ", neither root nor herd's user (uid " +
+                          std::to_string(me) + "): its owner could change code that runs here");
+    struct stat link {};
+    if (lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode) && !trusted(link.st_uid))
+        throw PluginError(who + ": refusing to follow a symbolic link owned by uid " +
+                          std::to_string(link.st_uid) + ", neither root nor herd's user");
+    // The folders above the path as written and above the file it resolves to.
+    std::error_code ec;
+    std::filesystem::path given = std::filesystem::absolute(path, ec).lexically_normal();
+    std::filesystem::path real = std::filesystem::canonical(path, ec);
+    for (const std::filesystem::path& p : {given, real}) {
+        if (p.empty()) continue;
+        for (std::filesystem::path dir = p.parent_path();; dir = dir.parent_path()) {
+            struct stat d {};
+            if (stat(dir.c_str(), &d) == 0 && (d.st_mode & S_IWOTH) && !(d.st_mode & S_ISVTX))
+                throw PluginError(who + ": refusing to load a plugin from folder " + dir.string() +
+                                  ", which anybody may write (mode " + octal_mode(d.st_mode) +
+                                  ", no sticky bit): anybody could replace the plugin");
+            if (dir == dir.root_path() || dir.parent_path() == dir) break;
+        }
+    }
+}
+
+}  // namespace
+
 void open_plugin(MountedPlugin& m, const std::string& path) {
     std::string who = "plugin \"" + m.mount + "\" (" + path + ")";
     struct stat st {};
     if (stat(path.c_str(), &st) < 0)
         throw PluginError(who + ": cannot open: " + std::strerror(errno));
     if (!S_ISREG(st.st_mode)) throw PluginError(who + ": not a regular file");
+    refuse_unsafe_plugin(who, path, st);
     boost::system::error_code ec;
     // RTLD_NOW: an unresolved symbol is a load error now, not a crash at the first request.
     m.library.load(path, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);

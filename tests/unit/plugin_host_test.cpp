@@ -1,6 +1,7 @@
 // Tests server/worker/plugin_host: mount matching, loading real plugin .so files, routing.
 #include "worker/plugin_host.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -96,6 +97,81 @@ TEST(PluginHostTest, DirectoryIsNotAPlugin) {
     std::string e = load_error(app_with({plugin("/x", HERD_PLUGIN_DIR)}));
     EXPECT_NE(e.find("plugin \"/x\" (" HERD_PLUGIN_DIR ")"), std::string::npos) << e;
     EXPECT_NE(e.find("not a regular file"), std::string::npos) << e;
+}
+
+// A private copy of a test plugin in a fresh folder under /tmp, removed at the end.
+struct PluginCopy {
+    std::filesystem::path dir, file;
+    explicit PluginCopy(const std::string& name) {
+        char tmpl[] = "/tmp/herd_plugin_safety.XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+        dir = tmpl;
+        file = dir / ("lib" + name + ".so");
+        std::filesystem::copy_file(plugin_path(name), file);
+        chmod(file.c_str(), 0755);
+    }
+    ~PluginCopy() {
+        chmod(dir.c_str(), 0700);
+        std::filesystem::remove_all(dir);
+    }
+    void expect_loads() const {
+        PluginHost host;
+        EXPECT_NO_THROW(host.load(app_with({plugin("/", file)}), 0));
+    }
+};
+
+TEST(PluginSafetyTest, PluginThatOthersMayWriteIsRefused) {
+    PluginCopy copy("hello");
+    copy.expect_loads();  // 0755 in a 0700 folder under /tmp (1777): fine
+    ASSERT_EQ(chmod(copy.file.c_str(), 0666), 0);
+    std::string e = load_error(app_with({plugin("/", copy.file)}));
+    EXPECT_NE(e.find("plugin \"/\" (" + copy.file.string() +
+                     "): refusing to load a plugin that "
+                     "anybody may write (mode 0666)"),
+              std::string::npos)
+        << e;
+    EXPECT_NE(e.find("chmod go-w " + copy.file.string()), std::string::npos) << e;
+    ASSERT_EQ(chmod(copy.file.c_str(), 0775), 0);
+    e = load_error(app_with({plugin("/", copy.file)}));
+    EXPECT_NE(e.find("that its group may write (mode 0775)"), std::string::npos) << e;
+    ASSERT_EQ(chmod(copy.file.c_str(), 0500), 0);
+    copy.expect_loads();
+}
+
+TEST(PluginSafetyTest, FolderThatAnybodyMayWriteIsRefusedUnlessSticky) {
+    PluginCopy copy("hello");
+    ASSERT_EQ(chmod(copy.dir.c_str(), 0777), 0);
+    std::string e = load_error(app_with({plugin("/", copy.file)}));
+    EXPECT_NE(e.find("refusing to load a plugin from folder " + copy.dir.string() +
+                     ", which anybody may write (mode 0777, no sticky bit)"),
+              std::string::npos)
+        << e;
+    // Also when the path reaches it through a symbolic link from a safe folder.
+    PluginCopy other("hello");
+    std::filesystem::path link = other.dir / "link.so";
+    std::filesystem::create_symlink(copy.file, link);
+    e = load_error(app_with({plugin("/", link)}));
+    EXPECT_NE(e.find("from folder " + copy.dir.string()), std::string::npos) << e;
+    // With the sticky bit (as /tmp), others cannot rename or delete our file there.
+    ASSERT_EQ(chmod(copy.dir.c_str(), 01777), 0);
+    copy.expect_loads();
+}
+
+TEST(PluginSafetyTest, PluginOwnedByAnotherUserIsRefused) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to give a file to another user";
+    PluginCopy copy("hello");
+    ASSERT_EQ(chown(copy.file.c_str(), 65534, 65534), 0);
+    std::string e = load_error(app_with({plugin("/", copy.file)}));
+    EXPECT_NE(e.find("refusing to load a plugin owned by uid 65534, neither root nor herd's user"),
+              std::string::npos)
+        << e;
+    ASSERT_EQ(chown(copy.file.c_str(), 0, 0), 0);
+    std::filesystem::path link = copy.dir / "link.so";
+    std::filesystem::create_symlink(copy.file, link);
+    ASSERT_EQ(lchown(link.c_str(), 65534, 65534), 0);
+    e = load_error(app_with({plugin("/", link)}));
+    EXPECT_NE(e.find("refusing to follow a symbolic link owned by uid 65534"), std::string::npos)
+        << e;
 }
 
 TEST(PluginHostTest, FileThatIsNotASharedLibrary) {
