@@ -244,9 +244,25 @@ int cpu_count() {
 
 Config parse_config(const json& j, const std::string& base_dir) {
     require_object(j, "");
-    reject_unknown_keys(j, "", {"apps", "log_level", "control", "log_file", "metrics", "state"});
+    reject_unknown_keys(j, "",
+                        {"apps", "log_level", "control", "log_file", "metrics", "state", "user",
+                         "group", "allow_root"});
     Config c;
     c.dir = base_dir;
+    if (j.contains("user")) {
+        c.user = no_nul(get_string(j["user"], "user"), "user");
+        if (c.user.empty()) fail("user", "must not be empty");
+    }
+    if (j.contains("group")) {
+        c.group = no_nul(get_string(j["group"], "group"), "group");
+        if (c.group.empty()) fail("group", "must not be empty");
+        if (c.user.empty()) fail("group", "needs \"user\" as well");
+    }
+    if (j.contains("allow_root")) {
+        if (!j["allow_root"].is_boolean())
+            fail("allow_root", "expected true or false, got " + describe(j["allow_root"]));
+        c.allow_root = j["allow_root"].get<bool>();
+    }
     if (j.contains("log_level")) {
         c.log_level = get_string(j["log_level"], "log_level");
         if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&

@@ -70,6 +70,12 @@ struct Config {
     // the file backend's default path beside the config ("herd.json" -> "herd.state.json").
     nlohmann::json state;
     std::string state_default_path;
+    // Least privilege: a master started as root runs workers and the broker as `user` (and
+    // `group`, else the user's own), after binding and before any plugin is loaded. As root
+    // without a user, herd refuses to start unless allow_root is true.
+    std::string user;
+    std::string group;
+    bool allow_root = false;
 };
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.

@@ -35,6 +35,7 @@ void Master::spawn_broker() {
         // Tells it from the workers in ps/top (comm) and in the tests' process lists.
         (void)prctl(PR_SET_NAME, "herd-broker");
         pipes.in_child();
+        become(credentials_);
         broker::BrokerSpec spec;
         spec.config = state_config_;
         spec.channel = core::UniqueFd(child_end);

@@ -200,6 +200,12 @@ int Master::run() {
     // The log file before anything worth logging; a path that cannot be opened stops herd
     // here, with the reason on standard error.
     if (!config_.log_file.empty()) core::open_log_file(config_.log_file);
+    credentials_ = resolve_credentials(config_.user, config_.group, config_.allow_root);
+    if (credentials_.change)
+        core::log_info("workers and the broker run as user {} (uid {}, gid {})", credentials_.user,
+                       credentials_.uid, credentials_.gid);
+    else if (geteuid() == 0)
+        core::log_warn("workers run as root (\"allow_root\": true)");
     // The control socket first: a second master is refused before it touches any port.
     if (!config_.control_path.empty()) {
         control_ = std::make_unique<ControlServer>(
@@ -262,6 +268,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     try {
         pid = spawn_process(keep, [&] {
             pipes.in_child();
+            become(credentials_);  // after binding, before any plugin is loaded
             worker::WorkerSpec spec;
             spec.app = config;
             spec.slot = slot;

@@ -21,6 +21,7 @@
 #include "master/notify.hpp"
 #include "master/output.hpp"
 #include "master/restart_policy.hpp"
+#include "master/spawn.hpp"
 
 namespace herd::master {
 
@@ -235,6 +236,7 @@ class Master {
     std::uint64_t reloads_failed_ = 0;
     std::unique_ptr<MetricsServer> metrics_;
     broker::StateConfig state_config_;
+    Credentials credentials_;  // who workers and the broker run as
     std::unique_ptr<BrokerProc> broker_;
     SlotBackoff broker_backoff_;
     std::uint64_t broker_restarts_ = 0;

@@ -2,6 +2,8 @@
 #include "master/spawn.hpp"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -9,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -76,6 +80,69 @@ pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()
         core::log_error("child failed: {}", e.what());
     }
     _exit(1);
+}
+
+Credentials resolve_credentials(const std::string& user, const std::string& group,
+                                bool allow_root) {
+    Credentials c;
+    bool root = geteuid() == 0;
+    if (user.empty()) {
+        if (root && !allow_root)
+            throw core::Error(
+                "herd runs as root: set \"user\" (and optionally \"group\") so that workers and "
+                "the broker run unprivileged, or \"allow_root\": true to run plugins as root");
+        return c;
+    }
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    int err = getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (found == nullptr)
+        throw core::Error("user \"" + user +
+                          "\": " + (err != 0 ? std::string(strerror(err)) : "no such user"));
+    c.user = user;
+    c.uid = pw.pw_uid;
+    c.gid = pw.pw_gid;
+    if (!group.empty()) {
+        struct group gr {};
+        struct group* g = nullptr;
+        err = getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &g);
+        if (g == nullptr)
+            throw core::Error("group \"" + group +
+                              "\": " + (err != 0 ? std::string(strerror(err)) : "no such group"));
+        c.gid = g->gr_gid;
+    }
+    if (!root) {
+        if (c.uid != geteuid() || c.gid != getegid())
+            throw core::Error("\"user\": \"" + user +
+                              "\" needs a master started as root (it runs as uid " +
+                              std::to_string(geteuid()) + ")");
+        return c;  // already that user: nothing to change
+    }
+    if (c.uid == 0 && !allow_root)
+        throw core::Error("\"user\": \"" + user +
+                          "\" is root; set \"allow_root\": true to mean it");
+    c.change = true;
+    return c;
+}
+
+void become(const Credentials& c) {
+    if (!c.change) return;
+    pid_t parent = getppid();
+    auto fail = [&](const std::string& what) {
+        core::log_error("{}", core::errno_text(what + " becoming user " + c.user));
+        _exit(3);
+    };
+    if (initgroups(c.user.c_str(), c.gid) < 0) fail("initgroups()");
+    if (setgid(c.gid) < 0) fail("setgid()");
+    if (setuid(c.uid) < 0) fail("setuid()");
+    if (c.uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+        core::log_error("could regain root after becoming user {}; refusing to go on", c.user);
+        _exit(3);
+    }
+    // The kernel clears the parent-death signal when credentials change: set it again.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail("prctl(PR_SET_PDEATHSIG)");
+    if (getppid() != parent) _exit(4);
 }
 
 }  // namespace herd::master

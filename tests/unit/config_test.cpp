@@ -251,7 +251,31 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
     j["aps"] = json::array();
     std::string e = error_of(j);
     EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
-    EXPECT_NE(e.find("apps, control, log_file, log_level, metrics"), std::string::npos) << e;
+    EXPECT_NE(e.find("allow_root, apps, control, group, log_file, log_level, metrics, state, user"),
+              std::string::npos)
+        << e;
+}
+
+TEST(ConfigTest, UserGroupAllowRoot) {
+    json j = base_config();
+    j["user"] = "www-data";
+    j["group"] = "www-data";
+    Config c = parse(j);
+    EXPECT_EQ(c.user, "www-data");
+    EXPECT_EQ(c.group, "www-data");
+    EXPECT_FALSE(c.allow_root);
+    j = base_config();
+    j["allow_root"] = true;
+    EXPECT_TRUE(parse(j).allow_root);
+    j = base_config();
+    j["group"] = "staff";
+    EXPECT_NE(error_of(j).find("group: needs \"user\" as well"), std::string::npos);
+    j = base_config();
+    j["allow_root"] = "yes";
+    EXPECT_NE(error_of(j).find("allow_root: expected true or false"), std::string::npos);
+    j = base_config();
+    j["user"] = "";
+    EXPECT_NE(error_of(j).find("user: must not be empty"), std::string::npos);
 }
 
 TEST(ConfigErrorTest, BadLogsAndMetrics) {

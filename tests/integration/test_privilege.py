@@ -1,0 +1,62 @@
+"""Least privilege: a master started as root refuses to run plugins as root unless the config
+says so, and with "user" runs workers and the broker as that user (after binding, before any
+plugin is loaded) while the master keeps root; unknown users are refused with their name."""
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import unittest
+
+import harness
+from harness import app, plugin
+
+
+def uid_of(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[2])  # effective
+    raise AssertionError("no Uid line for %d" % pid)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs a master started as root")
+class Privilege(unittest.TestCase):
+    def test_root_without_user_is_refused(self):
+        config = {"allow_root": False, "apps": [app(workers=1)]}
+        with harness.Herd(config, wait_ready=False) as herd:
+            herd.wait_for(r'herd runs as root: set "user"')
+            self.assertEqual(herd.wait_exit(), 1)
+            self.assertEqual(herd.count(r"spawned worker"), 0)
+
+    def test_workers_and_broker_run_as_the_user(self):
+        nobody = pwd.getpwnam("nobody")
+        # Somewhere the user can read: the plugin copied into a world-readable folder.
+        tmp = tempfile.mkdtemp(prefix="herd-test-")
+        os.chmod(tmp, 0o755)
+        so = os.path.join(tmp, "libhello.so")
+        shutil.copy(plugin("hello"), so)
+        os.chmod(so, 0o644)
+        config = {"user": "nobody", "apps": [app(workers=2, plugins=[{"mount": "/", "path": so}])]}
+        with harness.Herd(config, tmpdir=tmp) as herd:
+            herd.wait_for(r"workers and the broker run as user nobody \(uid %d" % nobody.pw_uid)
+            self.assertEqual(harness.get(herd.port()).body, b"Hello, World!")
+            self.assertEqual(uid_of(herd.proc.pid), 0)
+            workers = herd.worker_pids()
+            self.assertEqual(len(workers), 2)
+            for pid in workers + [herd.broker_pid()]:
+                self.assertEqual(uid_of(pid), nobody.pw_uid, pid)
+            # The control socket stays the master's: root's, mode 0600.
+            st = os.stat(os.path.join(tmp, "herd.sock"))
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o600))
+            self.assertEqual(herd.stop(), 0)
+
+    def test_an_unknown_user_is_refused_by_name(self):
+        config = {"user": "no-such-user-h3rd", "apps": [app(workers=1)]}
+        with harness.Herd(config, wait_ready=False) as herd:
+            herd.wait_for(r'user "no-such-user-h3rd": no such user')
+            self.assertEqual(herd.wait_exit(), 1)
+
+
+if __name__ == "__main__":
+    harness.main()
