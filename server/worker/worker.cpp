@@ -154,7 +154,9 @@ int Worker::run() {
                    {"capacity", capacity}});
     core::log_debug("ready, {} plugin(s) loaded", plugins_.size());
 
-    loop_.run();
+    // run() clears a stop requested while starting (the master gone during the snapshot
+    // wait): honour it instead.
+    if (!loop_.stopped()) loop_.run();
 
     plugins_.stop();
     access_log_.flush();
