@@ -87,23 +87,27 @@ std::size_t HttpParser::scan_head(const char* data, std::size_t size) {
     // llhttp 8.1 takes a bare LF after the request line and as the empty line that ends the
     // head (only header lines must end in CRLF). A front end that frames strictly would read
     // what follows as more header lines, not as a body or the next request: refused. Only
-    // the head is scanned; it ends at its first empty line after the request line.
-    for (std::size_t i = 0; i < size && scan_.active; ++i) {
-        char c = data[i];
-        if (c == '\n') {
-            if (!scan_.cr) return i;
-            if (scan_.line_empty && scan_.seen_line)
-                scan_.active = false;  // the empty line: the body (if any) follows
-            else if (!scan_.line_empty)
-                scan_.seen_line = true;
-            scan_.line_empty = true;
-            scan_.cr = false;
-        } else if (c == '\r') {
-            scan_.cr = true;
-        } else {
-            scan_.cr = false;
-            scan_.line_empty = false;
+    // the head is scanned; it ends at its first empty line after the request line. Line by
+    // line with memchr: this runs on every request.
+    std::size_t i = 0;
+    while (scan_.active && i < size) {
+        const void* found = std::memchr(data + i, '\n', size - i);
+        if (found == nullptr) {  // the line goes on in the next read
+            scan_.line_bytes += size - i;
+            scan_.cr = data[size - 1] == '\r';
+            return npos;
         }
+        std::size_t lf = static_cast<std::size_t>(static_cast<const char*>(found) - data);
+        bool cr = lf > i ? data[lf - 1] == '\r' : scan_.cr;
+        if (!cr) return lf;
+        std::size_t line = scan_.line_bytes + (lf - i);  // with its CR
+        if (line == 1 && scan_.seen_line)
+            scan_.active = false;  // the empty line: the body (if any) follows
+        else if (line > 1)
+            scan_.seen_line = true;
+        scan_.line_bytes = 0;
+        scan_.cr = false;
+        i = lf + 1;
     }
     return npos;
 }

@@ -77,10 +77,10 @@ class HttpParser {
     int error_status_ = 0;
     std::string error_reason_;
     struct HeadScan {
-        bool active = true;      // inside a head (or before one); off from its empty line on
-        bool cr = false;         // the previous byte was CR
-        bool line_empty = true;  // nothing but CR on the current line so far
-        bool seen_line = false;  // a non-empty line (the request line) was seen
+        bool active = true;          // inside a head (or before one); off from its empty line on
+        bool cr = false;             // the last byte scanned was CR
+        bool seen_line = false;      // a non-empty line (the request line) was seen
+        std::size_t line_bytes = 0;  // of the current line, carried over from earlier reads
     } scan_;
 };
 

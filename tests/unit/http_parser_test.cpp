@@ -443,14 +443,24 @@ TEST(HttpParserErrorTest, BareLfEndingTheRequestLineOrTheHeadIsRefused) {
 }
 
 TEST(HttpParserErrorTest, BareLfIsFoundAcrossReads) {
-    std::string in = "GET / HTTP/1.1\r\nHost: x\r\n\n";
-    for (std::size_t cut = 1; cut < in.size(); ++cut) {
-        HttpParser p{HttpLimits{}};
-        std::size_t consumed = 0;
-        Status s = p.feed(in.data(), cut, consumed);
-        if (s != Status::error) s = p.feed(in.data() + cut, in.size() - cut, consumed);
-        EXPECT_EQ(s, Status::error) << "cut at " << cut;
-        EXPECT_EQ(p.error_status(), 400);
+    for (std::string in : {"GET / HTTP/1.1\r\nHost: x\r\n\n", "GET / HTTP/1.1\nHost: x\r\n\r\n",
+                           "GET / HTTP/1.1\r\nHost: x\r\nA: b\n\r\n",
+                           "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\n"}) {
+        for (std::size_t cut = 0; cut <= in.size(); ++cut) {
+            HttpParser p{HttpLimits{}};
+            std::size_t pos = 0, consumed = 0;
+            Status s = Status::need_more;
+            // Two reads, cut at every place; after a request, the rest of the same read.
+            for (std::size_t end : {cut, in.size()}) {
+                while (pos < end && s != Status::error) {
+                    s = p.feed(in.data() + pos, end - pos, consumed);
+                    pos += consumed;
+                    if (s == Status::request) p.next();
+                }
+            }
+            EXPECT_EQ(s, Status::error) << in << " cut at " << cut;
+            EXPECT_EQ(p.error_status(), 400);
+        }
     }
 }
 
