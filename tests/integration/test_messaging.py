@@ -92,7 +92,7 @@ class Messaging(unittest.TestCase):
                     self.assertEqual(c.request("POST", "/probe/broadcast", body=payload).status, 202)
                 # The master relays all 40 back to the running worker (asynchronously).
                 harness.wait_until(lambda: len(json.loads(c.request("GET", "/probe/inbox").body)) == 40,
-                                   what="the running worker to receive all 40 broadcasts")
+                                   seconds=60, what="the running worker to receive all 40 broadcasts")
                 # And it still accepts and places new connections.
                 self.assertEqual(c.request("GET", "/").status, 200)
             finally:
