@@ -139,6 +139,7 @@ void EventLoop::run() {
 void EventLoop::run_once(int timeout_ms) {
     epoll_event events[128];
     int n = epoll_wait(epoll_.get(), events, 128, timeout_ms);
+    time_ = Clock::now();
     if (n < 0) {
         if (errno == EINTR) return;
         throw_errno("epoll_wait()");

@@ -49,6 +49,11 @@ class EventLoop {
     void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
 
     static Clock::time_point now() { return Clock::now(); }
+    // The time read once after each epoll_wait (or by refresh_now()): cheap, and recent
+    // enough for timeouts of the handlers run in this iteration. Whoever runs code that may
+    // take long (a plugin handler) refreshes it after.
+    Clock::time_point cached_now() const { return time_; }
+    Clock::time_point refresh_now() { return time_ = Clock::now(); }
 
   private:
     struct Entry {
@@ -76,6 +81,7 @@ class EventLoop {
     std::unordered_map<TimerId, TimerHandler> timer_handlers_;
     TimerId next_timer_ = 1;
     Clock::time_point armed_for_ = Clock::time_point::max();
+    Clock::time_point time_ = Clock::now();
     bool stopped_ = false;
 };
 

@@ -33,7 +33,7 @@ Connection::Connection(Worker& worker, core::UniqueFd fd)
 Connection::~Connection() = default;
 
 void Connection::start() {
-    phase_since_ = Clock::now();
+    phase_since_ = worker_.loop().cached_now();
     worker_.loop().add(fd_.get(), EPOLLIN | EPOLLRDHUP,
                        [this](std::uint32_t ev) { on_events(ev); });
 }
@@ -97,7 +97,7 @@ void Connection::on_readable() {
 
 void Connection::process(const char* data, std::size_t size) {
     while (size > 0 && state_ == State::open) {
-        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = Clock::now();
+        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = worker_.loop().cached_now();
         std::size_t consumed = 0;
         auto status = parser_.feed(data, size, consumed);
         data += consumed;
@@ -111,7 +111,8 @@ void Connection::process(const char* data, std::size_t size) {
                 out_.commit();
                 continue_sent_ = true;
             }
-            if (parser_.phase() == HttpParser::Phase::body) phase_since_ = Clock::now();
+            if (parser_.phase() == HttpParser::Phase::body)
+                phase_since_ = worker_.loop().cached_now();
             return;
         }
         if (status == HttpParser::Status::error) {
@@ -121,7 +122,9 @@ void Connection::process(const char* data, std::size_t size) {
         handle_request();
         parser_.next();
         continue_sent_ = false;
-        phase_since_ = Clock::now();  // the keep-alive timeout runs from the response
+        // The keep-alive timeout runs from the response (the loop's time is refreshed after
+        // each plugin handler: as recent as the last one).
+        phase_since_ = worker_.loop().cached_now();
         if (close_after_) {
             // Whatever the client pipelined after a closing request is not answered, and not
             // read either until the response is out (level-triggered input would spin).
@@ -149,7 +152,7 @@ void Connection::handle_request() {
     std::string& out = out_.tail();
     MountedPlugin* mounted = worker_.plugins().route(request.path());
     if (mounted == nullptr) {
-        encode_error(out, 404, close_after_, head, http10_keep_alive);
+        encode_error(out, 404, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
         out_.commit();
         worker_.record_request(request, 404, 0, phase_since_, *this);
         return;
@@ -160,23 +163,26 @@ void Connection::handle_request() {
     try {
         mounted->plugin->handle(request, response_);
         worker_.set_busy(false);
+        worker_.loop().refresh_now();  // a handler may take long: timeouts count from its end
     } catch (...) {
         worker_.set_busy(false);
+        worker_.loop().refresh_now();
         worker_.on_plugin_failure("plugin \"" + mounted->mount + "\" threw " +
                                   describe_current_exception() + " while handling " +
                                   std::string(request.method()) + " " +
                                   std::string(request.target().substr(0, 200)));
-        encode_error(out, 500, close_after_, head, http10_keep_alive);
+        encode_error(out, 500, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
         out_.commit();
         worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
     }
     std::string error;
     std::string& body = response_.body();
-    if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive, error)) {
+    if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive, error,
+                     worker_.loop().cached_now())) {
         core::log_error("plugin \"{}\" gave an invalid response to {} {}: {}", mounted->mount,
                         request.method(), request.target().substr(0, 200), error);
-        encode_error(out, 500, close_after_, head, http10_keep_alive);
+        encode_error(out, 500, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
         out_.commit();
         worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
@@ -214,7 +220,7 @@ const std::string& Connection::peer() {
 
 void Connection::respond_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
-    encode_error(out_.tail(), status, true);
+    encode_error(out_.tail(), status, true, false, false, worker_.loop().cached_now());
     out_.commit();
     worker_.record_request(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
@@ -234,7 +240,7 @@ void Connection::flush() {
             destroy();  // EPIPE, ECONNRESET: the client went away
             return;
         }
-        last_write_ = Clock::now();
+        last_write_ = worker_.loop().cached_now();
     }
     if (close_after_ || (worker_.closing_idle() && parser_.phase() == HttpParser::Phase::idle &&
                          !reading_paused_)) {
@@ -263,7 +269,7 @@ void Connection::begin_close() {
     }
     state_ = State::lingering;
     worker_.connection_closing();
-    phase_since_ = Clock::now();
+    phase_since_ = worker_.loop().cached_now();
     set_interest(true, false);
 }
 
@@ -279,7 +285,7 @@ void Connection::linger() {
         destroy();  // EOF or error: the client is done
         return;
     }
-    if (Clock::now() - phase_since_ > linger_time) destroy();
+    if (worker_.loop().cached_now() - phase_since_ > linger_time) destroy();
 }
 
 void Connection::check_timeouts(Clock::time_point now) {

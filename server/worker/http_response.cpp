@@ -82,18 +82,20 @@ std::string_view reason_phrase(int status) {
     }
 }
 
-std::string_view http_date() {
+std::string_view http_date(SteadyTime now) {
     static char buffer[64];
     static std::size_t length = 0;
-    static time_t cached = -1;
-    // CLOCK_REALTIME_COARSE is read from the vDSO: no system call per response.
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME_COARSE, &now);
-    if (now.tv_sec != cached) {
-        cached = now.tv_sec;
+    // Until then (monotonic), the wall clock is still in the second formatted. A stale `now`
+    // (the loop's time) makes it end early, never late; a step of the wall clock shows within
+    // a second.
+    static SteadyTime valid_until = SteadyTime::min();
+    if (now >= valid_until) {
+        timespec wall{};
+        clock_gettime(CLOCK_REALTIME, &wall);
         tm utc{};
-        gmtime_r(&now.tv_sec, &utc);
+        gmtime_r(&wall.tv_sec, &utc);
         length = strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+        valid_until = now + std::chrono::nanoseconds(1000000000 - wall.tv_nsec);
     }
     return {buffer, length};
 }
@@ -122,10 +124,10 @@ void append_status_line(std::string& out, int status) {
 }
 
 void append_common(std::string& out, std::size_t body_size, bool close, bool http10_keep_alive,
-                   bool add_server, bool has_body = true) {
+                   bool add_server, SteadyTime now, bool has_body = true) {
     if (add_server) out.append("Server: herd\r\n");
     out.append("Date: ");
-    out.append(http_date());
+    out.append(http_date(now));
     out.append("\r\n");
     if (has_body) {
         out.append("Content-Length: ");
@@ -141,7 +143,7 @@ void append_common(std::string& out, std::size_t body_size, bool close, bool htt
 }  // namespace
 
 bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
-                 bool http10_keep_alive, std::string& error) {
+                 bool http10_keep_alive, std::string& error, SteadyTime now) {
     int status = response.status();
     if (status < 200 || status > 999) {
         error = "status " + std::to_string(status) + " is not a final HTTP status (200-999)";
@@ -172,7 +174,7 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
         if (iequals(h.name, "server")) add_server = false;
     }
     append_status_line(out, status);
-    append_common(out, body_size, close, http10_keep_alive, add_server, has_body);
+    append_common(out, body_size, close, http10_keep_alive, add_server, now, has_body);
     for (const Header& h : response.headers()) {
         out.append(h.name);
         out.append(": ");
@@ -183,11 +185,11 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     return true;
 }
 
-void encode_error(std::string& out, int status, bool close, bool head_only,
-                  bool http10_keep_alive) {
+void encode_error(std::string& out, int status, bool close, bool head_only, bool http10_keep_alive,
+                  SteadyTime now) {
     std::string_view reason = reason_phrase(status);
     append_status_line(out, status);
-    append_common(out, reason.size() + 1, close, http10_keep_alive, true);
+    append_common(out, reason.size() + 1, close, http10_keep_alive, true, now);
     out.append("Content-Type: text/plain; charset=utf-8\r\n\r\n");
     if (!head_only) {
         out.append(reason);

@@ -1,6 +1,7 @@
 // Encoding response heads: status line, herd's own headers, the plugin's headers.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -10,17 +11,23 @@ namespace herd::worker {
 
 std::string_view reason_phrase(int status);
 
-// "Tue, 25 Nov 2026 10:00:00 GMT" for the current second, formatted once per second.
-std::string_view http_date();
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// "Tue, 25 Nov 2026 10:00:00 GMT" for the current second, formatted once per second. `now` is
+// the caller's monotonic time (the event loop's, read once per iteration): the wall clock is
+// read again only once the second formatted last may have ended.
+std::string_view http_date(SteadyTime now = std::chrono::steady_clock::now());
 
 // Appends a complete response head for `response` with a body of `body_size` bytes. Returns
 // false, appending nothing, when the plugin's headers cannot be sent (a reserved header, or
 // CR/LF in a name or value); `error` then says which.
 bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
-                 bool http10_keep_alive, std::string& error);
+                 bool http10_keep_alive, std::string& error,
+                 SteadyTime now = std::chrono::steady_clock::now());
 
 // Appends a whole plain-text error response (400, 408, 413, 500, ...).
 void encode_error(std::string& out, int status, bool close, bool head_only = false,
-                  bool http10_keep_alive = false);
+                  bool http10_keep_alive = false,
+                  SteadyTime now = std::chrono::steady_clock::now());
 
 }  // namespace herd::worker

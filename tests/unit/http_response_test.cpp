@@ -115,6 +115,19 @@ TEST(HttpResponseTest, DateIsImfFixdateForNow) {
     EXPECT_EQ(http_date().data(), http_date().data());
 }
 
+TEST(HttpResponseTest, DateFollowsTheWallClockWhateverTheCallersTime) {
+    // The caller passes its monotonic time (the event loop's); a time past the second formatted
+    // last reads the wall clock again: the date is now's, not an extrapolation.
+    auto t = std::chrono::steady_clock::now();
+    std::string first(http_date(t));
+    std::string later(http_date(t + std::chrono::seconds(5)));
+    for (const std::string& date : {first, later}) {
+        tm parsed{};
+        ASSERT_NE(strptime(date.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &parsed), nullptr) << date;
+        EXPECT_LE(std::llabs(static_cast<long long>(time(nullptr) - timegm(&parsed))), 2) << date;
+    }
+}
+
 TEST(HttpResponseTest, ConnectionClose) {
     Response r;
     Head h = split(encode_ok(r, 0, true));
