@@ -3,7 +3,10 @@
 
 #include <time.h>
 
+#include <array>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 
 namespace herd::worker {
 
@@ -82,65 +85,157 @@ std::string_view reason_phrase(int status) {
     }
 }
 
-std::string_view http_date(SteadyTime now) {
-    static char buffer[64];
-    static std::size_t length = 0;
+namespace {
+
+// The status line of a 200, Server and Date, formatted once per second:
+// "HTTP/1.1 200 OK\r\nServer: herd\r\nDate: Tue, 25 Nov 2026 10:00:00 GMT\r\n". The Server and
+// Date lines of any other response are read from it too.
+constexpr std::string_view ok_line = "HTTP/1.1 200 OK\r\n";
+constexpr std::string_view server_line = "Server: herd\r\n";
+constexpr std::string_view date_name = "Date: ";
+struct CommonLines {
+    char text[160];
+    std::size_t size = 0;
+    std::size_t date_size = 0;
     // Until then (monotonic), the wall clock is still in the second formatted. A stale `now`
     // (the loop's time) makes it end early, never late; a step of the wall clock shows within
     // a second.
-    static SteadyTime valid_until = SteadyTime::min();
-    if (now >= valid_until) {
-        timespec wall{};
-        clock_gettime(CLOCK_REALTIME, &wall);
-        tm utc{};
-        gmtime_r(&wall.tv_sec, &utc);
-        length = strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S GMT", &utc);
-        valid_until = now + std::chrono::nanoseconds(1000000000 - wall.tv_nsec);
+    SteadyTime valid_until = SteadyTime::min();
+};
+CommonLines common_lines;
+
+[[gnu::noinline]] void format_common_lines(SteadyTime now) {
+    CommonLines& c = common_lines;
+    timespec wall{};
+    clock_gettime(CLOCK_REALTIME, &wall);
+    tm utc{};
+    gmtime_r(&wall.tv_sec, &utc);
+    char* p = c.text;
+    for (std::string_view s : {ok_line, server_line, date_name}) {
+        std::memcpy(p, s.data(), s.size());
+        p += s.size();
     }
-    return {buffer, length};
+    c.date_size = strftime(p, 64, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+    p += c.date_size;
+    *p++ = '\r';
+    *p++ = '\n';
+    c.size = static_cast<std::size_t>(p - c.text);
+    c.valid_until = now + std::chrono::nanoseconds(1000000000 - wall.tv_nsec);
 }
 
-namespace {
-
-void append_number(std::string& out, std::size_t value) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-    out.append(digits, end);
+const CommonLines& lines_for(SteadyTime now) {
+    if (now >= common_lines.valid_until) [[unlikely]]
+        format_common_lines(now);
+    return common_lines;
 }
 
-// CR, LF, NUL and the other control characters (but tab) are never sent in a field
-// (RFC 9110 5.5); they would split or corrupt the response head.
-bool has_control_char(std::string_view s) {
-    for (char c : s)
-        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return true;
-    return false;
-}
-void append_status_line(std::string& out, int status) {
-    out.append("HTTP/1.1 ");
-    append_number(out, static_cast<std::size_t>(status));
-    out.push_back(' ');
-    out.append(reason_phrase(status));
-    out.append("\r\n");
+// Bytes a plugin's header may not hold: control characters but tab in a value (RFC 9110 5.5:
+// CR, LF and NUL would split or corrupt the head); in a name also tab, space and ':'.
+constexpr std::uint8_t bad_in_value = 1;
+constexpr std::uint8_t bad_in_name = 2;
+constexpr std::array<std::uint8_t, 256> field_bytes = [] {
+    std::array<std::uint8_t, 256> t{};
+    for (int c = 0; c < 0x20; ++c) t[c] = bad_in_value | bad_in_name;
+    t[0x7f] = bad_in_value | bad_in_name;
+    t['\t'] = bad_in_name;
+    t[' '] = bad_in_name;
+    t[':'] = bad_in_name;
+    return t;
+}();
+
+std::uint8_t field_flags(std::string_view s) {
+    std::uint8_t flags = 0;
+    for (char c : s) flags |= field_bytes[static_cast<unsigned char>(c)];
+    return flags;
 }
 
-void append_common(std::string& out, std::size_t body_size, bool close, bool http10_keep_alive,
-                   bool add_server, SteadyTime now, bool has_body = true) {
-    if (add_server) out.append("Server: herd\r\n");
-    out.append("Date: ");
-    out.append(http_date(now));
-    out.append("\r\n");
+// Eight bytes at a time (this runs for every header of every response). below(w, n): some byte
+// of w is less than n (n <= 128); equal(w, v): some byte is v. Both exact.
+constexpr std::uint64_t ones = 0x0101010101010101ull;
+constexpr std::uint64_t highs = 0x8080808080808080ull;
+constexpr std::uint64_t below(std::uint64_t w, std::uint8_t n) {
+    return (w - ones * n) & ~w & highs;
+}
+constexpr std::uint64_t equal(std::uint64_t w, std::uint8_t v) {
+    return below(w ^ (ones * v), 1);
+}
+// True if test(word) is non-zero for some word of s; the last word overlaps the one before.
+template <class Test>
+bool any_word(std::string_view s, Test test) {
+    std::size_t n = s.size();
+    std::uint64_t w;
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        std::memcpy(&w, s.data() + i, 8);
+        if (test(w)) return true;
+    }
+    if (n % 8 == 0) return false;
+    std::memcpy(&w, s.data() + n - 8, 8);
+    return test(w) != 0;
+}
+
+bool valid_name(std::string_view s) {
+    if (s.size() < 8) return !s.empty() && (field_flags(s) & bad_in_name) == 0;
+    return !any_word(
+        s, [](std::uint64_t w) { return below(w, 0x21) | equal(w, ':') | equal(w, 0x7f); });
+}
+
+bool valid_value(std::string_view s) {
+    // Tab (allowed) is below 0x20 too: a word that may hold a bad byte is looked at bytewise.
+    if (s.size() >= 8 &&
+        !any_word(s, [](std::uint64_t w) { return below(w, 0x20) | equal(w, 0x7f); }))
+        return true;
+    return (field_flags(s) & bad_in_value) == 0;
+}
+
+char* put(char* p, std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    return p + s.size();
+}
+
+// Room for what put_common writes: status line (reason phrases are at most 31 bytes), Server,
+// Date, Content-Length and Connection.
+constexpr std::size_t common_bound = 256;
+
+// Writes the status line and herd's own headers at p; status has three digits.
+char* put_common(char* p, int status, std::size_t body_size, bool close, bool http10_keep_alive,
+                 bool add_server, SteadyTime now, bool has_body = true) {
+    const CommonLines& c = lines_for(now);
+    std::string_view lines(c.text, c.size);
+    if (status == 200 && add_server) {
+        p = put(p, lines);  // the usual case: one copy
+    } else if (status == 200) {
+        p = put(p, ok_line);
+        lines.remove_prefix(ok_line.size() + server_line.size());
+        p = put(p, lines);
+    } else {
+        p = put(p, "HTTP/1.1 ");
+        p[0] = static_cast<char>('0' + status / 100);
+        p[1] = static_cast<char>('0' + status / 10 % 10);
+        p[2] = static_cast<char>('0' + status % 10);
+        p[3] = ' ';
+        p = put(p + 4, reason_phrase(status));
+        p = put(p, "\r\n");
+        lines.remove_prefix(ok_line.size() + (add_server ? 0 : server_line.size()));
+        p = put(p, lines);
+    }
     if (has_body) {
-        out.append("Content-Length: ");
-        append_number(out, body_size);
-        out.append("\r\n");
+        p = put(p, "Content-Length: ");
+        p = std::to_chars(p, p + 20, body_size).ptr;
+        p = put(p, "\r\n");
     }
     if (close)
-        out.append("Connection: close\r\n");
+        p = put(p, "Connection: close\r\n");
     else if (http10_keep_alive)
-        out.append("Connection: keep-alive\r\n");
+        p = put(p, "Connection: keep-alive\r\n");
+    return p;
 }
 
 }  // namespace
+
+std::string_view http_date(SteadyTime now) {
+    const CommonLines& c = lines_for(now);
+    return {c.text + ok_line.size() + server_line.size() + date_name.size(), c.date_size};
+}
 
 bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
                  bool http10_keep_alive, std::string& error, SteadyTime now) {
@@ -157,9 +252,9 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
         return false;
     }
     bool add_server = true;
+    std::size_t bound = common_bound + 2;
     for (const Header& h : response.headers()) {
-        if (h.name.empty() || has_control_char(h.name) || has_control_char(h.value) ||
-            h.name.find_first_of(" :\t") != std::string::npos) {
+        if (!valid_name(h.name) || !valid_value(h.value)) {
             error =
                 "invalid header name or value (empty, a control character, or ':' or space in the "
                 "name): \"" +
@@ -172,29 +267,38 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
             return false;
         }
         if (iequals(h.name, "server")) add_server = false;
+        bound += h.name.size() + h.value.size() + 4;
     }
-    append_status_line(out, status);
-    append_common(out, body_size, close, http10_keep_alive, add_server, now, has_body);
+    // Written in place: room for all of it, then cut to what was written.
+    std::size_t start = out.size();
+    out.resize(start + bound);
+    char* p = put_common(out.data() + start, status, body_size, close, http10_keep_alive,
+                         add_server, now, has_body);
     for (const Header& h : response.headers()) {
-        out.append(h.name);
-        out.append(": ");
-        out.append(h.value);
-        out.append("\r\n");
+        p = put(p, h.name);
+        p = put(p, ": ");
+        p = put(p, h.value);
+        p = put(p, "\r\n");
     }
-    out.append("\r\n");
+    p = put(p, "\r\n");
+    out.resize(static_cast<std::size_t>(p - out.data()));
     return true;
 }
 
 void encode_error(std::string& out, int status, bool close, bool head_only, bool http10_keep_alive,
                   SteadyTime now) {
+    constexpr std::string_view content_type = "Content-Type: text/plain; charset=utf-8\r\n\r\n";
     std::string_view reason = reason_phrase(status);
-    append_status_line(out, status);
-    append_common(out, reason.size() + 1, close, http10_keep_alive, true, now);
-    out.append("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+    std::size_t start = out.size();
+    out.resize(start + common_bound + content_type.size() + reason.size() + 1);
+    char* p = put_common(out.data() + start, status, reason.size() + 1, close, http10_keep_alive,
+                         true, now);
+    p = put(p, content_type);
     if (!head_only) {
-        out.append(reason);
-        out.push_back('\n');
+        p = put(p, reason);
+        *p++ = '\n';
     }
+    out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 }  // namespace herd::worker
