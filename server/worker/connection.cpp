@@ -108,7 +108,6 @@ void Connection::process(const char* data, std::size_t size) {
             if (parser_.expects_continue() && !continue_sent_ &&
                 parser_.phase() == HttpParser::Phase::body && parser_.request().http_minor() >= 1) {
                 out_.tail().append("HTTP/1.1 100 Continue\r\n\r\n");
-                out_.commit();
                 continue_sent_ = true;
             }
             if (parser_.phase() == HttpParser::Phase::body)
@@ -153,7 +152,6 @@ void Connection::handle_request() {
     MountedPlugin* mounted = worker_.plugins().route(request.path());
     if (mounted == nullptr) {
         encode_error(out, 404, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
-        out_.commit();
         worker_.record_request(request, 404, 0, phase_since_, *this);
         return;
     }
@@ -172,7 +170,6 @@ void Connection::handle_request() {
                                   std::string(request.method()) + " " +
                                   std::string(request.target().substr(0, 200)));
         encode_error(out, 500, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
-        out_.commit();
         worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
     }
@@ -183,7 +180,6 @@ void Connection::handle_request() {
         core::log_error("plugin \"{}\" gave an invalid response to {} {}: {}", mounted->mount,
                         request.method(), request.target().substr(0, 200), error);
         encode_error(out, 500, close_after_, head, http10_keep_alive, worker_.loop().cached_now());
-        out_.commit();
         worker_.record_request(request, 500, 0, phase_since_, *this);
         return;
     }
@@ -196,7 +192,6 @@ void Connection::handle_request() {
             body = std::string();
         }
     }
-    out_.commit();
     worker_.record_request(request, response_.status(), bytes, phase_since_, *this);
 }
 
@@ -221,7 +216,6 @@ const std::string& Connection::peer() {
 void Connection::respond_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
     encode_error(out_.tail(), status, true, false, false, worker_.loop().cached_now());
-    out_.commit();
     worker_.record_request(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
     state_ = State::closing;

@@ -5,34 +5,33 @@
 #include <sys/types.h>
 
 #include <cstddef>
-#include <deque>
 #include <string>
+#include <vector>
 
 namespace herd::worker {
 
 class OutputQueue {
   public:
-    // The buffer to append small pieces to (kept at the tail of the queue).
-    std::string& tail();
+    // The buffer to append small pieces to: always the end of the queue. Appending is all it
+    // takes (no commit); the reference stays valid, and push() leaves it empty.
+    std::string& tail() { return tail_; }
+    // Queues a large piece after everything so far, by move.
     void push(std::string&& big);
-    std::size_t size() const { return size_; }
-    bool empty() const { return size_ == 0; }
-    // One writev of what is queued: bytes written, or -1 with errno (EAGAIN included).
+    std::size_t size() const { return queued_bytes_ + tail_.size() - offset_; }
+    bool empty() const { return size() == 0; }
+    // One write (or writev) of what is queued: bytes written, or -1 with errno (EAGAIN
+    // included).
     ssize_t write_to(int fd);
     void clear();
-    // Accounts bytes appended to tail() since the last call; call after appending.
-    void commit();
 
   private:
-    struct Chunk {
-        std::string data;
-        bool appendable;
-    };
-    std::deque<Chunk> chunks_;
-    std::size_t offset_ = 0;  // into chunks_.front()
-    std::size_t size_ = 0;
-    std::size_t tail_counted_ = 0;  // bytes of the appendable tail already in size_
-    std::string spare_;             // capacity of a written small buffer, reused for the next one
+    // Pieces before the tail, in order, from queued_[first_] on (a vector, reset once written:
+    // nothing is allocated for a connection that never queues a large body).
+    std::vector<std::string> queued_;
+    std::size_t first_ = 0;
+    std::size_t queued_bytes_ = 0;  // in queued_[first_...], counted whole
+    std::size_t offset_ = 0;        // written of the first piece: queued_[first_], or the tail
+    std::string tail_;
 };
 
 }  // namespace herd::worker
