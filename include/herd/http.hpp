@@ -16,7 +16,14 @@ namespace worker {
 class HttpParser;  // the host's parser fills Requests; plugins only read them
 }
 
+// A header field of a Request: views of the request's bytes, valid during Plugin::handle only.
 struct Header {
+    std::string_view name;
+    std::string_view value;
+};
+
+// A header field a plugin sets on its Response (owned).
+struct ResponseHeader {
     std::string name;
     std::string value;
 };
@@ -33,8 +40,8 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
-// One parsed HTTP/1.x request. Views stay valid for the duration of Plugin::handle only:
-// the worker reuses the storage for the next request on the connection.
+// One parsed HTTP/1.x request. Its views (target, header fields) point into the bytes the
+// worker read and stay valid for the duration of Plugin::handle only: copy what must outlive it.
 class Request {
   public:
     std::string_view method() const noexcept { return method_; }
@@ -67,8 +74,8 @@ class Request {
 
   private:
     friend class worker::HttpParser;
-    std::string method_;
-    std::string target_;
+    std::string_view method_;
+    std::string_view target_;
     std::size_t path_start_ = 0;  // past "scheme://authority" in absolute-form
     std::size_t path_len_ = 0;    // end of the path (the '?' or the end of the target)
     std::size_t mount_len_ = 0;
@@ -94,12 +101,12 @@ class Response {
         add_header(name, value);
     }
     void add_header(std::string_view name, std::string_view value) {
-        headers_.push_back(Header{std::string(name), std::string(value)});
+        headers_.push_back(ResponseHeader{std::string(name), std::string(value)});
     }
     void erase_header(std::string_view name) {
-        std::erase_if(headers_, [&](const Header& h) { return iequals(h.name, name); });
+        std::erase_if(headers_, [&](const ResponseHeader& h) { return iequals(h.name, name); });
     }
-    const std::vector<Header>& headers() const noexcept { return headers_; }
+    const std::vector<ResponseHeader>& headers() const noexcept { return headers_; }
 
     std::string& body() noexcept { return body_; }
     const std::string& body() const noexcept { return body_; }
@@ -115,7 +122,7 @@ class Response {
 
   private:
     int status_ = 200;
-    std::vector<Header> headers_;
+    std::vector<ResponseHeader> headers_;
     std::string body_;
 };
 

@@ -14,7 +14,7 @@ namespace herd {
 
 // Bumped whenever any type in include/herd/ changes layout or virtual functions; the worker
 // refuses a plugin built against another version before running any of its code.
-inline constexpr std::uint32_t abi_version = 3;
+inline constexpr std::uint32_t abi_version = 4;
 
 // A plugin object lives in one worker from on_start to on_stop. Handlers are synchronous:
 // the process model, not threads, gives concurrency. An exception escaping handle() turns

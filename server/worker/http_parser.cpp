@@ -2,6 +2,7 @@
 #include "worker/http_parser.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace herd::worker {
@@ -44,6 +45,7 @@ HttpParser::HttpParser(const HttpLimits& limits) : limits_(limits) {
     // closes smuggling holes.
     llhttp_init(&parser_, HTTP_REQUEST, &shared);
     parser_.data = this;
+    request_.headers_.reserve(16);  // grown once in a while, not for every connection
 }
 
 HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::size_t& consumed) {
@@ -56,7 +58,11 @@ HttpParser::Status HttpParser::feed(const char* data, std::size_t size, std::siz
     llhttp_errno_t err = llhttp_execute(&parser_, data, run);
     if (err == HPE_OK) {
         consumed = run;
-        if (bare_lf == npos) return Status::need_more;
+        if (bare_lf == npos) {
+            // The caller's buffer is about to be reused: what the request has of it is kept.
+            if (phase_ != Phase::idle) keep_views();
+            return Status::need_more;
+        }
         error_status_ = 400;
         error_reason_ = "bare LF in the request head (lines must end in CRLF)";
         return Status::error;
@@ -112,8 +118,78 @@ std::size_t HttpParser::scan_head(const char* data, std::size_t size) {
     return npos;
 }
 
+template <class F>
+void HttpParser::for_each_view(F f) {
+    Request& r = request_;
+    f(r.target_);
+    for (std::size_t i = 0; i < r.header_count_; ++i) {
+        f(r.headers_[i].name);
+        f(r.headers_[i].value);
+    }
+}
+
+bool HttpParser::in_kept(std::string_view v, std::size_t kept_size) const {
+    auto at = reinterpret_cast<std::uintptr_t>(v.data());
+    auto begin = reinterpret_cast<std::uintptr_t>(kept_.data());
+    return !v.empty() && at >= begin && at < begin + kept_size;
+}
+
+char* HttpParser::grow_kept(std::size_t n) {
+    std::size_t size = kept_.size();
+    if (size + n > kept_.capacity()) {
+        auto old = reinterpret_cast<std::uintptr_t>(kept_.data());
+        kept_.reserve(std::max(size + n, 2 * kept_.capacity()));
+        const char* now = kept_.data();
+        for_each_view([&](std::string_view& v) {
+            auto at = reinterpret_cast<std::uintptr_t>(v.data());
+            if (!v.empty() && at >= old && at < old + size) v = {now + (at - old), v.size()};
+        });
+    }
+    kept_.resize(size + n);  // within the capacity: nothing moves
+    return kept_.data() + size;
+}
+
+void HttpParser::keep_views() {
+    std::size_t kept_size = kept_.size();
+    std::size_t outside = 0;
+    for_each_view([&](std::string_view& v) {
+        if (!v.empty() && !in_kept(v, kept_size)) outside += v.size();
+    });
+    if (outside == 0) return;
+    char* p = grow_kept(outside);
+    for_each_view([&](std::string_view& v) {
+        if (v.empty() || in_kept(v, kept_size)) return;
+        std::memcpy(p, v.data(), v.size());
+        v = {p, v.size()};
+        p += v.size();
+    });
+}
+
+void HttpParser::extend_more(std::string_view& view, const char* at, std::size_t n) {
+    bool kept = in_kept(view, kept_.size());
+    if (!kept && view.data() + view.size() == at) {  // the same buffer: one longer view
+        view = {view.data(), view.size() + n};
+        return;
+    }
+    // The view began in an earlier feed, so it is kept; as the field still open it is the last
+    // of the kept bytes, and grows there. (Otherwise, not expected, it is copied to the end.)
+    std::size_t length = view.size();
+    bool last = kept && view.data() + length == kept_.data() + kept_.size();
+    char* p = grow_kept(last ? n : length + n);  // moves kept views, this one included
+    if (!last) {
+        std::memcpy(p, view.data(), length);
+        view = {p, length};
+    }
+    std::memcpy(const_cast<char*>(view.data()) + length, at, n);
+    view = {view.data(), length + n};
+}
+
 void HttpParser::next() {
     phase_ = Phase::idle;
+    // The request's views may point into a buffer that the caller reuses now.
+    request_.method_ = {};
+    request_.target_ = {};
+    request_.header_count_ = 0;
     if (upgraded_) {
         // herd performs no protocol switch: the connection closes after the answer, and llhttp
         // would only report the upgrade again, so whatever follows is refused.
@@ -130,16 +206,14 @@ int HttpParser::fail(int status, std::string reason) {
     return HPE_USER;
 }
 
-bool HttpParser::count_header_bytes(std::size_t n) {
-    header_bytes_ += n;
-    return header_bytes_ <= limits_.max_header_bytes;
-}
-
 int HttpParser::on_message_begin(llhttp_t* p) {
     HttpParser* s = self(p);
     Request& r = s->request_;
-    r.method_.clear();
-    r.target_.clear();
+    r.method_ = {};
+    r.target_ = {};
+    // The previous request's kept bytes are no longer seen; a large head's memory goes.
+    s->kept_.clear();
+    if (s->kept_.capacity() > (16u << 10)) s->kept_.shrink_to_fit();
     r.path_start_ = 0;
     r.path_len_ = 0;
     r.mount_len_ = 0;
@@ -170,7 +244,7 @@ int HttpParser::on_url(llhttp_t* p, const char* at, std::size_t n) {
     if (over_head)
         return s->fail(431, "request head larger than " +
                                 std::to_string(s->limits_.max_header_bytes) + " bytes");
-    s->request_.target_.append(at, n);
+    s->extend(s->request_.target_, at, n);
     return HPE_OK;
 }
 
@@ -203,11 +277,11 @@ int HttpParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
                 431, "more than " + std::to_string(s->limits_.max_headers) + " header fields");
         if (r.header_count_ == r.headers_.size()) r.headers_.emplace_back();
         Header& h = r.headers_[r.header_count_++];
-        h.name.clear();
-        h.value.clear();
+        h.name = {};
+        h.value = {};
         s->in_value_ = false;
     }
-    r.headers_[r.header_count_ - 1].name.append(at, n);
+    s->extend(r.headers_[r.header_count_ - 1].name, at, n);
     return HPE_OK;
 }
 
@@ -217,7 +291,7 @@ int HttpParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
         return s->fail(431, "request head larger than " +
                                 std::to_string(s->limits_.max_header_bytes) + " bytes");
     s->in_value_ = true;
-    s->request_.headers_[s->request_.header_count_ - 1].value.append(at, n);
+    s->extend(s->request_.headers_[s->request_.header_count_ - 1].value, at, n);
     return HPE_OK;
 }
 
@@ -230,7 +304,7 @@ int HttpParser::on_header_value_complete(llhttp_t* p) {
     if (h.name.empty()) return s->fail(400, "header field with an empty name");
     // llhttp strips leading whitespace only; trailing OWS is not part of the value either.
     while (!h.value.empty() && (h.value.back() == ' ' || h.value.back() == '\t'))
-        h.value.pop_back();
+        h.value.remove_suffix(1);
     if (iequals(h.name, "expect") && iequals(h.value, "100-continue")) s->expect_continue_ = true;
     return HPE_OK;
 }
@@ -254,7 +328,7 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
         // still encoded. RFC 9112 6.1: 501.
         for (const Header& h : r.headers())
             if (iequals(h.name, "transfer-encoding") && !iequals(h.value, "chunked"))
-                return s->fail(501, "Transfer-Encoding \"" + h.value.substr(0, 100) +
+                return s->fail(501, "Transfer-Encoding \"" + std::string(h.value.substr(0, 100)) +
                                         "\" is not implemented (only chunked)");
     }
     // Reserve the announced body once, instead of growing it chunk by chunk.

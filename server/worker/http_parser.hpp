@@ -62,13 +62,32 @@ class HttpParser {
     static int on_message_complete(llhttp_t* p);
 
     int fail(int status, std::string reason);
-    bool count_header_bytes(std::size_t n);
+    bool count_header_bytes(std::size_t n) {
+        header_bytes_ += n;
+        return header_bytes_ <= limits_.max_header_bytes;
+    }
+    // The request's views (target, header names and values) point into the caller's buffer;
+    // when a feed ends inside a request, keep_views() copies their bytes into kept_ so that
+    // they outlive that buffer, and extend() continues a view with bytes of a later feed.
+    template <class F>
+    void for_each_view(F f);
+    bool in_kept(std::string_view v, std::size_t kept_size) const;
+    char* grow_kept(std::size_t n);
+    void keep_views();
+    void extend(std::string_view& view, const char* at, std::size_t n) {
+        if (view.empty())
+            view = {at, n};  // the usual case: a field reported once
+        else
+            extend_more(view, at, n);
+    }
+    void extend_more(std::string_view& view, const char* at, std::size_t n);
     // Where the first bare LF of the request head is in data, or npos; see http_parser.cpp.
     std::size_t scan_head(const char* data, std::size_t size);
 
     HttpLimits limits_;
     llhttp_t parser_{};
     Request request_;
+    std::string kept_;  // the current request's bytes from earlier feeds (see keep_views)
     Phase phase_ = Phase::idle;
     std::size_t header_bytes_ = 0;
     bool in_value_ = false;

@@ -253,7 +253,7 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     }
     bool add_server = true;
     std::size_t bound = common_bound + 2;
-    for (const Header& h : response.headers()) {
+    for (const ResponseHeader& h : response.headers()) {
         if (!valid_name(h.name) || !valid_value(h.value)) {
             error =
                 "invalid header name or value (empty, a control character, or ':' or space in the "
@@ -274,7 +274,7 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     out.resize(start + bound);
     char* p = put_common(out.data() + start, status, body_size, close, http10_keep_alive,
                          add_server, now, has_body);
-    for (const Header& h : response.headers()) {
+    for (const ResponseHeader& h : response.headers()) {
         p = put(p, h.name);
         p = put(p, ": ");
         p = put(p, h.value);

@@ -82,7 +82,8 @@ Seen check_request(const Request& r, const HttpLimits& limits) {
 }
 
 // Feeds `input` in pieces whose sizes come from `cuts` (0: the rest at once), as Connection
-// does: after a request, next(), then the unconsumed rest of the same read.
+// does: after a request, next(), then the unconsumed rest of the same read. Requests are
+// checked (and copied) as they complete, while their read is still there.
 Outcome parse(std::string_view input, const HttpLimits& limits, std::uint32_t seed) {
     HttpParser parser(limits);
     Outcome out;
@@ -95,7 +96,11 @@ Outcome parse(std::string_view input, const HttpLimits& limits, std::uint32_t se
             std::size_t cut = 1 + (state >> 16) % 64;
             if (cut < piece) piece = cut;
         }
-        const char* data = input.data() + pos;
+        // Each piece in a buffer of its own, freed after it (the worker's read buffer is
+        // reused): a request's view into an earlier piece is a use after free under ASan.
+        std::vector<char> read(input.begin() + static_cast<std::ptrdiff_t>(pos),
+                               input.begin() + static_cast<std::ptrdiff_t>(pos + piece));
+        const char* data = read.data();
         std::size_t left = piece;
         while (left > 0) {
             std::size_t consumed = ~std::size_t{0};

@@ -201,7 +201,7 @@ TEST(PluginHostTest, WrongAbiIsRefusedBeforeAnyPluginCodeRuns) {
     EXPECT_NE(e.find("plugin ABI 999"), std::string::npos) << e;
     EXPECT_NE(e.find("this herd speaks ABI " + std::to_string(abi_version)), std::string::npos)
         << e;
-    EXPECT_EQ(abi_version, 3u);
+    EXPECT_EQ(abi_version, 4u);
     // The plugin's constructor throws "the factory must never run": it did not.
     EXPECT_EQ(e.find("constructor threw"), std::string::npos) << e;
     EXPECT_EQ(e.find("must never run"), std::string::npos) << e;
