@@ -72,7 +72,13 @@ void EventLoop::remove(int fd) {
     // The handler may be the one running now. Moving a std::function would leave a small
     // closure's captures in place, where a re-add of this fd would overwrite them: bury the
     // whole entry until the batch is done, and give the fd a fresh one.
-    auto fresh = std::make_unique<Entry>();
+    std::unique_ptr<Entry> fresh;
+    if (spare_entries_.empty()) {
+        fresh = std::make_unique<Entry>();
+    } else {
+        fresh = std::move(spare_entries_.back());
+        spare_entries_.pop_back();
+    }
     fresh->generation = slot->generation + 1;
     slot->active = false;
     graveyard_.push_back(std::move(slot));
@@ -153,9 +159,18 @@ void EventLoop::run_once(int timeout_ms) {
         e.handler(events[i].events);
     }
     while (!deferred_.empty()) {
-        auto batch = std::move(deferred_);
-        deferred_.clear();
+        std::vector<std::function<void()>> batch;
+        batch.swap(deferred_);
         for (auto& fn : batch) fn();
+        batch.clear();
+        if (deferred_.empty()) deferred_.swap(batch);  // keeps the capacity for the next batch
+    }
+    // Entries removed in this batch: their handlers go now; the boxes serve the next removals
+    // (a connection's close would otherwise allocate one and free one).
+    for (auto& e : graveyard_) {
+        if (spare_entries_.size() >= 64) break;
+        e->handler = nullptr;
+        spare_entries_.push_back(std::move(e));
     }
     graveyard_.clear();
 }

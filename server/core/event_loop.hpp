@@ -75,8 +75,9 @@ class EventLoop {
     // Indexed by fd. Entries are boxed so that growing the table inside a handler never
     // moves the std::function that is running.
     std::vector<std::unique_ptr<Entry>> entries_;
-    std::vector<std::unique_ptr<Entry>> graveyard_;  // removed while dispatching, freed after
-    std::vector<std::function<void()>> deferred_;    // run after the current batch
+    std::vector<std::unique_ptr<Entry>> graveyard_;      // removed while dispatching, freed after
+    std::vector<std::unique_ptr<Entry>> spare_entries_;  // freed ones, reused by remove()
+    std::vector<std::function<void()>> deferred_;        // run after the current batch
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
     std::unordered_map<TimerId, TimerHandler> timer_handlers_;
     TimerId next_timer_ = 1;

@@ -84,8 +84,7 @@ void Connection::on_readable() {
                 return;
             }
             close_after_ = true;
-            state_ = State::closing;
-            set_interest(false, true);
+            state_ = State::closing;  // flush() below stops reading if it must wait
             break;
         }
         process(buffer, static_cast<std::size_t>(n));
@@ -126,15 +125,14 @@ void Connection::process(const char* data, std::size_t size) {
         phase_since_ = worker_.loop().cached_now();
         if (close_after_) {
             // Whatever the client pipelined after a closing request is not answered, and not
-            // read either until the response is out (level-triggered input would spin).
+            // read either until the response is out (level-triggered input would spin): the
+            // flush() that follows every process() waits for EPOLLOUT only, or closes.
             state_ = State::closing;
-            set_interest(false, true);
             return;
         }
         if (out_.size() > max_unsent_bytes && size > 0) {
             pending_.assign(data, size);
-            reading_paused_ = true;
-            set_interest(false, true);
+            reading_paused_ = true;  // the flush() that follows stops reading if it must wait
             return;
         }
     }
@@ -218,8 +216,7 @@ void Connection::respond_error(int status, const std::string& reason) {
     encode_error(out_.tail(), status, true, false, false, worker_.loop().cached_now());
     worker_.record_request(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
-    state_ = State::closing;
-    set_interest(false, true);
+    state_ = State::closing;  // the caller's flush() stops reading if it must wait
 }
 
 void Connection::flush() {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -222,6 +223,29 @@ TEST(EventLoopTest, RemoveAndReAdd) {
     p.poke();
     ASSERT_TRUE(pump(loop, [&] { return calls_b == 1; }));
     EXPECT_EQ(calls_a, 0);
+}
+
+TEST(EventLoopTest, ConnectionChurnReusesEntriesAndFreesHandlersAfterTheBatch) {
+    // As connections come and go: a handler removes its own fd; the fd number comes back with
+    // the next pipe. Each handler runs once; its closure is destroyed once the batch is done
+    // (the entry's box is kept for reuse, not its handler).
+    EventLoop loop;
+    for (int round = 0; round < 200; ++round) {
+        Pipe p;
+        auto token = std::make_shared<int>(round);
+        int calls = 0;
+        loop.add(p.read.get(), EPOLLIN, [&, token](std::uint32_t) {
+            ++calls;
+            p.drain();
+            loop.remove(p.read.get());
+            EXPECT_GE(token.use_count(), 2);  // still alive while it runs
+        });
+        p.poke();
+        loop.run_once(1000);
+        EXPECT_EQ(calls, 1) << "round " << round;
+        EXPECT_EQ(token.use_count(), 1) << "round " << round;
+        EXPECT_FALSE(loop.watching(p.read.get()));
+    }
 }
 
 TEST(EventLoopTest, HandlerRemovesItselfAndAnotherPendingFd) {
