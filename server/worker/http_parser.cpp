@@ -206,6 +206,28 @@ int HttpParser::fail(int status, std::string reason) {
     return HPE_USER;
 }
 
+int HttpParser::fail_head_too_large() {
+    return fail(431,
+                "request head larger than " + std::to_string(limits_.max_header_bytes) + " bytes");
+}
+
+int HttpParser::fail_target_too_long() {
+    return fail(414,
+                "request target longer than " + std::to_string(limits_.max_url_bytes) + " bytes");
+}
+
+int HttpParser::fail_too_many_headers() {
+    return fail(431, "more than " + std::to_string(limits_.max_headers) + " header fields");
+}
+
+int HttpParser::fail_empty_name() {
+    return fail(400, "header field with an empty name");
+}
+
+void HttpParser::add_header_slot() {
+    request_.headers_.emplace_back();
+}
+
 int HttpParser::on_message_begin(llhttp_t* p) {
     HttpParser* s = self(p);
     Request& r = s->request_;
@@ -238,12 +260,8 @@ int HttpParser::on_url(llhttp_t* p, const char* at, std::size_t n) {
     // pieces meets that one first, and the status must not depend on how TCP cut the stream.
     if (over_url && over_head && s->limits_.max_header_bytes < s->limits_.max_url_bytes)
         over_url = false;
-    if (over_url)
-        return s->fail(414, "request target longer than " +
-                                std::to_string(s->limits_.max_url_bytes) + " bytes");
-    if (over_head)
-        return s->fail(431, "request head larger than " +
-                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    if (over_url) return s->fail_target_too_long();
+    if (over_head) return s->fail_head_too_large();
     s->extend(s->request_.target_, at, n);
     return HPE_OK;
 }
@@ -267,15 +285,11 @@ int HttpParser::on_url_complete(llhttp_t* p) {
 int HttpParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
     HttpParser* s = self(p);
     Request& r = s->request_;
-    if (!s->count_header_bytes(n))
-        return s->fail(431, "request head larger than " +
-                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    if (!s->count_header_bytes(n)) return s->fail_head_too_large();
     if (s->in_value_ || r.header_count_ == 0) {
         // A new field starts: reuse the storage of an earlier request's header if there is one.
-        if (r.header_count_ == s->limits_.max_headers)
-            return s->fail(
-                431, "more than " + std::to_string(s->limits_.max_headers) + " header fields");
-        if (r.header_count_ == r.headers_.size()) r.headers_.emplace_back();
+        if (r.header_count_ == s->limits_.max_headers) return s->fail_too_many_headers();
+        if (r.header_count_ == r.headers_.size()) s->add_header_slot();
         Header& h = r.headers_[r.header_count_++];
         h.name = {};
         h.value = {};
@@ -287,9 +301,7 @@ int HttpParser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
 
 int HttpParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
     HttpParser* s = self(p);
-    if (!s->count_header_bytes(n))
-        return s->fail(431, "request head larger than " +
-                                std::to_string(s->limits_.max_header_bytes) + " bytes");
+    if (!s->count_header_bytes(n)) return s->fail_head_too_large();
     s->in_value_ = true;
     s->extend(s->request_.headers_[s->request_.header_count_ - 1].value, at, n);
     return HPE_OK;
@@ -301,7 +313,7 @@ int HttpParser::on_header_value_complete(llhttp_t* p) {
     Header& h = s->request_.headers_[s->request_.header_count_ - 1];
     // RFC 9112 5.1: a field name is a token, one character at least. llhttp takes a line
     // starting with ':' as a field with an empty name; a front end may not, so it is refused.
-    if (h.name.empty()) return s->fail(400, "header field with an empty name");
+    if (h.name.empty()) return s->fail_empty_name();
     // llhttp strips leading whitespace only; trailing OWS is not part of the value either.
     while (!h.value.empty() && (h.value.back() == ' ' || h.value.back() == '\t'))
         h.value.remove_suffix(1);

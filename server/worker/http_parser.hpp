@@ -62,6 +62,13 @@ class HttpParser {
     static int on_message_complete(llhttp_t* p);
 
     int fail(int status, std::string reason);
+    // The refusals of the callbacks, out of line: the callbacks run for every field.
+    [[gnu::cold, gnu::noinline]] int fail_head_too_large();
+    [[gnu::cold, gnu::noinline]] int fail_target_too_long();
+    [[gnu::cold, gnu::noinline]] int fail_too_many_headers();
+    [[gnu::cold, gnu::noinline]] int fail_empty_name();
+    // One more entry in the request's header vector (reused by later requests).
+    [[gnu::noinline]] void add_header_slot();
     bool count_header_bytes(std::size_t n) {
         header_bytes_ += n;
         return header_bytes_ <= limits_.max_header_bytes;
