@@ -34,13 +34,6 @@ const char* usage =
     "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
     "       herd version\n";
 
-herd::core::LogLevel parse_level(const std::string& s) {
-    if (s == "debug") return herd::core::LogLevel::debug;
-    if (s == "warn") return herd::core::LogLevel::warn;
-    if (s == "error") return herd::core::LogLevel::error;
-    return herd::core::LogLevel::info;
-}
-
 // The config, or nothing after printing why not.
 std::optional<herd::core::Config> load_or_report(const std::string& file) {
     try {
@@ -68,7 +61,7 @@ int cmd_run(const std::string& file) {
     std::optional<herd::broker::StateConfig> state = state_or_report(*loaded);
     if (!state) return exit_usage;
     herd::core::Config config = std::move(*loaded);
-    herd::core::set_log_level(parse_level(config.log_level));
+    herd::core::set_log_level(herd::core::parse_log_level(config.log_level));
     try {
         herd::master::Master master(std::move(config), std::move(*state));
         return master.run();

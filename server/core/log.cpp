@@ -42,6 +42,12 @@ void set_log_level(LogLevel level) {
 void set_log_fd(int fd) {
     g_fd = fd;
 }
+LogLevel parse_log_level(std::string_view name) {
+    if (name == "debug") return LogLevel::debug;
+    if (name == "warn") return LogLevel::warn;
+    if (name == "error") return LogLevel::error;
+    return LogLevel::info;
+}
 bool log_enabled(LogLevel level) {
     return level >= g_level;
 }

@@ -12,6 +12,8 @@ enum class LogLevel { debug, info, warn, error };
 // Names the process in every line ("master", "worker web/0", "check").
 void set_log_identity(std::string identity);
 void set_log_level(LogLevel level);
+// "debug", "warn", "error"; anything else (the config allows only "info") is info.
+LogLevel parse_log_level(std::string_view name);
 void set_log_fd(int fd);
 bool log_enabled(LogLevel level);
 void log_line(LogLevel level, std::string_view message);

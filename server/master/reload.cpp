@@ -8,17 +8,6 @@
 #include "master/reload_plan.hpp"
 
 namespace herd::master {
-namespace {
-
-core::LogLevel parse_level(const std::string& s) {
-    if (s == "debug") return core::LogLevel::debug;
-    if (s == "warn") return core::LogLevel::warn;
-    if (s == "error") return core::LogLevel::error;
-    return core::LogLevel::info;
-}
-
-}  // namespace
-
 void Master::reload(const std::string& source, ControlServer::Reply reply) {
     auto refuse = [&](const std::string& why) {
         core::log_error("reload ({}) refused: {}", source, why);
@@ -73,7 +62,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
     if (next.log_file != config_.log_file || !(next.metrics == config_.metrics) ||
         next.state != config_.state)
         core::log_warn("reload: log_file, metrics and state stay as they are until herd restarts");
-    core::set_log_level(parse_level(next.log_level));
+    core::set_log_level(core::parse_log_level(next.log_level));
     config_.log_level = next.log_level;
 
     if (!plan.any_change()) {
