@@ -90,15 +90,46 @@ Entries decode_entries(const json& j, const std::string& what) {
     return entries;
 }
 
+namespace {
+
+// Where the nesting of arrays and objects in `text` first goes past `limit` (npos if never),
+// found in one linear pass that skips strings. Text that is not valid JSON is left to the parser.
+// (nlohmann's parse callback could count this too, but with a callback 3.11 rescans a
+// container's members at each close: quadratic in 200k empty objects.)
+std::size_t nesting_past(std::string_view text, int limit) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return i;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return std::string_view::npos;
+}
+
+}  // namespace
+
 json parse_json(std::string_view text, const std::string& what) {
     // The envelope ({"entries": {key: value}}) adds two levels to a value's own limit.
     constexpr int limit = max_value_depth + 2;
+    if (std::size_t at = nesting_past(text, limit); at != std::string_view::npos) {
+        std::string message =
+            fmt::format("nested more than {} levels deep (at byte {})", limit, at);
+        if (what.empty()) throw CodecError(message);
+        fail(what, message);
+    }
     try {
-        return json::parse(text.begin(), text.end(), [&](int depth, json::parse_event_t, json&) {
-            if (depth > limit)
-                throw CodecError(fmt::format("{}: nested more than {} levels deep", what, limit));
-            return true;
-        });
+        return json::parse(text.begin(), text.end());
     } catch (const json::exception& e) {
         // parse_error, and out_of_range for a number too large for a double ("1e999").
         // nlohmann's message says "at line L, column C"; drop its "[json.exception...]" tag.

@@ -148,6 +148,24 @@ TEST(Codec, ParseJsonLimitsNestingAndReportsPosition) {
     EXPECT_NE(error_of([] { decode_state_file("{\"entries\": {\"a\": 77e7777777}}"); }), "");
 }
 
+TEST(Codec, ParseJsonIsLinearInAContainersMembers) {
+    // 200k empty objects in one array (600 KB, within the value limits): the depth limit once
+    // used nlohmann's parse callback, which rescans a container at each close, and this took
+    // minutes, stalling the broker past its watchdog on every restart.
+    std::string many = "{\"entries\": {\"k\": [";
+    for (int i = 0; i < 200000; ++i) many += i ? ",{}" : "{}";
+    many += "]}}";
+    json j = parse_json(many, "x");
+    EXPECT_EQ(j["entries"]["k"].size(), 200000u);
+    // Brackets inside strings do not count as nesting; escaped quotes do not end a string.
+    std::string brackets = "{\"a\": \"" + std::string(1000, '[') + "\\\"{{{\"}";
+    EXPECT_EQ(parse_json(brackets, "x")["a"].get<std::string>().size(), 1004u);
+    std::string e = error_of(
+        [] { parse_json("{\"a\": " + std::string(131, '[') + std::string(131, ']') + "}", "x"); });
+    EXPECT_NE(e.find("x: nested more than 130 levels deep (at byte"), std::string::npos) << e;
+    EXPECT_NO_THROW(parse_json(std::string(130, '[') + std::string(130, ']'), "x"));
+}
+
 TEST(StateFile, RoundTripAndFormat) {
     Snapshot s{3, {{"b", {{"x", 1}}}, {"a", "text"}}};
     std::string text = encode_state_file(s);

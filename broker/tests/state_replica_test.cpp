@@ -84,6 +84,23 @@ TEST_F(StateReplicaTest, WaitsForTheFirstSnapshotAndReadsLocally) {
     EXPECT_EQ(state->find("missing"), nullptr);
 }
 
+TEST_F(StateReplicaTest, WaitOutlivesABrokerThatDiesAndTakesItsSuccessorsSnapshot) {
+    // The broker dies while a new worker waits (its end closes); the master then attaches the
+    // restarted broker's channel. The wait goes on until that snapshot, not only until the close.
+    bool attached = false;
+    loop.defer([&] {
+        fake.reset();
+        loop.add_timer(20ms, [&] {
+            connect();
+            attached = true;
+            send_snapshot(9, {{"a", 2}});
+        });
+    });
+    EXPECT_TRUE(replica.wait_for_snapshot(5s));
+    EXPECT_TRUE(attached);
+    EXPECT_EQ(replica.version(), 9u);
+}
+
 TEST_F(StateReplicaTest, DeltasRunWatchesByPrefixAfterTheWholeDelta) {
     sync(1, {{"user:1", "Ann"}});
     auto state = replica.make_view("plugin /");

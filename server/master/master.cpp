@@ -277,6 +277,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
             if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
             spec.board = board;
             spec.broker = std::move(worker_end);
+            spec.await_state = true;  // the broker always runs (restarted when it dies)
             for (const auto& [k, v] : config.env) setenv(k.c_str(), v.c_str(), 1);
             worker::worker_main(std::move(spec));
         });

@@ -70,7 +70,7 @@ void StateReplica::attach(core::UniqueFd fd) {
 
 bool StateReplica::wait_for_snapshot(std::chrono::milliseconds timeout) {
     auto deadline = core::EventLoop::now() + timeout;
-    while (!replica_.synced() && connected() && !loop_.stopped()) {
+    while (!replica_.synced() && !loop_.stopped()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
                                                                           core::EventLoop::now());
         if (left.count() <= 0) break;

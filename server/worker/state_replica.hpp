@@ -41,8 +41,10 @@ class StateReplica {
     std::uint64_t version() const { return replica_.version(); }
     const broker::Replica& replica() const { return replica_; }
 
-    // Runs the loop until the first snapshot has arrived, the channel closed, or timeout
-    // passed (the worker calls it before it reports ready). True when synced.
+    // Runs the loop until the first snapshot has arrived, the loop stopped, or timeout passed
+    // (the worker calls it before it reports ready). A channel that closes meanwhile (the
+    // broker died) does not end the wait: the master attaches the restarted broker's. True
+    // when synced.
     bool wait_for_snapshot(std::chrono::milliseconds timeout);
 
     // A plugin's view (for Context::state()); owner names it in messages ("plugin /api").

@@ -110,15 +110,20 @@ int Worker::run() {
 
     try {
         if (!spec_.app.access_log.empty()) access_log_.open(spec_.app.access_log);
-        if (spec_.broker) {
-            // The state before the plugins start: on_start and the first request see it.
-            state_.attach(std::move(spec_.broker));
+        if (spec_.await_state) {
+            // The state before the plugins start: on_start and the first request see it. With
+            // the broker down (restarting) the master attaches its successor's channel.
+            if (spec_.broker) state_.attach(std::move(spec_.broker));
             auto limit = std::chrono::milliseconds(std::min(spec_.app.watchdog_ms, 5000));
+            auto began = core::EventLoop::now();
             if (!state_.wait_for_snapshot(limit))
                 core::log_warn(
-                    "no state from the broker within {} ms; starting without it (it "
-                    "arrives when the broker can send it)",
-                    limit.count());
+                    "no state from the broker after {} ms (limit {} ms, broker {}); starting "
+                    "without it (it arrives when the broker can send it)",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(core::EventLoop::now() -
+                                                                          began)
+                        .count(),
+                    limit.count(), state_.connected() ? "connected" : "not connected");
             // The master went away (or told us to go) meanwhile: nothing more to start.
             if (loop_.stopped()) return exit_code_;
         }

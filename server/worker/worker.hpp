@@ -31,9 +31,10 @@ struct WorkerSpec {
     core::AppConfig app;
     int slot = 0;
     int generation = 1;
-    core::UniqueFd channel;  // to the master
-    core::UniqueFd listen;   // the socket this worker accepts on; empty when the master accepts
-    core::UniqueFd broker;   // our end of the channel to the state broker; empty while it is down
+    core::UniqueFd channel;    // to the master
+    core::UniqueFd listen;     // the socket this worker accepts on; empty when the master accepts
+    core::UniqueFd broker;     // our end of the channel to the state broker; empty while it is down
+    bool await_state = false;  // a broker is supervised: wait for its snapshot before on_start
     balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
 };
 
