@@ -124,6 +124,27 @@ class FileBackend(harness.HerdTestCase):
         self.assertEqual(code, 0, out)
         wait_all(self.herd, self.port, "k", 2)
 
+    def test_a_value_of_200k_empty_objects_loads_at_every_broker_start(self):
+        # 600 KB, within the value limits. Nesting was once limited with nlohmann's parse
+        # callback, quadratic here: each broker start stalled past its watchdog, a kill loop.
+        code, out = cli(self.herd, "state", "set", "n", "1")
+        self.assertEqual(code, 0, out)
+        with open(self.state_file()) as f:
+            current = json.load(f)
+        current["entries"]["big"] = [{}] * 200000
+        current["entries"]["n"] = 2
+        current["version"] = current.get("version", 0) + 1
+        write_file(self.state_file(), json.dumps(current, separators=(",", ":")))
+        wait_all(self.herd, self.port, "n", 2)
+        mark = self.herd.mark()
+        os.kill(self.broker_pid(), signal.SIGKILL)
+        self.herd.wait_for(r"broker \(pid \d+\) ready", after=mark)
+        code, out = cli(self.herd, "state", "set", "n", "3")
+        self.assertEqual(code, 0, out)
+        wait_all(self.herd, self.port, "n", 3)
+        code, out = cli(self.herd, "state", "del", "big")
+        self.assertEqual(code, 0, out)
+
     def broker_pid(self):
         code, out = cli(self.herd, "status", "--json")
         self.assertEqual(code, 0, out)
