@@ -66,9 +66,14 @@ void EventLoop::modify(int fd, std::uint32_t events) {
 
 void EventLoop::remove(int fd) {
     if (!watching(fd)) return;
-    auto& slot = entries_[static_cast<size_t>(fd)];
     // ENOENT/EBADF: the fd was already closed, which removed it from the epoll set.
     (void)epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    remove_before_close(fd);
+}
+
+void EventLoop::remove_before_close(int fd) {
+    if (!watching(fd)) return;
+    auto& slot = entries_[static_cast<size_t>(fd)];
     // The handler may be the one running now. Moving a std::function would leave a small
     // closure's captures in place, where a re-add of this fd would overwrite them: bury the
     // whole entry until the batch is done, and give the fd a fresh one.

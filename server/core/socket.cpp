@@ -80,6 +80,11 @@ UniqueFd listen_tcp(const SocketAddress& address, bool reuseport, int backlog) {
     if (address.family() == AF_INET6 &&
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
         throw_errno("setsockopt(IPV6_V6ONLY) for " + address.text);
+    // Accepted sockets inherit it (Linux copies the listener's TCP options), so no worker
+    // makes a setsockopt per connection. Responses leave in one writev; Nagle would only delay
+    // pipelined ones.
+    if (setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        throw_errno("setsockopt(TCP_NODELAY) for " + address.text);
     int defer_seconds = 1;
     if (setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds, sizeof defer_seconds) <
         0)

@@ -84,9 +84,11 @@ void Connection::on_readable() {
                 return;
             }
             close_after_ = true;
+            close_at_once_ = true;    // its FIN is here: nothing more can come to linger for
             state_ = State::closing;  // flush() below stops reading if it must wait
             break;
         }
+        read_all_ = static_cast<std::size_t>(n) < capacity;
         process(buffer, static_cast<std::size_t>(n));
         if (!fd_ || state_ != State::open || reading_paused_) break;
         if (static_cast<std::size_t>(n) < capacity) break;
@@ -128,6 +130,10 @@ void Connection::process(const char* data, std::size_t size) {
             // read either until the response is out (level-triggered input would spin): the
             // flush() that follows every process() waits for EPOLLOUT only, or closes.
             state_ = State::closing;
+            // Nothing after this request in our hands, and the read that brought it did not
+            // fill the buffer: close without lingering, as nginx does (lingering_close on). A
+            // client that sent more anyway gets a reset for it, after our response.
+            close_at_once_ = size == 0 && read_all_;
             return;
         }
         if (out_.size() > max_unsent_bytes && size > 0) {
@@ -237,11 +243,15 @@ void Connection::flush() {
                          !reading_paused_)) {
         // Draining: a connection whose last response just left closes now, not at the deadline.
         close_after_ = true;
-        begin_close();
+        if (close_at_once_)
+            destroy();
+        else
+            begin_close();
         return;
     }
     if (reading_paused_) {
         reading_paused_ = false;
+        read_all_ = false;  // more may wait in the socket behind what we kept
         set_interest(true, false);
         std::string input = std::move(pending_);
         pending_.clear();
@@ -332,7 +342,7 @@ void Connection::drain(bool close_idle) {
 void Connection::destroy() {
     if (!fd_) return;
     int fd = fd_.get();
-    worker_.loop().remove(fd);
+    worker_.loop().remove_before_close(fd);
     fd_.reset();
     worker_.release(fd, state_ == State::lingering);
 }

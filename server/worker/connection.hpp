@@ -65,6 +65,8 @@ class Connection {
     bool reading_paused_ = false;
     bool want_out_ = false;
     bool want_in_ = true;
+    bool read_all_ = false;          // the last read() did not fill the buffer
+    bool close_at_once_ = false;     // closing needs no FIN-and-wait (see process())
     Clock::time_point phase_since_;  // start of the current timeout phase
     Clock::time_point last_write_;   // last progress writing a response
 };

@@ -2,7 +2,6 @@
 #include "worker/worker.hpp"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -214,9 +213,7 @@ void Worker::on_accept() {
 }
 
 void Worker::adopt(core::UniqueFd fd) {
-    int one = 1;
-    // Responses leave in one writev; Nagle would only delay pipelined ones.
-    (void)setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // TCP_NODELAY comes from the listening socket (core::listen_tcp).
     auto index = static_cast<std::size_t>(fd.get());
     if (index >= connections_.size()) connections_.resize(index + 256);
     auto c = std::make_unique<Connection>(*this, std::move(fd));

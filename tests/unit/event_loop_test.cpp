@@ -225,6 +225,33 @@ TEST(EventLoopTest, RemoveAndReAdd) {
     EXPECT_EQ(calls_a, 0);
 }
 
+TEST(EventLoopTest, RemoveBeforeCloseLetsTheFdNumberComeBack) {
+    // No EPOLL_CTL_DEL: close() takes the fd out of the epoll set, so the number can be
+    // added again; an event of the old file, while a copy of it lives on elsewhere, is dropped.
+    EventLoop loop;
+    auto old_pipe = std::make_unique<Pipe>();
+    int calls_old = 0, calls_new = 0;
+    int fd = old_pipe->read.get();
+    loop.add(fd, EPOLLIN, [&](std::uint32_t) { ++calls_old; });
+    UniqueFd copy(dup(fd));  // another holder of the open file: it stays in the epoll set
+    ASSERT_TRUE(copy);
+    loop.remove_before_close(fd);
+    EXPECT_FALSE(loop.watching(fd));
+    old_pipe->read.reset();
+    Pipe fresh;
+    ASSERT_EQ(fresh.read.get(), fd) << "the fd number was not reused; the test proves nothing";
+    loop.add(fd, EPOLLIN, [&](std::uint32_t) {
+        ++calls_new;
+        fresh.drain();
+    });
+    old_pipe->poke();  // the old file's registration fires with the old generation
+    fresh.poke();
+    ASSERT_TRUE(pump(loop, [&] { return calls_new == 1; }));
+    loop.run_once(0);
+    EXPECT_EQ(calls_old, 0);
+    EXPECT_EQ(calls_new, 1);
+}
+
 TEST(EventLoopTest, ConnectionChurnReusesEntriesAndFreesHandlersAfterTheBatch) {
     // As connections come and go: a handler removes its own fd; the fd number comes back with
     // the next pipe. Each handler runs once; its closure is destroyed once the batch is done
