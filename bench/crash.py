@@ -80,7 +80,7 @@ def start_herd(port, tmp):
     build = os.path.join(ROOT, "build")
     # Back-off off: the benchmark kills the same slots again and again, which herd's default
     # policy (rightly) slows down; what is measured here is the mechanism, crash to ready.
-    config = {"apps": [{"name": "bench", "listen": "127.0.0.1:%d" % port, "workers": 2, "restart_backoff_ms": 0,
+    config = {"allow_root": os.geteuid() == 0, "apps": [{"name": "bench", "listen": "127.0.0.1:%d" % port, "workers": 2, "restart_backoff_ms": 0,
                         "plugins": [{"mount": "/", "path": os.path.join(build, "plugins", "libhello.so")},
                                     {"mount": "/probe", "path": os.path.join(build, "plugins", "libprobe.so")}]}]}
     path = os.path.join(tmp, "crash.json")

@@ -59,7 +59,7 @@ class Herd(Server):
 
     def start(self, tmp):
         self.port = free_port()
-        config = {"log_level": "info", "control": os.path.join(tmp, "herd.sock"), "apps": [{
+        config = {"log_level": "info", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"), "apps": [{
             "name": "bench", "listen": "127.0.0.1:%d" % self.port, "workers": self.workers, "balance": self.mode,
             "plugins": [{"mount": "/", "path": os.path.join(self.build, "plugins", "libhello.so")}]}]}
         path = os.path.join(tmp, "herd.json")

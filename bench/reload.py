@@ -60,7 +60,7 @@ class HerdTarget:
 
     def __init__(self, build, tmp):
         self.port = free_port()
-        self.config = {"log_level": "info", "control": os.path.join(tmp, "herd.sock"), "apps": [{
+        self.config = {"log_level": "info", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"), "apps": [{
             "name": "bench", "listen": "127.0.0.1:%d" % self.port, "workers": 2, "restart_backoff_ms": 0,
             "env": {"BENCH_RELOAD": "0"},
             "plugins": [{"mount": "/", "path": os.path.join(build, "plugins", "libhello.so")},

@@ -37,7 +37,7 @@ def pct(values, p):
 
 def herd_side(build, count, tmp):
     port = free_port()
-    config = {"log_level": "info", "control": os.path.join(tmp, "herd.sock"), "apps": [{
+    config = {"log_level": "info", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"), "apps": [{
         "name": "bench", "listen": "127.0.0.1:%d" % port, "workers": 1, "restart_backoff_ms": 0,
         "plugins": [{"mount": "/", "path": os.path.join(build, "plugins", "libhello.so")}]}]}
     path = os.path.join(tmp, "spawn.json")

@@ -177,6 +177,7 @@ class Herd:
                 "plugins": [{"mount": "/probe", "path": probe}],
             }],
             "state": state,
+            "allow_root": os.geteuid() == 0,
         }
         with open(self.config, "w") as f:
             json.dump(config, f, indent=2)
