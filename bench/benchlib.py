@@ -151,6 +151,20 @@ def process_tree(root):
     return out
 
 
+def pin_tree(root, cpus):
+    """Sets the CPU affinity of root, its descendants and all their threads."""
+    for pid in process_tree(root):
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:
+                pass  # gone meanwhile
+
+
 def cpu_seconds(root):
     """utime + stime of root and every live descendant (all their threads), in seconds."""
     ticks = 0
@@ -187,14 +201,16 @@ def smaps_rollup(pid):
 _SCALE_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port, seconds, close=False, connections=64, path="/"):
-    """Runs wrk -t1 against 127.0.0.1:port; returns a dict of its figures."""
+def wrk(port, seconds, close=False, connections=64, path="/", cpus=None):
+    """Runs wrk -t1 against 127.0.0.1:port (on the CPUs `cpus` if given); returns a dict of its
+    figures."""
     cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency"]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         timeout=seconds + 60).stdout.decode("utf-8", "replace")
+                         timeout=seconds + 60, preexec_fn=pin).stdout.decode("utf-8", "replace")
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
     if not m:
         raise RuntimeError("wrk gave no totals:\n" + out)

@@ -12,13 +12,18 @@ The same difference per function (callgrind_annotate, self cost) gives where the
 of a request go. User-space instructions only: the kernel's part (epoll, read, writev, accept)
 is not counted.
 
-usage: bench/callgrind.py [--requests 20000] [--quick]
+The same count is taken, as the reference, for nginx (one process: `master_process off`, the
+`return 200` of bench/peers.py, access log off) and for bench/peers/raw_epoll.c (which does no
+parsing at all): what herd spends in user space beside what they spend.
+
+usage: bench/callgrind.py [--requests 20000] [--quick] [--no-peers]
 """
 import argparse
 import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Proc, free_port, log  # noqa: E402
+from benchlib import ROOT, Proc, free_port, log, wait_port  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -91,6 +96,53 @@ def one_profile(build, tmp, count, close, tag):
     return totals, files
 
 
+def peer_profile(kind, tmp, count, close, tag, raw_binary):
+    """Instructions of nginx (one process) or the raw epoll responder serving `count` requests."""
+    port = free_port()
+    out = os.path.join(tmp, tag)
+    os.makedirs(out, exist_ok=True)
+    if kind == "nginx":
+        user = ""
+        if os.geteuid() == 0:
+            import grp
+            import pwd
+            user = "user %s %s;" % (pwd.getpwuid(0).pw_name, grp.getgrgid(os.getegid()).gr_name)
+        conf = os.path.join(out, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""{user}
+master_process off;
+daemon off;
+pid {out}/nginx.pid;
+error_log {out}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {out}/body;
+  proxy_temp_path {out}/proxy;
+  fastcgi_temp_path {out}/fastcgi;
+  uwsgi_temp_path {out}/uwsgi;
+  scgi_temp_path {out}/scgi;
+  keepalive_requests 1000000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type text/plain; return 200 "Hello, World!"; }}
+  }}
+}}
+""")
+        cmd = ["nginx", "-p", out, "-c", conf, "-e", os.path.join(out, "nginx-error.log")]
+    else:
+        cmd = [raw_binary, str(port)]
+    p = Proc(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s/callgrind.out.%%p" % out] + cmd)
+    try:
+        wait_port(port, p.proc, timeout=120)
+        drive(port, count, close)
+    finally:
+        p.stop(sig=signal.SIGQUIT if kind == "nginx" else signal.SIGTERM, timeout=120)
+    f = os.path.join(out, "callgrind.out.%d" % p.pid)
+    with open(f) as fh:
+        return int(re.search(r"^totals: (\d+)", fh.read(), re.M).group(1))
+
+
 def by_function(profile):
     """Self instructions per function, from callgrind_annotate's file:function list; the lines
     of one function inlined from several files (std::string's headers) are added up."""
@@ -127,6 +179,7 @@ def main():
     ap.add_argument("--requests", type=int, default=20000, help="the large N (the small one is a tenth)")
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-peers", action="store_true", help="herd only, without nginx and raw epoll")
     ap.add_argument("--build", default=os.environ.get("HERD_BUILD_DIR", os.path.join(ROOT, "build-release")))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
@@ -137,6 +190,7 @@ def main():
     lines = ["%s; herd build %s; callgrind, user-space instructions; %d and %d requests, the difference" % (
         time.strftime("%Y-%m-%d"), os.path.relpath(build, ROOT), args.requests // 10, args.requests), ""]
     summary = ["| series | worker instructions per request | master instructions per request |", "| --- | --- | --- |"]
+    herd_per = {}
     for close in (False, True):
         series = "new connection per request" if close else "keep-alive"
         large = args.requests if not close else args.requests // 2
@@ -148,6 +202,7 @@ def main():
         worker_per = (t_large["worker"] - t_small["worker"]) / n
         master_per = (t_large["master"] - t_small["master"]) / n
         summary.append("| %s | %.0f | %.0f |" % (series, worker_per, master_per))
+        herd_per[close] = worker_per
         fa, fb = by_function(f_small["worker"]), by_function(f_large["worker"])
         diff = sorted(((fb.get(k, 0) - fa.get(k, 0), k) for k in set(fa) | set(fb)), reverse=True)
         lines.append("%s: worker functions by self instructions per request (of %.0f)" % (series, worker_per))
@@ -161,6 +216,24 @@ def main():
         lines.append("")
         lines.append("profiles: %s (small), %s (large)" % (f_small["worker"], f_large["worker"]))
         lines.append("")
+    if not args.no_peers:
+        raw = os.path.join(build, "raw_epoll")
+        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", raw,
+                        os.path.join(ROOT, "bench", "peers", "raw_epoll.c")], check=True)
+        peers = ["| series | herd worker | nginx (one process) | raw epoll |", "| --- | --- | --- | --- |"]
+        for close in (False, True):
+            series = "new connection per request" if close else "keep-alive"
+            large = args.requests if not close else args.requests // 2
+            small = large // 10
+            row = {"herd worker": herd_per[close]}
+            for kind in ("nginx", "raw epoll"):
+                log("callgrind, %s, %s: %d then %d requests" % (kind, series, small, large))
+                tag = "%s-%s" % (kind.replace(" ", "-"), "close" if close else "ka")
+                a = peer_profile(kind, tmp, small, close, tag + "-small", raw)
+                b = peer_profile(kind, tmp, large, close, tag + "-large", raw)
+                row[kind] = (b - a) / (large - small)
+            peers.append("| %s | %.0f | %.0f | %.0f |" % (series, row["herd worker"], row["nginx"], row["raw epoll"]))
+        summary += ["", "The same count for the peers (user-space instructions per request):", ""] + peers
     text = "\n".join(lines[:2] + summary + [""] + lines[2:]) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "callgrind.md"), "w") as f:
