@@ -262,7 +262,7 @@ void Worker::on_plugin_failure(const std::string& description) {
 void Worker::record_request(const Request& request, int status, std::size_t bytes,
                             core::EventLoop::Clock::time_point started, Connection& connection) {
     stats_.record(status,
-                  std::chrono::duration<double>(core::EventLoop::Clock::now() - started).count());
+                  std::chrono::duration<double>(loop_.cached_now() - started).count());
     if (access_log_.enabled()) access_log_.record(connection.peer(), request, status, bytes);
 }
 

@@ -79,7 +79,8 @@ class Worker final : public MessageSink {
                                                              : balance::SlotState::idle),
                              std::memory_order_relaxed);
     }
-    // A response was queued: counts it for metrics and writes the access log line.
+    // A response was queued: counts it for metrics and writes the access log line. Its
+    // duration ends at the loop's time, which Connection refreshes after each handler.
     void record_request(const Request& request, int status, std::size_t bytes,
                         core::EventLoop::Clock::time_point started, Connection& connection);
     // The connection closed: frees it after this loop iteration.
