@@ -56,7 +56,7 @@ acknowledged key is read back with `herd state get` (the CLI, one call per key) 
 (HGET soak:data KEY, pipelined); each value must be the one written. Lost = acknowledged and
 missing (or different) in either. A sample of keys is also read from every worker's copy
 (GET /probe/state/KEY). Then herd gets SIGTERM and must exit 0. Also counted from herd's log:
-workers that started their plugins without the state ("no state from the broker within").
+workers that started their plugins without the state ("no state from the broker").
 
 Output: a table on stdout; in bench/results/: soak.csv (the figures), soak_events.csv (every
 fault), soak_failures.csv (every failed request and its attribution), soak_writes.csv (every
@@ -405,7 +405,7 @@ class Herd(Proc):
                     self.ready_pids.add(int(m.group(2)))
                 if "pausing accept" in line:
                     self.accept_pauses.append(now)
-                if "no state from the broker within" in line:
+                if "no state from the broker" in line:
                     self.no_state.append(line)
                 self.cond.notify_all()
         self.log_file.flush()
@@ -1057,7 +1057,7 @@ def report(soak, args, started, load_before, load_after, master_alive, settled, 
         ]
     else:
         rows.append(("acknowledged writes present at the end", "not checked: %s" % (settle_error or "master gone")))
-    rows.append(("workers that started without the state", "%d (herd log: \"no state from the broker within\")"
+    rows.append(("workers that started without the state", "%d (herd log: \"no state from the broker\")"
                  % len(soak.herd.no_state)))
     rows.append(("master", "%s; exit code %s on SIGTERM" % (
         "ran throughout" if master_alive else "EXITED during the soak", exit_code)))
