@@ -241,6 +241,26 @@ TEST(ConfigErrorTest, NumberTooLargeForADoubleIsAConfigError) {
     EXPECT_EQ(e.find("[json.exception"), std::string::npos) << e;
 }
 
+TEST(ConfigErrorTest, ARepeatedKeyIsNamedWithWhereItIs) {
+    // nlohmann would keep the last of the two silently.
+    std::string e = error_of_text(
+        R"({"apps": [{"name": "a", "listen": "127.0.0.1:0", "workers": 2, "workers": 8,
+                      "plugins": [{"path": "p.so"}]}]})");
+    EXPECT_EQ(e, "test.json: key \"workers\" appears twice in apps[0]");
+    e = error_of_text(
+        R"({"apps": [{"name": "a", "listen": "127.0.0.1:0", "plugins": [{"path": "p.so"}]},
+                     {"name": "b", "listen": "127.0.0.1:0", "plugins": [{"path": "p.so"},
+                      {"path": "q.so", "config": {"x": [1, {"y": 1}], "z": {}, "x": 2}}]}]})");
+    EXPECT_EQ(e, "test.json: key \"x\" appears twice in apps[1].plugins[1].config");
+    e = error_of_text(R"({"log_level": "info", "apps": [], "log_level": "debug"})");
+    EXPECT_EQ(e, "test.json: key \"log_level\" appears twice in the top-level object");
+    // The same key in different objects, or in objects inside arrays, is fine.
+    EXPECT_NO_THROW(parse_config_text(
+        R"({"apps": [{"name": "a", "listen": "127.0.0.1:0", "plugins": [{"path": "p.so",
+            "config": {"a": {"k": 1}, "b": {"k": 2}, "c": [{"k": 1}, {"k": 2}]}}]}]})",
+        "test.json", "/etc/herd"));
+}
+
 TEST(ConfigErrorTest, TopLevelMustBeAnObject) {
     std::string e = error_of_text("[1, 2]");
     EXPECT_NE(e.find("test.json: config: expected an object"), std::string::npos) << e;
