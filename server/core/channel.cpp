@@ -123,6 +123,12 @@ void Channel::drain_input() {
     }
 }
 
+void Channel::drain_into(MessageHandler on_message) {
+    on_message_ = std::move(on_message);
+    on_close_ = nullptr;
+    drain_input();
+}
+
 void Channel::start(MessageHandler on_message, CloseHandler on_close) {
     on_message_ = std::move(on_message);
     on_close_ = std::move(on_close);

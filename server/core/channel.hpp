@@ -94,6 +94,10 @@ class Channel {
     // Reads and dispatches everything the peer has sent, up to EOF (used when the peer is
     // known to be dead, so that its last messages, such as "ready" or "fatal", are not lost).
     void drain_input();
+    // For a socket whose reader died (the master keeps a worker's own end): dispatches the
+    // messages still queued in it, without the event loop, and stops at the first frame it
+    // cannot read. Not for a started channel.
+    void drain_into(MessageHandler on_message);
     void close();
     bool closed() const { return !fd_; }
     std::size_t queued_bytes() const { return queued_bytes_; }

@@ -175,6 +175,22 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
     // its exit will be handled on SIGCHLD.
 }
 
+void Master::recover_unread(WorkerProc& w) {
+    if (!w.unread) return;
+    std::vector<core::UniqueFd> conns;
+    // If the worker died having read part of a frame, what is left starts in the middle of
+    // one: the decoder stops at it, and the descriptors left are closed as before.
+    core::Channel leftover(loop_, std::move(w.unread), "the unread messages of " + w.name);
+    leftover.drain_into([&](core::Message&& m) {
+        if (m.type() == "conn")
+            for (auto& fd : m.fds) conns.push_back(std::move(fd));
+    });
+    if (conns.empty()) return;
+    core::log_warn("{} left {} connection(s) it had not read; passing them to other workers",
+                   w.name, conns.size());
+    for (auto& fd : conns) place_connection(*w.app, std::move(fd));
+}
+
 void Master::flush_pending(App& app) {
     while (!app.pending.empty()) {
         std::size_t before = app.pending.size();
@@ -285,6 +301,8 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
         throw core::Error("spawning a worker for app \"" + config.name + "\" slot " +
                           std::to_string(slot) + ": " + e.what());
     }
+    // A worker the master passes connections to: keep its end (see WorkerProc::unread).
+    core::UniqueFd unread = listen_fd < 0 ? std::move(theirs) : core::UniqueFd();
     theirs.reset();
     worker_end.reset();
     watch_child_output(pipes, "worker " + config.name + "/" + std::to_string(slot), pid);
@@ -300,6 +318,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     w->name = "worker " + app.config.name + "/" + std::to_string(slot) + " (pid " +
               std::to_string(pid) + ")";
     w->channel = std::make_unique<core::Channel>(loop_, std::move(ours), w->name);
+    w->unread = std::move(unread);
     WorkerProc* raw = w.get();
     workers_[pid] = std::move(w);
     raw->channel->start([this, raw](core::Message&& m) { on_worker_message(*raw, m); },
@@ -775,6 +794,8 @@ void Master::on_worker_exit(pid_t pid, int status) {
     if (!it->second->channel->closed()) it->second->channel->drain_input();
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
+    if (!stopping_) recover_unread(*w);
+    w->unread.reset();
     w->app->retired_stats += w->stats;
     bool slot_taken = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
         return other.second->app == w->app && other.second->slot == w->slot;

@@ -49,6 +49,9 @@ class Master {
         pid_t pid = -1;
         WorkerState state = WorkerState::starting;
         std::unique_ptr<core::Channel> channel;
+        // round-robin, least-conn: the worker's own end of the channel, kept open so that the
+        // connections passed to it and never read survive its death (recover_unread()).
+        core::UniqueFd unread;
         Clock::time_point started;
         std::string name;           // "worker web/0 (pid 4711)"
         std::string start_failure;  // reason from its "fatal" report during start-up
@@ -214,6 +217,9 @@ class Master {
     // Gives a connection the master accepted to a worker of the app, or queues it.
     void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
     void flush_pending(App& app);
+    // A dead worker's unread "conn" messages, still queued in its end of the channel, go to
+    // the other workers instead of being closed with the socket.
+    void recover_unread(WorkerProc& w);
     void begin_stop(int exit_code, const std::string& why);
     // Once every worker is gone: the broker is stopped, then the loop.
     void finish_stop_if_done();

@@ -118,17 +118,21 @@ class LeastConn(unittest.TestCase):
                 c.close()
 
 
-class Reuseport(unittest.TestCase):
-    def test_killed_worker_loses_no_queued_connection(self):
-        with harness.Herd({"apps": [probe_app("reuseport")]}) as herd:
+class KilledWorkerQueue(unittest.TestCase):
+    """Connections waiting for a worker that is then killed are served by another: reuseport's
+    wait in the master's socket for the slot; round-robin's and least-conn's, passed to the
+    worker but never read, are taken back from its end of the channel."""
+
+    def check(self, mode, then=None):
+        with harness.Herd({"apps": [probe_app(mode)]}) as herd:
             port = herd.port()
             victim = herd.worker_pids()[0]
-            # Stopped, the victim accepts nothing: connections hashed to its slot queue up.
+            # Stopped, the victim reads nothing: the connections given to it queue up.
             harness.os.kill(victim, signal.SIGSTOP)
             mark = herd.mark()
             threads, results, errors, lock = harness.burst(port, threads=32, per_thread=10)
-            # A quarter of the connections hash to the stopped slot and wait in its queue, each
-            # holding up its thread; the other workers keep answering. Then the victim dies.
+            # Some connections go to the stopped worker and wait, each holding up its thread;
+            # the other workers keep answering. Then the victim dies.
             harness.wait_answers(results, lock, 20)
             harness.os.kill(victim, signal.SIGKILL)
             m = herd.wait_for(r"worker web/(\d) \(pid (\d+)\) ready", after=mark)
@@ -140,8 +144,26 @@ class Reuseport(unittest.TestCase):
             self.assertTrue(all(status == 200 for status, _ in results))
             pids = collections.Counter(int(body) for _, body in results)
             self.assertNotIn(victim, pids)
+            if then:
+                then(herd, replacement, pids, mark)
+
+    def test_reuseport(self):
+        def then(herd, replacement, pids, mark):
             # The replacement served the connections that had queued on the victim's socket.
             self.assertIn(replacement, pids)
+        self.check("reuseport", then)
+
+    def test_round_robin(self):
+        def then(herd, replacement, pids, mark):
+            # Every fourth connection went to the victim while it was stopped.
+            herd.wait_for(r"worker web/\d \(pid \d+\) left \d+ connection\(s\) it had not read",
+                          after=mark)
+        self.check("round-robin", then)
+
+    def test_least_conn(self):
+        # The victim's open count only grows, so least-conn soon avoids it: whatever it was
+        # given before that is taken back (all 320 answered, checked above).
+        self.check("least-conn")
 
 
 class DescriptorExhaustion(unittest.TestCase):
