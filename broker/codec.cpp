@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_text.hpp"
+
 namespace herd::broker {
 namespace {
 
@@ -129,7 +131,13 @@ json parse_json(std::string_view text, const std::string& what) {
         fail(what, message);
     }
     try {
-        return json::parse(text.begin(), text.end());
+        json j;
+        std::string duplicate;
+        if (!core::parse_json_text(text, j, duplicate)) {
+            if (what.empty()) throw CodecError(duplicate);
+            fail(what, duplicate);
+        }
+        return j;
     } catch (const json::exception& e) {
         // parse_error, and out_of_range for a number too large for a double ("1e999").
         // nlohmann's message says "at line L, column C"; drop its "[json.exception...]" tag.

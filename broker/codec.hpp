@@ -108,8 +108,9 @@ std::uint64_t decode_version(const json& j, const std::string& what);
 // A JSON object of key -> value, every key and value checked; `what` prefixes the errors.
 Entries decode_entries(const json& j, const std::string& what);
 // Parses JSON text with a nesting limit (max_value_depth + 2, for the envelope), so that
-// hostile text cannot make anything recurse deeply. Throws CodecError("<what>: invalid JSON:
-// ... at line L, column C"; without the "<what>: " when what is empty).
+// hostile text cannot make anything recurse deeply, and refusing an object that repeats a key
+// (core::parse_json_text). Throws CodecError("<what>: invalid JSON: ... at line L, column C",
+// or "<what>: key \"k\" appears twice in entries"; without the "<what>: " when what is empty).
 json parse_json(std::string_view text, const std::string& what);
 
 }  // namespace herd::broker

@@ -148,6 +148,17 @@ TEST(Codec, ParseJsonLimitsNestingAndReportsPosition) {
     EXPECT_NE(error_of([] { decode_state_file("{\"entries\": {\"a\": 77e7777777}}"); }), "");
 }
 
+TEST(Codec, ParseJsonRefusesARepeatedKey) {
+    // A state file edited by hand, or a value written to Redis by an outside program: nlohmann
+    // would keep the last of the two silently.
+    std::string e = error_of(
+        [] { parse_json(R"({"version": 3, "entries": {"a": 1, "b": {"x": 1, "x": 2}}})", "f"); });
+    EXPECT_EQ(e, "f: key \"x\" appears twice in entries.b");
+    e = error_of([] { decode_state_file(R"({"entries": {"a": 1, "a": 2}})"); });
+    EXPECT_NE(e.find("key \"a\" appears twice in entries"), std::string::npos) << e;
+    EXPECT_EQ(parse_json(R"({"a": {"x": 1}, "b": {"x": 2}})", "f")["b"]["x"], 2);
+}
+
 TEST(Codec, ParseJsonIsLinearInAContainersMembers) {
     // 200k empty objects in one array (600 KB, within the value limits): the depth limit once
     // used nlohmann's parse callback, which rescans a container at each close, and this took

@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "core/json_text.hpp"
+
 namespace herd::core {
 namespace {
 
@@ -36,85 +38,6 @@ std::string printable(const std::string& text) {
     }
     return out;
 }
-
-// nlohmann's DOM builder, refusing a key that an object repeats: nlohmann keeps the last one
-// silently, and a config with "workers" twice would run with whichever came last. Events are
-// passed on unchanged; json::sax_parse calls these by static type, so hiding is enough.
-class NoDuplicateKeys : public nlohmann::detail::json_sax_dom_parser<json> {
-    using Base = nlohmann::detail::json_sax_dom_parser<json>;
-
-  public:
-    explicit NoDuplicateKeys(json& root) : Base(root, true) {}
-
-    bool null() { return element() && Base::null(); }
-    bool boolean(bool v) { return element() && Base::boolean(v); }
-    bool number_integer(json::number_integer_t v) { return element() && Base::number_integer(v); }
-    bool number_unsigned(json::number_unsigned_t v) {
-        return element() && Base::number_unsigned(v);
-    }
-    bool number_float(json::number_float_t v, const std::string& text) {
-        return element() && Base::number_float(v, text);
-    }
-    bool string(std::string& v) { return element() && Base::string(v); }
-    bool binary(json::binary_t& v) { return element() && Base::binary(v); }
-    bool start_object(std::size_t n) {
-        if (!element()) return false;
-        frames_.push_back(Frame{false, 0, {}, {}});
-        return Base::start_object(n);
-    }
-    bool start_array(std::size_t n) {
-        if (!element()) return false;
-        frames_.push_back(Frame{true, 0, {}, {}});
-        return Base::start_array(n);
-    }
-    bool end_object() {
-        frames_.pop_back();
-        return Base::end_object();
-    }
-    bool end_array() {
-        frames_.pop_back();
-        return Base::end_array();
-    }
-    bool key(std::string& k) {
-        Frame& f = frames_.back();
-        if (!f.keys.insert(k).second) {
-            std::string where = path();
-            duplicate_ = "key \"" + printable(k) + "\" appears twice in " +
-                         (where.empty() ? std::string("the top-level object") : where);
-            return false;
-        }
-        f.key = k;
-        return Base::key(k);
-    }
-    const std::string& duplicate() const { return duplicate_; }
-
-  private:
-    struct Frame {
-        bool array;
-        std::size_t elements;  // arrays: how many have started
-        std::set<std::string> keys;
-        std::string key;  // objects: the member being read
-    };
-    bool element() {
-        if (!frames_.empty() && frames_.back().array) ++frames_.back().elements;
-        return true;
-    }
-    // Where the innermost open object sits, as "apps[0].plugins[1].config".
-    std::string path() const {
-        std::string out;
-        for (std::size_t i = 0; i + 1 < frames_.size(); ++i) {
-            const Frame& f = frames_[i];
-            if (f.array)
-                out += "[" + std::to_string(f.elements - 1) + "]";
-            else
-                out += (out.empty() ? "" : ".") + printable(f.key);
-        }
-        return out;
-    }
-
-    std::vector<Frame> frames_;
-    std::string duplicate_;
-};
 
 [[noreturn]] void fail(const std::string& where, const std::string& what) {
     throw ConfigError(printable(where + ": " + what));
@@ -398,9 +321,8 @@ Config parse_config_text(const std::string& text, const std::string& origin,
                          const std::string& base_dir) {
     json j;
     try {
-        NoDuplicateKeys builder(j);
-        if (!json::sax_parse(text, &builder))
-            throw ConfigError(origin + ": " + builder.duplicate());
+        std::string duplicate;
+        if (!parse_json_text(text, j, duplicate)) throw ConfigError(origin + ": " + duplicate);
     } catch (const json::exception& e) {
         // A syntax error (parse_error), or a number too large for a double (out_of_range 406,
         // "1e400"): both are the file's fault, never a crash. nlohmann's message carries "at
