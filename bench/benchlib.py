@@ -201,6 +201,44 @@ def smaps_rollup(pid):
 _SCALE_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def nginx_command(tmp, port, workers=1, single_process=False, body="Hello, World!"):
+    """Writes an nginx config into tmp answering every request with 200 and `body` (access log
+    off) and returns the command that runs it in the foreground. single_process: no master,
+    the one process serves (`master_process off`, for profiling)."""
+    user = ""
+    if os.geteuid() == 0:  # as root nginx would switch its workers to nobody: stay this user
+        import grp
+        import pwd
+        user = "user %s %s;" % (pwd.getpwuid(0).pw_name, grp.getgrgid(os.getegid()).gr_name)
+    mode = "master_process off;" if single_process else "worker_processes %d;" % workers
+    conf = f"""{user}
+{mode}
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  # nginx closes a keep-alive connection after 1000 requests by default; herd, h2o and Node
+  # do not, so neither does nginx here.
+  keepalive_requests 1000000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type text/plain; return 200 "{body}"; }}
+  }}
+}}
+"""
+    path = os.path.join(tmp, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return ["nginx", "-p", tmp, "-c", path, "-e", os.path.join(tmp, "nginx-error.log")]
+
+
 def wrk(port, seconds, close=False, connections=64, path="/", cpus=None):
     """Runs wrk -t1 against 127.0.0.1:port (on the CPUs `cpus` if given); returns a dict of its
     figures."""

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ROOT, Proc, free_port, log, wait_port  # noqa: E402
+from benchlib import ROOT, Proc, free_port, log, nginx_command, wait_port  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -102,34 +102,7 @@ def peer_profile(kind, tmp, count, close, tag, raw_binary):
     out = os.path.join(tmp, tag)
     os.makedirs(out, exist_ok=True)
     if kind == "nginx":
-        user = ""
-        if os.geteuid() == 0:
-            import grp
-            import pwd
-            user = "user %s %s;" % (pwd.getpwuid(0).pw_name, grp.getgrgid(os.getegid()).gr_name)
-        conf = os.path.join(out, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""{user}
-master_process off;
-daemon off;
-pid {out}/nginx.pid;
-error_log {out}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {out}/body;
-  proxy_temp_path {out}/proxy;
-  fastcgi_temp_path {out}/fastcgi;
-  uwsgi_temp_path {out}/uwsgi;
-  scgi_temp_path {out}/scgi;
-  keepalive_requests 1000000000;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ default_type text/plain; return 200 "Hello, World!"; }}
-  }}
-}}
-""")
-        cmd = ["nginx", "-p", out, "-c", conf, "-e", os.path.join(out, "nginx-error.log")]
+        cmd = nginx_command(out, port, single_process=True)
     else:
         cmd = [raw_binary, str(port)]
     p = Proc(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s/callgrind.out.%%p" % out] + cmd)

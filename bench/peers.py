@@ -25,7 +25,6 @@ import csv
 import json
 import os
 import pwd
-import grp
 import re
 import shutil
 import statistics
@@ -35,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Proc, cpu_seconds, free_port, log, pin_tree, tcp_active_opens, wait_port, wrk)  # noqa: E402
+from benchlib import (ROOT, Proc, cpu_seconds, free_port, log, nginx_command, pin_tree, tcp_active_opens, wait_port, wrk)  # noqa: E402
 
 MODES = ["shared", "reuseport", "round-robin", "least-conn"]
 HELLO = "Hello, World!"
@@ -77,35 +76,7 @@ class Nginx(Server):
 
     def start(self, tmp):
         self.port = free_port()
-        user = ""
-        if os.geteuid() == 0:  # as root nginx would switch its workers to nobody: stay this user
-            user = "user %s %s;" % (pwd.getpwuid(0).pw_name, grp.getgrgid(os.getegid()).gr_name)
-        conf = f"""{user}
-worker_processes {self.workers};
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  # nginx closes a keep-alive connection after 1000 requests by default; herd, h2o and Node
-  # do not, so neither does nginx here.
-  keepalive_requests 1000000000;
-  server {{
-    listen 127.0.0.1:{self.port};
-    location / {{ default_type text/plain; return 200 "{HELLO}"; }}
-  }}
-}}
-"""
-        path = os.path.join(tmp, "nginx.conf")
-        with open(path, "w") as f:
-            f.write(conf)
-        self.proc = Proc(["nginx", "-p", tmp, "-c", path, "-e", os.path.join(tmp, "nginx-error.log")])
+        self.proc = Proc(nginx_command(tmp, self.port, self.workers, body=HELLO))
         wait_port(self.port, self.proc.proc)
 
     def stop(self):
