@@ -80,9 +80,20 @@ int cmd_check(const std::string& file) {
     herd::core::Config config = std::move(*loaded);
     herd::core::set_log_identity("check");
     herd::core::set_log_level(herd::core::LogLevel::warn);
+    // The plugins are loaded as the workers would load them: as "user" when it is set, and
+    // refused as root unless "allow_root" says so (the owner checks depend on who loads).
+    herd::master::Credentials credentials;
+    try {
+        credentials =
+            herd::master::resolve_credentials(config.user, config.group, config.allow_root);
+    } catch (const herd::core::Error& e) {
+        std::fprintf(stderr, "herd: %s: %s\n", config.file.c_str(), e.what());
+        return 1;
+    }
     std::size_t plugins = 0;
     for (const auto& app : config.apps) plugins += app.plugins.size();
     pid_t pid = herd::master::spawn_process({}, [&] {
+        herd::master::become(credentials);
         int failures = 0;
         for (const auto& app : config.apps) {
             herd::worker::PluginHost host;

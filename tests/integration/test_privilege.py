@@ -1,6 +1,8 @@
 """Least privilege: a master started as root refuses to run plugins as root unless the config
 says so, and with "user" runs workers and the broker as that user (after binding, before any
-plugin is loaded) while the master keeps root; unknown users are refused with their name."""
+plugin is loaded) while the master keeps root; unknown users are refused with their name.
+`herd check` loads the plugins as that user too."""
+import json
 import os
 import pwd
 import shutil
@@ -56,6 +58,30 @@ class Privilege(unittest.TestCase):
         with harness.Herd(config, wait_ready=False) as herd:
             herd.wait_for(r'user "no-such-user-h3rd": no such user')
             self.assertEqual(herd.wait_exit(), 1)
+
+    def test_check_loads_the_plugins_as_the_user(self):
+        # A plugin owned by the workers' user is theirs to load: `herd check` run as root must
+        # judge it as they do (it once refused it as "neither root nor herd's user (uid 0)").
+        nobody = pwd.getpwnam("nobody")
+        tmp = tempfile.mkdtemp(prefix="herd-test-")
+        os.chmod(tmp, 0o755)
+        so = os.path.join(tmp, "libhello.so")
+        shutil.copy(plugin("hello"), so)
+        os.chmod(so, 0o644)
+        os.chown(so, nobody.pw_uid, nobody.pw_gid)
+        path = os.path.join(tmp, "herd.json")
+        with open(path, "w") as f:
+            json.dump({"user": "nobody", "apps": [app(workers=1, plugins=[{"mount": "/", "path": so}])]}, f)
+        code, out = harness.run_herd("check", path)
+        self.assertEqual(code, 0, out)
+        self.assertIn("OK (1 app(s), 1 plugin(s) loaded and started)", out)
+        # As root without "user", it refuses as `herd run` does.
+        with open(path, "w") as f:
+            json.dump({"allow_root": False, "apps": [app(workers=1, plugins=[{"mount": "/", "path": so}])]}, f)
+        code, out = harness.run_herd("check", path)
+        self.assertEqual(code, 1, out)
+        self.assertIn('herd runs as root: set "user"', out)
+        shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
