@@ -82,13 +82,21 @@ int cmd_check(const std::string& file) {
     herd::core::set_log_level(herd::core::LogLevel::warn);
     // The plugins are loaded as the workers would load them: as "user" when it is set, and
     // refused as root unless "allow_root" says so (the owner checks depend on who loads).
+    // Not as root, "user" cannot be taken: check as ourselves, and say so.
     herd::master::Credentials credentials;
-    try {
-        credentials =
-            herd::master::resolve_credentials(config.user, config.group, config.allow_root);
-    } catch (const herd::core::Error& e) {
-        std::fprintf(stderr, "herd: %s: %s\n", config.file.c_str(), e.what());
-        return 1;
+    if (geteuid() != 0 && !config.user.empty()) {
+        std::fprintf(stderr,
+                     "herd: %s: not root, so the plugins are loaded as uid %u, not as user "
+                     "\"%s\" (herd run, started as root, switches to it)\n",
+                     config.file.c_str(), static_cast<unsigned>(geteuid()), config.user.c_str());
+    } else {
+        try {
+            credentials =
+                herd::master::resolve_credentials(config.user, config.group, config.allow_root);
+        } catch (const herd::core::Error& e) {
+            std::fprintf(stderr, "herd: %s: %s\n", config.file.c_str(), e.what());
+            return 1;
+        }
     }
     std::size_t plugins = 0;
     for (const auto& app : config.apps) plugins += app.plugins.size();

@@ -129,6 +129,23 @@ void Channel::drain_into(MessageHandler on_message) {
     drain_input();
 }
 
+std::vector<Message> Channel::take_unsent() {
+    std::vector<Message> out;
+    for (Frame& f : queue_) {
+        if (f.offset != 0) continue;
+        FrameDecoder decoder;
+        decoder.append(f.bytes.data(), f.bytes.size());
+        if (!f.fds.empty()) decoder.add_fds(std::move(f.fds), false);
+        Message m;
+        std::string error;
+        if (decoder.next(m, error) == FrameDecoder::Result::message) out.push_back(std::move(m));
+    }
+    queue_.clear();
+    queued_bytes_ = 0;
+    update_interest();
+    return out;
+}
+
 void Channel::start(MessageHandler on_message, CloseHandler on_close) {
     on_message_ = std::move(on_message);
     on_close_ = std::move(on_close);

@@ -98,6 +98,10 @@ class Channel {
     // messages still queued in it, without the event loop, and stops at the first frame it
     // cannot read. Not for a started channel.
     void drain_into(MessageHandler on_message);
+    // The queued messages not yet begun on the socket (the peer is dead: nothing more will be
+    // written), with their descriptors; the queue is emptied. A frame already partly written
+    // is dropped: its descriptors left with its first bytes.
+    std::vector<Message> take_unsent();
     void close();
     bool closed() const { return !fd_; }
     std::size_t queued_bytes() const { return queued_bytes_; }

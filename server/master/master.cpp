@@ -176,15 +176,19 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
 }
 
 void Master::recover_unread(WorkerProc& w) {
-    if (!w.unread) return;
+    if (!w.unread || w.app->removed) return;  // a removed app's clients are closed, as before
     std::vector<core::UniqueFd> conns;
     // If the worker died having read part of a frame, what is left starts in the middle of
     // one: the decoder stops at it, and the descriptors left are closed as before.
     core::Channel leftover(loop_, std::move(w.unread), "the unread messages of " + w.name);
-    leftover.drain_into([&](core::Message&& m) {
+    auto take = [&](core::Message&& m) {
         if (m.type() == "conn")
             for (auto& fd : m.fds) conns.push_back(std::move(fd));
-    });
+    };
+    leftover.drain_into(take);
+    // And those still queued in the master once the worker's socket was full.
+    if (!w.channel->closed())
+        for (core::Message& m : w.channel->take_unsent()) take(std::move(m));
     if (conns.empty()) return;
     core::log_warn("{} left {} connection(s) it had not read; passing them to other workers",
                    w.name, conns.size());

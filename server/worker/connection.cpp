@@ -84,6 +84,7 @@ void Connection::on_readable() {
                 return;
             }
             close_after_ = true;
+            peer_done_ = true;
             close_at_once_ = true;    // its FIN is here: nothing more can come to linger for
             state_ = State::closing;  // flush() below stops reading if it must wait
             break;
@@ -131,8 +132,10 @@ void Connection::process(const char* data, std::size_t size) {
             // flush() that follows every process() waits for EPOLLOUT only, or closes.
             state_ = State::closing;
             // Nothing after this request in our hands, and the read that brought it did not
-            // fill the buffer: close without lingering, as nginx does (lingering_close on). A
-            // client that sent more anyway gets a reset for it, after our response.
+            // fill the buffer: close without lingering, as nginx does (lingering_close on),
+            // unless the response cannot leave at once (flush()). Closing with unread input
+            // resets the connection, which can cut off the response on its way; bytes that
+            // arrive while the handler runs are that risk, as they are for nginx.
             close_at_once_ = size == 0 && read_all_;
             return;
         }
@@ -231,6 +234,9 @@ void Connection::flush() {
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) {
+                // Input is not watched while we wait to write: whatever the client sends
+                // meanwhile would be unread at close. Linger instead, unless it has finished.
+                if (!peer_done_) close_at_once_ = false;
                 set_interest(state_ == State::open && !reading_paused_, true);
                 return;
             }

@@ -67,6 +67,7 @@ class Connection {
     bool want_in_ = true;
     bool read_all_ = false;          // the last read() did not fill the buffer
     bool close_at_once_ = false;     // closing needs no FIN-and-wait (see process())
+    bool peer_done_ = false;         // the client's FIN has arrived
     Clock::time_point phase_since_;  // start of the current timeout phase
     Clock::time_point last_write_;   // last progress writing a response
 };

@@ -111,9 +111,13 @@ int Worker::run() {
         if (!spec_.app.access_log.empty()) access_log_.open(spec_.app.access_log);
         if (spec_.await_state) {
             // The state before the plugins start: on_start and the first request see it. With
-            // the broker down (restarting) the master attaches its successor's channel.
+            // the broker down (restarting) the master attaches its successor's channel. The
+            // wait is bounded: within half of watchdog_ms (a reload's canary must be ready
+            // within watchdog_ms), and to 1 s when no broker runs now (it may be backing off
+            // after crashes, and a retiring worker's slot accepts nothing until we are ready).
+            int cap = spec_.broker ? 5000 : 1000;
             if (spec_.broker) state_.attach(std::move(spec_.broker));
-            auto limit = std::chrono::milliseconds(std::min(spec_.app.watchdog_ms, 5000));
+            auto limit = std::chrono::milliseconds(std::min(spec_.app.watchdog_ms / 2, cap));
             auto began = core::EventLoop::now();
             if (!state_.wait_for_snapshot(limit))
                 core::log_warn(
@@ -261,8 +265,7 @@ void Worker::on_plugin_failure(const std::string& description) {
 
 void Worker::record_request(const Request& request, int status, std::size_t bytes,
                             core::EventLoop::Clock::time_point started, Connection& connection) {
-    stats_.record(status,
-                  std::chrono::duration<double>(loop_.cached_now() - started).count());
+    stats_.record(status, std::chrono::duration<double>(loop_.cached_now() - started).count());
     if (access_log_.enabled()) access_log_.record(connection.peer(), request, status, bytes);
 }
 

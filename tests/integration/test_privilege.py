@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 import unittest
 
@@ -81,6 +82,21 @@ class Privilege(unittest.TestCase):
         code, out = harness.run_herd("check", path)
         self.assertEqual(code, 1, out)
         self.assertIn('herd runs as root: set "user"', out)
+        # Not as root, "user" cannot be taken: the check runs as that user and says so.
+        with open(path, "w") as f:
+            json.dump({"user": "root", "apps": [app(workers=1, plugins=[{"mount": "/", "path": so}])]}, f)
+        os.chmod(path, 0o644)
+        # A copy of herd where nobody can run it (the build folder may be in root's home).
+        herd_copy = os.path.join(tmp, "herd")
+        shutil.copy(harness.HERD_BIN, herd_copy)
+        os.chmod(herd_copy, 0o755)
+        p = subprocess.run(["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+                            "--clear-groups", herd_copy, "check", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=harness.timeout(30))
+        out = p.stdout.decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn('not root, so the plugins are loaded as uid %d, not as user "root"' % nobody.pw_uid, out)
+        self.assertIn("OK (1 app(s), 1 plugin(s) loaded and started)", out)
         shutil.rmtree(tmp)
 
 

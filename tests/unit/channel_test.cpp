@@ -436,6 +436,41 @@ TEST_F(ChannelTest, FdsAndPlainMessagesInterleaved) {
     EXPECT_GT(next_pipe, 5u);
 }
 
+TEST_F(ChannelTest, ADeadReadersMessagesAreTakenBackFromBothSides) {
+    // The master's case: the worker (reader of b's socket) died. What reached its socket is
+    // read back through a second Channel on that socket (drain_into); what the master still
+    // queued is taken from the sender (take_unsent). Every descriptor comes back, none leaks.
+    a_ = std::make_unique<Channel>(*loop_, UniqueFd(fd_a_), "peer a");
+    a_->start([](Message&&) {}, [](const std::string&) {});
+    std::vector<Pipe> pipes(40);
+    auto send_conn = [&](std::size_t i) {
+        std::vector<UniqueFd> fds;
+        fds.emplace_back(dup(pipes[i].read.get()));
+        return a_->send(json{{"type", "conn"}, {"i", i}}, std::move(fds));
+    };
+    // Ten reach the socket; a large frame then fills it (partly written), and the rest queue.
+    for (std::size_t i = 0; i < 10; ++i) ASSERT_TRUE(send_conn(i));
+    ASSERT_TRUE(a_->send(json{{"type", "filler"}, {"data", std::string(4u << 20, 'f')}}));
+    for (std::size_t i = 10; i < pipes.size(); ++i) ASSERT_TRUE(send_conn(i));
+    ASSERT_GT(a_->queued_bytes(), 0u) << "nothing queued: the test proves nothing";
+    std::vector<Message> taken;
+    Channel dead_end(*loop_, UniqueFd(fd_b_), "dead reader");
+    dead_end.drain_into([&](Message&& m) { taken.push_back(std::move(m)); });
+    EXPECT_EQ(taken.size(), 10u);  // then the filler's first part: not a whole frame
+    for (Message& m : a_->take_unsent()) taken.push_back(std::move(m));
+    EXPECT_EQ(a_->queued_bytes(), 0u);
+    std::vector<int> seen(pipes.size(), 0);
+    for (const Message& m : taken) {
+        if (m.type() != "conn") continue;
+        ASSERT_EQ(m.fds.size(), 1u);
+        auto i = m.body["i"].get<std::size_t>();
+        ASSERT_LT(i, pipes.size());
+        ++seen[i];
+        EXPECT_EQ(inode_of(m.fds[0].get()), inode_of(pipes[i].read.get())) << "conn " << i;
+    }
+    for (std::size_t i = 0; i < pipes.size(); ++i) EXPECT_EQ(seen[i], 1) << "conn " << i;
+}
+
 TEST_F(ChannelTest, HeaderWithHugeLengthBreaksTheChannel) {
     start_raw_peer();
     send_raw(raw_->get(), raw_frame(0xffffffffu, 0, "garbage garbage"));
