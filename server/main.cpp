@@ -12,6 +12,7 @@
 
 #include "broker/state_config.hpp"
 #include "core/config.hpp"
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "master/control.hpp"
 #include "master/master.hpp"
@@ -193,8 +194,15 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         else
             request["key"] = positional[1];
         if (op == "set") {
-            auto value = nlohmann::json::parse(positional[2], nullptr, false);
-            if (value.is_discarded()) {
+            nlohmann::json value;
+            std::string problem;
+            try {
+                if (!herd::core::parse_json_text(positional[2], value, problem)) {
+                    std::fprintf(stderr, "herd state set: the value is refused: %s\n",
+                                 problem.c_str());
+                    return exit_usage;
+                }
+            } catch (const nlohmann::json::exception&) {
                 std::fprintf(stderr, "herd state set: the value is not JSON: %s\n",
                              positional[2].c_str());
                 return exit_usage;

@@ -76,6 +76,9 @@ class FileBackend(harness.HerdTestCase):
         code, out = cli(self.herd, "state", "set", "bad", "{not json")
         self.assertEqual(code, 2, out)
         self.assertIn("not JSON", out)
+        code, out = cli(self.herd, "state", "set", "bad", '{"a": 1, "a": 2}')
+        self.assertEqual(code, 2, out)
+        self.assertIn('key "a" appears twice', out)
 
     def test_external_edits_and_an_invalid_file(self):
         code, out = cli(self.herd, "state", "set", "a", "1")
