@@ -73,7 +73,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
         return;
     }
 
-    reload_.emplace();
+    reload_ = Reload{};  // not emplace(): clang 14 finds Reload not default-constructible there
     reload_->source = source;
     reload_->started = Clock::now();
     reload_->id = ++reload_ids_;
