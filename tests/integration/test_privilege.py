@@ -23,6 +23,17 @@ def uid_of(pid):
     raise AssertionError("no Uid line for %d" % pid)
 
 
+def readable_plugin():
+    """A folder that every user can read (mode 0755) with a copy of the hello plugin (0644):
+    (folder, plugin path)."""
+    tmp = tempfile.mkdtemp(prefix="herd-test-")
+    os.chmod(tmp, 0o755)
+    so = os.path.join(tmp, "libhello.so")
+    shutil.copy(plugin("hello"), so)
+    os.chmod(so, 0o644)
+    return tmp, so
+
+
 @unittest.skipUnless(os.geteuid() == 0, "needs a master started as root")
 class Privilege(unittest.TestCase):
     def test_root_without_user_is_refused(self):
@@ -34,12 +45,7 @@ class Privilege(unittest.TestCase):
 
     def test_workers_and_broker_run_as_the_user(self):
         nobody = pwd.getpwnam("nobody")
-        # Somewhere the user can read: the plugin copied into a world-readable folder.
-        tmp = tempfile.mkdtemp(prefix="herd-test-")
-        os.chmod(tmp, 0o755)
-        so = os.path.join(tmp, "libhello.so")
-        shutil.copy(plugin("hello"), so)
-        os.chmod(so, 0o644)
+        tmp, so = readable_plugin()  # somewhere the user can read
         config = {"user": "nobody", "apps": [app(workers=2, plugins=[{"mount": "/", "path": so}])]}
         with harness.Herd(config, tmpdir=tmp) as herd:
             herd.wait_for(r"workers and the broker run as user nobody \(uid %d" % nobody.pw_uid)
@@ -64,11 +70,7 @@ class Privilege(unittest.TestCase):
         # A plugin owned by the workers' user is theirs to load: `herd check` run as root must
         # judge it as they do (it once refused it as "neither root nor herd's user (uid 0)").
         nobody = pwd.getpwnam("nobody")
-        tmp = tempfile.mkdtemp(prefix="herd-test-")
-        os.chmod(tmp, 0o755)
-        so = os.path.join(tmp, "libhello.so")
-        shutil.copy(plugin("hello"), so)
-        os.chmod(so, 0o644)
+        tmp, so = readable_plugin()
         os.chown(so, nobody.pw_uid, nobody.pw_gid)
         path = os.path.join(tmp, "herd.json")
         with open(path, "w") as f:
