@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "herd/loop.hpp"
 #include "herd/state.hpp"
 
 namespace herd {
@@ -44,6 +45,11 @@ class Context {
     // The shared state (see state.hpp): the same key -> JSON map in every worker of every
     // app, kept by herd's broker. Reads are local; writes go to the broker.
     virtual State& state() = 0;
+
+    // The worker's event loop, as this plugin's: timers, descriptors, posted and blocking
+    // work, background coroutines (loop.hpp). What the plugin registers there is removed
+    // before its on_stop.
+    virtual Loop& loop() = 0;
 };
 
 }  // namespace herd

@@ -3,4 +3,8 @@
 
 #include "herd/context.hpp"
 #include "herd/http.hpp"
+#include "herd/loop.hpp"
 #include "herd/plugin.hpp"
+#include "herd/responder.hpp"
+#include "herd/scope.hpp"
+#include "herd/task.hpp"

@@ -1,6 +1,8 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
-// stuck requests, messages between workers, printed output). Never mount it on a public address.
+// stuck requests, messages between workers, printed output, and answers that come later:
+// timers, streams, server-sent events, blocking work). Never mount it on a public address.
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -46,6 +48,18 @@ bool number_param(const herd::Request& request, std::string_view name, long max,
 
 class Probe final : public herd::Plugin {
   public:
+    // The endpoints that answer later; the others are handle()'s, answered at once.
+    void respond(herd::Responder r) override {
+        std::string_view path = r.request().subpath();
+        if (path == "/wait" || path == "/wait-throw" || path == "/wait-forever" ||
+            path == "/stream" || path == "/sse" || path == "/blocking")
+            return herd::serve_coroutine(std::move(r),
+                                         [this](herd::Responder& held) { return later(held); });
+        if (path == "/wait-cb") return wait_callback(std::move(r));
+        if (path == "/drop") return;  // dropped without an answer: herd answers 500 and logs
+        Plugin::respond(std::move(r));
+    }
+
     void on_start(herd::Context& ctx) override {
         ctx_ = &ctx;
         // For bench/state.py: when this worker's copy got each "bench." key (CLOCK_MONOTONIC,
@@ -128,6 +142,9 @@ class Probe final : public herd::Plugin {
             if (!number_param(request, "mb", 1024, "MiB", response, n)) return;
             held_.emplace_back(static_cast<std::size_t>(n) << 20, '\1');
             answer_pid(response);
+        } else if (path == "/async-stats") {
+            response.set_header("Content-Type", "application/json");
+            response.set_body(nlohmann::json{{"cancelled", cancelled_}, {"pid", getpid()}}.dump());
         } else if (path == "/inbox") {
             response.set_header("Content-Type", "application/json");
             response.set_body(inbox_.dump());
@@ -149,6 +166,117 @@ class Probe final : public herd::Plugin {
     }
 
   private:
+    // The coroutine endpoints. /wait?ms=N: the pid after a timer of N ms. /wait-throw?ms=N:
+    // throws after it. /wait-forever: answers only if cancelled (never). /stream?chunks=N&ms=M
+    // [&size=S][&ignore_backpressure=1]: N pieces M ms apart ("chunk i" lines, or S bytes),
+    // waiting for the client whenever write() says full (unless told to ignore it).
+    // /sse?events=N&ms=M[&keepalive=K]: N events M ms apart. /blocking?ms=N: sleeps N ms on the
+    // blocking pool, answers "pid thread".
+    herd::Task<> later(herd::Responder& r) {
+        const herd::Request& request = r.request();
+        herd::Response& response = r.response();
+        herd::Loop& loop = ctx_->loop();
+        std::string path(request.subpath());
+        response.add_header("Content-Type", "text/plain");
+        long ms = 0;
+        try {
+            if (path == "/wait" || path == "/wait-throw") {
+                if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;
+                auto nap = loop.sleep_for(std::chrono::milliseconds(ms));
+                co_await nap;
+                if (path == "/wait-throw")
+                    throw std::runtime_error("probe: /wait-throw after " + std::to_string(ms) +
+                                             " ms");
+                answer_pid(response);
+            } else if (path == "/wait-forever") {
+                auto nap = loop.sleep_for(std::chrono::hours(24));
+                co_await nap;
+                response.set_body("a day went by\n");
+            } else if (path == "/stream") {
+                long chunks = 0, size = 0;
+                if (!number_param(request, "chunks", 1000000, "pieces", response, chunks) ||
+                    !number_param(request, "ms", 600000, "milliseconds", response, ms))
+                    co_return;
+                if (!query_param(request.query(), "size").empty() &&
+                    !number_param(request, "size", 1 << 20, "bytes", response, size))
+                    co_return;
+                bool heed = query_param(request.query(), "ignore_backpressure") != "1";
+                for (long i = 0; i < chunks; ++i) {
+                    if (i > 0 && ms > 0) {
+                        auto nap = loop.sleep_for(std::chrono::milliseconds(ms));
+                        co_await nap;
+                    }
+                    std::string piece = size > 0 ? std::string(static_cast<std::size_t>(size), 'x')
+                                                 : "chunk " + std::to_string(i) + "\n";
+                    if (!r.write(piece) && heed) {
+                        auto room = r.drained();
+                        co_await room;
+                    }
+                }
+                r.end();
+            } else if (path == "/sse") {
+                long events = 0, keepalive = 15000;
+                if (!number_param(request, "events", 1000000, "events", response, events) ||
+                    !number_param(request, "ms", 600000, "milliseconds", response, ms))
+                    co_return;
+                if (!query_param(request.query(), "keepalive").empty() &&
+                    !number_param(request, "keepalive", 600000, "milliseconds", response,
+                                  keepalive))
+                    co_return;
+                herd::EventStream stream(r, std::chrono::milliseconds(keepalive));
+                for (long i = 0; i < events; ++i) {
+                    if (ms > 0) {
+                        auto nap = loop.sleep_for(std::chrono::milliseconds(ms));
+                        co_await nap;
+                    }
+                    // The send time (CLOCK_MONOTONIC, ns), for bench/async.py's lateness.
+                    timespec ts{};
+                    clock_gettime(CLOCK_MONOTONIC, &ts);
+                    std::string data =
+                        std::to_string(i) + " " +
+                        std::to_string(static_cast<std::int64_t>(ts.tv_sec) * 1000000000 +
+                                       ts.tv_nsec);
+                    if (!stream.send(data, "tick", std::to_string(i))) {
+                        auto room = r.drained();
+                        co_await room;
+                    }
+                }
+                r.end();
+            } else if (path == "/blocking") {
+                if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;
+                auto job = loop.blocking([ms] {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+                    return static_cast<long>(syscall(SYS_gettid));
+                });
+                long thread = co_await job;
+                response.set_body(std::to_string(getpid()) + " " + std::to_string(thread));
+            }
+        } catch (const herd::Cancelled&) {
+            ++cancelled_;
+            throw;
+        }
+    }
+
+    // /wait-cb?ms=N: /wait with a callback instead of a coroutine: the timer is tied to the
+    // request, so it goes if the request is cancelled.
+    void wait_callback(herd::Responder r) {
+        long ms = 0;
+        if (!number_param(r.request(), "ms", 600000, "milliseconds", r.response(), ms)) {
+            r.send();
+            return;
+        }
+        r.on_cancel([this] { ++cancelled_; });
+        herd::Scope& scope = r.scope();
+        ctx_->loop().after(
+            std::chrono::milliseconds(ms),
+            [r = std::move(r)]() mutable {
+                r.response().add_header("Content-Type", "text/plain");
+                answer_pid(r.response());
+                r.send();
+            },
+            &scope);
+    }
+
     // GET: the value in this worker's copy (404 when absent), with its version in a header.
     // PUT (the body is the JSON value) and DELETE go to the broker: 202 at once; the outcome
     // is listed at /state-writes when the broker has answered.
@@ -203,6 +331,7 @@ class Probe final : public herd::Plugin {
     }
 
     herd::Context* ctx_ = nullptr;
+    std::uint64_t cancelled_ = 0;  // handlers that ended by cancellation
     nlohmann::json writes_ = nlohmann::json::array();
     std::map<std::string, std::int64_t> seen_;
     std::vector<std::string> held_;  // /alloc

@@ -1,4 +1,5 @@
-// A plugin that claims another ABI version: the worker must refuse it before running it.
+// A plugin that claims another ABI major version (99.0): the worker must refuse it before
+// running it.
 #include <herd/herd.hpp>
 
 namespace {
@@ -13,4 +14,4 @@ std::unique_ptr<herd::Plugin> make() {
 }  // namespace
 
 BOOST_DLL_ALIAS(make, herd_plugin_create)
-extern "C" BOOST_SYMBOL_EXPORT const std::uint32_t herd_plugin_abi = 999;
+extern "C" BOOST_SYMBOL_EXPORT const std::uint32_t herd_plugin_abi = 99u << 16;

@@ -124,12 +124,28 @@ PluginConfig parse_plugin(const json& j, const std::string& where, const std::st
 
 AppConfig parse_app(const json& j, const std::string& where, const std::string& base_dir) {
     require_object(j, where);
-    reject_unknown_keys(
-        j, where,
-        {"name", "listen", "workers", "balance", "plugins", "env", "drain_timeout_ms",
-         "max_body_bytes", "max_header_bytes", "header_timeout_ms", "keepalive_timeout_ms",
-         "backlog", "watchdog_ms", "max_requests", "max_rss_mb", "restart_backoff_ms",
-         "restart_backoff_max_ms", "healthy_after_ms", "access_log"});
+    reject_unknown_keys(j, where,
+                        {"name",
+                         "listen",
+                         "workers",
+                         "balance",
+                         "plugins",
+                         "env",
+                         "drain_timeout_ms",
+                         "max_body_bytes",
+                         "max_header_bytes",
+                         "header_timeout_ms",
+                         "keepalive_timeout_ms",
+                         "backlog",
+                         "watchdog_ms",
+                         "max_requests",
+                         "max_rss_mb",
+                         "restart_backoff_ms",
+                         "restart_backoff_max_ms",
+                         "healthy_after_ms",
+                         "access_log",
+                         "request_timeout_ms",
+                         "blocking_threads"});
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -202,6 +218,12 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     if (j.contains("keepalive_timeout_ms"))
         a.keepalive_timeout_ms = static_cast<int>(
             get_int(j["keepalive_timeout_ms"], where + ".keepalive_timeout_ms", 1, 3600000));
+    if (j.contains("request_timeout_ms"))
+        a.request_timeout_ms = static_cast<int>(
+            get_int(j["request_timeout_ms"], where + ".request_timeout_ms", 0, 86400000));
+    if (j.contains("blocking_threads"))
+        a.blocking_threads =
+            static_cast<int>(get_int(j["blocking_threads"], where + ".blocking_threads", 1, 256));
     if (j.contains("watchdog_ms"))
         a.watchdog_ms =
             static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));

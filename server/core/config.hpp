@@ -40,6 +40,10 @@ struct AppConfig {
     std::size_t max_header_bytes = 16 << 10;
     int header_timeout_ms = 10000;
     int keepalive_timeout_ms = 75000;
+    // A handler that has not answered this long after the request arrived: 504, and its work
+    // is cancelled. 0: no limit.
+    int request_timeout_ms = 30000;
+    int blocking_threads = 4;  // the worker's pool for Loop::run_blocking (started at first use)
     int backlog = 511;
     int watchdog_ms = 30000;       // a ready worker silent this long (stuck in a plugin) is killed
     int restart_backoff_ms = 100;  // delay before the 2nd restart in a row; doubles; 0: none

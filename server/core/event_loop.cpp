@@ -96,8 +96,11 @@ bool EventLoop::watching(int fd) const {
 }
 
 EventLoop::TimerId EventLoop::add_timer(std::chrono::milliseconds delay, TimerHandler handler) {
+    return add_timer_at(now() + delay, std::move(handler));
+}
+
+EventLoop::TimerId EventLoop::add_timer_at(Clock::time_point deadline, TimerHandler handler) {
     TimerId id = next_timer_++;
-    Clock::time_point deadline = now() + delay;
     timers_.push(Timer{deadline, id});
     timer_handlers_.emplace(id, std::move(handler));
     if (deadline < armed_for_) arm_timerfd();
@@ -149,11 +152,15 @@ void EventLoop::run() {
 
 void EventLoop::run_once(int timeout_ms) {
     epoll_event events[128];
+    // What was posted before this iteration runs in it (after its events); what those post
+    // runs in the next one.
+    posted_batch_.swap(posted_);
+    if (!posted_batch_.empty()) timeout_ms = 0;
     int n = epoll_wait(epoll_.get(), events, 128, timeout_ms);
     time_ = Clock::now();
     if (n < 0) {
-        if (errno == EINTR) return;
-        throw_errno("epoll_wait()");
+        if (errno != EINTR) throw_errno("epoll_wait()");
+        n = 0;  // a signal: nothing to dispatch, but what was posted runs
     }
     for (int i = 0; i < n && !stopped_; ++i) {
         int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
@@ -163,6 +170,8 @@ void EventLoop::run_once(int timeout_ms) {
         if (!e.active || e.generation != generation) continue;  // removed in this batch
         e.handler(events[i].events);
     }
+    for (std::size_t i = 0; i < posted_batch_.size(); ++i) posted_batch_[i]();
+    posted_batch_.clear();
     while (!deferred_.empty()) {
         std::vector<std::function<void()>> batch;
         batch.swap(deferred_);

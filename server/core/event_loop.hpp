@@ -39,6 +39,8 @@ class EventLoop {
     bool watching(int fd) const;
 
     TimerId add_timer(std::chrono::milliseconds delay, TimerHandler handler);
+    // At a monotonic time (at once, in the next iteration, if it has passed).
+    TimerId add_timer_at(Clock::time_point deadline, TimerHandler handler);
     // Cancelling an unknown or already fired timer does nothing.
     void cancel_timer(TimerId id);
 
@@ -50,7 +52,11 @@ class EventLoop {
     bool stopped() const { return stopped_; }
 
     // Runs fn after the current batch of events and timers (deferred deletion, flushes).
+    // Functions deferred by deferred functions run in the same iteration.
     void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+    // Runs fn in the next iteration, after polling (without waiting) for events: work that
+    // posts itself again never starves the descriptors and timers.
+    void post(std::function<void()> fn) { posted_.push_back(std::move(fn)); }
 
     static Clock::time_point now() { return Clock::now(); }
     // The time read once after each epoll_wait (or by refresh_now()): cheap, and recent
@@ -82,6 +88,8 @@ class EventLoop {
     std::vector<std::unique_ptr<Entry>> graveyard_;      // removed while dispatching, freed after
     std::vector<std::unique_ptr<Entry>> spare_entries_;  // freed ones, reused by remove()
     std::vector<std::function<void()>> deferred_;        // run after the current batch
+    std::vector<std::function<void()>> posted_;          // run in the next iteration
+    std::vector<std::function<void()>> posted_batch_;    // what runs now (its capacity kept)
     std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
     std::unordered_map<TimerId, TimerHandler> timer_handlers_;
     TimerId next_timer_ = 1;

@@ -38,6 +38,7 @@ class HttpParser {
     void next();
 
     Request& request() { return request_; }
+    const Request& request() const { return request_; }
     // Records where the routed plugin's mount ends in the path (for Request::subpath()).
     void set_mount_length(std::size_t n) { request_.mount_len_ = n; }
     int error_status() const { return error_status_; }
@@ -49,6 +50,10 @@ class HttpParser {
     // The connection must close after answering the current request (HTTP/1.0 without
     // keep-alive, "Connection: close", or an upgrade herd does not perform).
     bool must_close() const { return !request_.keep_alive_; }
+    // The complete request's views (target, header fields) point into the caller's buffer:
+    // this copies what they see into the parser's own storage, for a request that outlives
+    // that buffer (a handler that answers later). Valid until next().
+    void keep_views();
 
   private:
     static int on_message_begin(llhttp_t* p);
@@ -80,7 +85,6 @@ class HttpParser {
     void for_each_view(F f);
     bool in_kept(std::string_view v, std::size_t kept_size) const;
     char* grow_kept(std::size_t n);
-    void keep_views();
     void extend(std::string_view& view, const char* at, std::size_t n) {
         if (view.empty())
             view = {at, n};  // the usual case: a field reported once

@@ -237,8 +237,13 @@ std::string_view http_date(SteadyTime now) {
     return {c.text + ok_line.size() + server_line.size() + date_name.size(), c.date_size};
 }
 
-bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
-                 bool http10_keep_alive, std::string& error, SteadyTime now) {
+namespace {
+
+enum class Framing { length, chunked, none };
+
+bool encode_head_as(std::string& out, const Response& response, Framing framing,
+                    std::size_t body_size, bool close, bool http10_keep_alive, std::string& error,
+                    SteadyTime now) {
     int status = response.status();
     if (status < 200 || status > 999) {
         error = "status " + std::to_string(status) + " is not a final HTTP status (200-999)";
@@ -252,7 +257,7 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
         return false;
     }
     bool add_server = true;
-    std::size_t bound = common_bound + 2;
+    std::size_t bound = common_bound + 2 + 32;
     for (const ResponseHeader& h : response.headers()) {
         if (!valid_name(h.name) || !valid_value(h.value)) {
             error =
@@ -273,7 +278,8 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     std::size_t start = out.size();
     out.resize(start + bound);
     char* p = put_common(out.data() + start, status, body_size, close, http10_keep_alive,
-                         add_server, now, has_body);
+                         add_server, now, has_body && framing == Framing::length);
+    if (has_body && framing == Framing::chunked) p = put(p, "Transfer-Encoding: chunked\r\n");
     for (const ResponseHeader& h : response.headers()) {
         p = put(p, h.name);
         p = put(p, ": ");
@@ -283,6 +289,20 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
     p = put(p, "\r\n");
     out.resize(static_cast<std::size_t>(p - out.data()));
     return true;
+}
+
+}  // namespace
+
+bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
+                 bool http10_keep_alive, std::string& error, SteadyTime now) {
+    return encode_head_as(out, response, Framing::length, body_size, close, http10_keep_alive,
+                          error, now);
+}
+
+bool encode_stream_head(std::string& out, const Response& response, bool chunked, bool close,
+                        bool http10_keep_alive, std::string& error, SteadyTime now) {
+    return encode_head_as(out, response, chunked ? Framing::chunked : Framing::none, 0, close,
+                          http10_keep_alive, error, now);
 }
 
 void encode_error(std::string& out, int status, bool close, bool head_only, bool http10_keep_alive,

@@ -25,6 +25,13 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
                  bool http10_keep_alive, std::string& error,
                  SteadyTime now = std::chrono::steady_clock::now());
 
+// The head of a streamed response: no Content-Length; "Transfer-Encoding: chunked" when
+// chunked, else the body runs to the close (HTTP/1.0: close must be true) or there is none
+// (HEAD, 204, 304). Fails as encode_head does.
+bool encode_stream_head(std::string& out, const Response& response, bool chunked, bool close,
+                        bool http10_keep_alive, std::string& error,
+                        SteadyTime now = std::chrono::steady_clock::now());
+
 // Appends a whole plain-text error response (400, 408, 413, 500, ...).
 void encode_error(std::string& out, int status, bool close, bool head_only = false,
                   bool http10_keep_alive = false,

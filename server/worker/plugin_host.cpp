@@ -40,14 +40,15 @@ class NoState final : public State {
 class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
-                  MessageSink* sink, StateReplica* state)
+                  MessageSink* sink, StateReplica* state, PluginLoop& loop)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
           worker_id_(worker_id),
           sink_(sink),
           state_(state != nullptr ? state->make_view("plugin " + plugin.mount)
-                                  : std::make_unique<NoState>()) {}
+                                  : std::make_unique<NoState>()),
+          loop_(loop) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
@@ -61,6 +62,7 @@ class PluginContext final : public Context, public Logger {
         return sink_ != nullptr && sink_->plugin_message(mount_, message, true);
     }
     State& state() override { return *state_; }
+    Loop& loop() override { return loop_; }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -80,21 +82,13 @@ class PluginContext final : public Context, public Logger {
     int worker_id_;
     MessageSink* sink_;
     std::unique_ptr<State> state_;
+    PluginLoop& loop_;
 };
-
-std::string describe_current_exception() {
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        return boost::core::demangle(typeid(e).name()) + ": " + e.what();
-    } catch (...) {
-        return "an exception that is not a std::exception";
-    }
-}
 
 MountedPlugin::MountedPlugin() = default;
 MountedPlugin::~MountedPlugin() {
-    plugin.reset();  // before the context and the library, whatever the member order
+    if (loop) loop->shutdown();  // nothing of the plugin runs once its object is gone
+    plugin.reset();  // before the loop, the context and the library, whatever the member order
 }
 
 bool mount_matches(std::string_view mount, std::string_view path) {
@@ -149,6 +143,26 @@ void refuse_unsafe_plugin(const std::string& who, const std::string& path, const
 
 }  // namespace
 
+std::string abi_refusal(std::uint32_t plugin_abi) {
+    auto text = [](std::uint32_t major, std::uint32_t minor) {
+        return std::to_string(major) + "." + std::to_string(minor);
+    };
+    std::string here = text(abi_major, abi_minor);
+    if (plugin_abi < (1u << 16))  // herd before 5.0 exported one number
+        return "built for plugin ABI " + std::to_string(plugin_abi) +
+               " (an older herd), this herd speaks ABI " + here +
+               ": rebuild it against this herd's SDK";
+    std::uint32_t major = plugin_abi >> 16, minor = plugin_abi & 0xffff;
+    if (major != abi_major)
+        return "built for plugin ABI " + text(major, minor) + ", this herd speaks ABI " + here +
+               " (another major version: layouts differ): rebuild it against this herd's SDK";
+    if (minor > abi_minor)
+        return "built for plugin ABI " + text(major, minor) + ", newer than this herd's " + here +
+               " (it may call what this herd lacks): upgrade herd, or rebuild the plugin "
+               "against this herd's SDK";
+    return {};
+}
+
 void open_plugin(MountedPlugin& m, const std::string& path) {
     std::string who = "plugin \"" + m.mount + "\" (" + path + ")";
     struct stat st {};
@@ -165,11 +179,8 @@ void open_plugin(MountedPlugin& m, const std::string& path) {
             who +
             ": symbol herd_plugin_abi or herd_plugin_create not found: not a herd plugin "
             "(export one with HERD_PLUGIN(YourClass))");
-    std::uint32_t abi = m.library.get<const std::uint32_t>("herd_plugin_abi");
-    if (abi != abi_version)
-        throw PluginError(who + ": built for plugin ABI " + std::to_string(abi) +
-                          ", this herd speaks ABI " + std::to_string(abi_version) +
-                          ": rebuild it against this herd's SDK");
+    std::string refusal = abi_refusal(m.library.get<const std::uint32_t>("herd_plugin_abi"));
+    if (!refusal.empty()) throw PluginError(who + ": " + refusal);
     auto& factory = m.library.get_alias<PluginFactory>("herd_plugin_create");
     try {
         m.plugin = factory();
@@ -181,7 +192,11 @@ void open_plugin(MountedPlugin& m, const std::string& path) {
 }
 
 PluginHost::~PluginHost() {
-    // Plugins are destroyed in reverse order of construction, each before its library.
+    // Every loop stops before any plugin object dies (a coroutine of one plugin may be
+    // cancelled into code that uses another); then plugins are destroyed in reverse order of
+    // construction, each before its library.
+    for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it)
+        if ((*it)->loop) (*it)->loop->shutdown();
     while (!config_order_.empty()) {
         MountedPlugin* m = config_order_.back();
         config_order_.pop_back();
@@ -189,12 +204,22 @@ PluginHost::~PluginHost() {
     }
 }
 
-void PluginHost::load(const core::AppConfig& app, int worker_id, MessageSink* sink,
-                      StateReplica* state) {
+void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices services) {
+    core::EventLoop* loop = services.loop;
+    if (loop == nullptr) {
+        if (!own_loop_) own_loop_ = std::make_unique<core::EventLoop>();
+        loop = own_loop_.get();
+    }
+    failed_ = std::move(services.failed);
+    if (!failed_) failed_ = [](const std::string& what) { core::log_error("{}", what); };
     for (const core::PluginConfig& pc : app.plugins) {
         auto m = std::make_unique<MountedPlugin>();
         m->mount = pc.mount;
-        m->context = std::make_unique<PluginContext>(app, pc, worker_id, sink, state);
+        m->who = "plugin \"" + pc.mount + "\" (" + pc.path + ")";
+        m->failed = &failed_;
+        m->loop = std::make_unique<PluginLoop>(*loop, services.pool, m->who, &failed_);
+        m->context = std::make_unique<PluginContext>(app, pc, worker_id, services.sink,
+                                                     services.state, *m->loop);
         open_plugin(*m, pc.path);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
@@ -219,6 +244,7 @@ void PluginHost::start() {
 void PluginHost::stop() {
     for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
         MountedPlugin* m = *it;
+        m->loop->shutdown();  // also for a plugin whose on_start threw after registering
         if (!m->started) continue;
         m->started = false;
         try {
@@ -233,15 +259,24 @@ void PluginHost::stop() {
 bool PluginHost::deliver(std::string_view mount, const nlohmann::json& message, int from_worker) {
     for (MountedPlugin* m : config_order_) {
         if (m->mount != mount || !m->started) continue;
-        try {
-            m->plugin->on_message(message, from_worker);
-        } catch (...) {
-            core::log_error("plugin \"{}\" ({}): on_message threw {}", m->mount, m->path,
-                            describe_current_exception());
-        }
+        guarded(failed_, m->who, "in on_message",
+                [&] { m->plugin->on_message(message, from_worker); });
         return true;
     }
     return false;
+}
+
+PluginLoop::Counts PluginHost::loop_counts() const {
+    PluginLoop::Counts sum;
+    for (const auto& m : plugins_) {
+        PluginLoop::Counts c = m->loop->counts();
+        sum.timers += c.timers;
+        sum.watches += c.watches;
+        sum.posts += c.posts;
+        sum.jobs += c.jobs;
+        sum.tasks += c.tasks;
+    }
+    return sum;
 }
 
 MountedPlugin* PluginHost::route(std::string_view path) {

@@ -11,7 +11,10 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/event_loop.hpp"
 #include "herd/plugin.hpp"
+#include "worker/plugin_guard.hpp"
+#include "worker/plugin_loop.hpp"
 
 namespace herd::worker {
 
@@ -35,15 +38,30 @@ class MessageSink {
 
 struct MountedPlugin {
     MountedPlugin();
-    ~MountedPlugin();  // out of line: PluginContext is complete only in plugin_host.cpp
-    // Declaration order is destruction order reversed: the plugin object dies first, then
-    // its context, and only then is the library that holds its code unloaded.
+    // Out of line: PluginContext is complete only in plugin_host.cpp. Stops the loop first
+    // (nothing of the plugin may run on a destroyed plugin object), then the plugin object
+    // dies, then its loop and context, and only then is the library that holds its code
+    // unloaded.
+    ~MountedPlugin();
     boost::dll::shared_library library;
     std::unique_ptr<PluginContext> context;
+    std::unique_ptr<PluginLoop> loop;
     std::unique_ptr<Plugin> plugin;
     std::string mount;
     std::string path;
+    std::string who;  // "plugin "/api" (/srv/libapi.so)", as messages name it
+    // Whom the guard tells of an exception (the host's handler).
+    const FailureHandler* failed = nullptr;
     bool started = false;
+};
+
+// What a host gives its plugins. Null members are fine where noted.
+struct PluginServices {
+    core::EventLoop* loop = nullptr;  // null: the host runs its own (herd check, tests)
+    BlockingPool* pool = nullptr;     // null: blocking work fails, saying so
+    MessageSink* sink = nullptr;      // null: messages go nowhere and send() returns false
+    StateReplica* state = nullptr;    // null: the state is empty and writes fail
+    FailureHandler failed;            // null: plugin failures are only logged
 };
 
 class PluginHost {
@@ -54,18 +72,18 @@ class PluginHost {
     ~PluginHost();
 
     // Loads every plugin of the app and constructs it. Throws PluginError.
-    // sink may be null (herd check): messages then go nowhere and send() returns false.
-    // `state` gives each plugin its view of the shared state; without one (herd check) the
-    // state is empty and writes fail.
-    void load(const core::AppConfig& app, int worker_id, MessageSink* sink = nullptr,
-              StateReplica* state = nullptr);
+    void load(const core::AppConfig& app, int worker_id, PluginServices services = {});
     // on_start for each, in config order. Throws PluginError naming the plugin.
     void start();
-    // on_stop for each started plugin, in reverse order; exceptions are logged, not thrown.
+    // For each plugin in reverse order: its loop stops (everything it registered goes, its
+    // coroutines end), then on_stop if it started; exceptions are logged, not thrown.
     void stop();
 
-    // Hands a broadcast to the plugin mounted at `mount`; false when there is none.
+    // Hands a broadcast to the plugin mounted at `mount` (through the guard); false when
+    // there is none.
     bool deliver(std::string_view mount, const nlohmann::json& message, int from_worker);
+    // Every plugin's registrations, added up (for the heartbeat).
+    PluginLoop::Counts loop_counts() const;
 
     // The plugin with the longest mount that is a path-segment prefix of `path`, or null.
     MountedPlugin* route(std::string_view path);
@@ -74,13 +92,16 @@ class PluginHost {
   private:
     std::vector<std::unique_ptr<MountedPlugin>> plugins_;  // sorted by mount length, longest first
     std::vector<MountedPlugin*> config_order_;
+    std::unique_ptr<core::EventLoop> own_loop_;  // when the services brought none
+    FailureHandler failed_;
 };
 
 // Whether mount ("/api") covers path ("/api", "/api/x", but not "/apix").
 bool mount_matches(std::string_view mount, std::string_view path);
 
-// "std::runtime_error: boom" for the exception being handled (call inside a catch block).
-std::string describe_current_exception();
+// Why a plugin that exports `plugin_abi` (herd_plugin_abi) cannot load here, or "" when it
+// can: the same major, and a minor not above ours (herd/abi.hpp has the rules).
+std::string abi_refusal(std::uint32_t plugin_abi);
 
 // Loads a plugin file, checks it and constructs its object; used by load() and `herd check`.
 void open_plugin(MountedPlugin& m, const std::string& path);

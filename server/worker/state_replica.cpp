@@ -5,6 +5,7 @@
 
 #include "broker/codec.hpp"
 #include "core/log.hpp"
+#include "worker/plugin_guard.hpp"
 
 namespace herd::worker {
 
@@ -108,19 +109,8 @@ void StateReplica::run_done(std::uint64_t owner, const std::string& what,
                             const herd::State::DoneCallback& done, bool ok,
                             const std::string& error) {
     if (!done || !owners_.contains(owner)) return;
-    try {
-        done(ok, error);
-    } catch (const std::exception& e) {
-        std::string text =
-            "the state " + what + " callback of " + owners_[owner] + " threw: " + e.what();
-        core::log_error("{}", text);
-        if (on_callback_error_) on_callback_error_(text);
-    } catch (...) {
-        std::string text =
-            "the state " + what + " callback of " + owners_[owner] + " threw a non-exception";
-        core::log_error("{}", text);
-        if (on_callback_error_) on_callback_error_(text);
-    }
+    guarded(on_callback_error_, owners_[owner], "in its state " + what + " callback",
+            [&] { done(ok, error); });
 }
 
 void StateReplica::complete_later(herd::State::DoneCallback done, bool ok, std::string error,
@@ -243,21 +233,11 @@ void StateReplica::notify(const std::vector<broker::Change>& changes) {
             if (it == watches_.end()) continue;
             herd::State::WatchCallback callback = it->second.callback;  // may unwatch itself
             std::uint64_t owner = it->second.owner;
-            try {
-                callback(c.key, replica_.find(c.key));
-            } catch (const std::exception& e) {
-                std::string name = owners_.contains(owner) ? owners_[owner] : "a plugin";
-                std::string text = "the state watch callback of " + name + " for key " +
-                                   broker::quote_key(c.key) + " threw: " + e.what();
-                core::log_error("{}", text);
-                if (on_callback_error_) on_callback_error_(text);
-            } catch (...) {
-                std::string name = owners_.contains(owner) ? owners_[owner] : "a plugin";
-                std::string text = "the state watch callback of " + name + " for key " +
-                                   broker::quote_key(c.key) + " threw a non-exception";
-                core::log_error("{}", text);
-                if (on_callback_error_) on_callback_error_(text);
-            }
+            std::string name = owners_.contains(owner) ? owners_[owner] : "a plugin";
+            guarded(
+                on_callback_error_, name,
+                [&] { return "in its state watch callback for key " + broker::quote_key(c.key); },
+                [&] { callback(c.key, replica_.find(c.key)); });
         }
     }
 }

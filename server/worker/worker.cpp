@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <malloc.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -40,6 +43,7 @@ Worker::Worker(WorkerSpec spec)
 
 Worker::~Worker() {
     connections_.clear();
+    orphans_.clear();
     released_.clear();
 }
 
@@ -63,7 +67,7 @@ int Worker::run() {
             }
             return;
         }
-        if (draining()) {
+        if (responses_close()) {
             // Too late for us: hand it back so another worker serves it.
             master_->send({{"type", "conn.refused"}}, std::move(m.fds));
             return;
@@ -130,7 +134,18 @@ int Worker::run() {
             // The master went away (or told us to go) meanwhile: nothing more to start.
             if (loop_.stopped()) return exit_code_;
         }
-        plugins_.load(spec_.app, spec_.slot, this, &state_);
+        pool_ = std::make_unique<BlockingPool>(
+            loop_, static_cast<std::size_t>(spec_.app.blocking_threads),
+            [](const void* owner, std::uint64_t id, std::exception_ptr error) {
+                static_cast<PluginLoop*>(const_cast<void*>(owner))->job_done(id, std::move(error));
+            });
+        PluginServices services;
+        services.loop = &loop_;
+        services.pool = pool_.get();
+        services.sink = this;
+        services.state = &state_;
+        services.failed = [this](const std::string& what) { on_plugin_failure(what); };
+        plugins_.load(spec_.app, spec_.slot, std::move(services));
         plugins_.start();
     } catch (const std::exception& e) {
         core::log_error("cannot start: {}", e.what());
@@ -166,6 +181,8 @@ int Worker::run() {
     // wait): honour it instead.
     if (!loop_.stopped()) loop_.run();
 
+    // Every request and coroutine of the plugins ends before any plugin stops.
+    close_connections("the worker is stopping");
     plugins_.stop();
     access_log_.flush();
     send_heartbeat();  // the last figures, so that metrics count every request
@@ -251,7 +268,7 @@ void Worker::pause_accepting(const std::string& why) {
     loop_.remove(spec_.listen.get());
     accepting_ = false;
     loop_.add_timer(accept_pause, [this] {
-        if (draining() || accepting_ || !spec_.listen) return;
+        if (responses_close() || accepting_ || !spec_.listen) return;
         loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;
@@ -263,13 +280,13 @@ void Worker::on_plugin_failure(const std::string& description) {
     retire({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
 }
 
-void Worker::record_request(const Request& request, int status, std::size_t bytes,
-                            core::EventLoop::Clock::time_point started, Connection& connection) {
+void Worker::request_done(const Request& request, int status, std::size_t bytes,
+                          core::EventLoop::Clock::time_point started, Connection& connection) {
     stats_.record(status, std::chrono::duration<double>(loop_.cached_now() - started).count());
     if (access_log_.enabled()) access_log_.record(connection.peer(), request, status, bytes);
 }
 
-void Worker::count_request() {
+void Worker::request_started() {
     ++requests_;
     if (request_limit_ != 0 && requests_ == request_limit_)
         retire({{"type", "retire"},
@@ -295,7 +312,7 @@ void Worker::step_back() {
     loop_.remove(spec_.listen.get());
     accepting_ = false;
     loop_.add_timer(std::chrono::milliseconds(1), [this] {
-        if (draining() || accepting_ || !spec_.listen) return;
+        if (responses_close() || accepting_ || !spec_.listen) return;
         loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;
@@ -311,21 +328,44 @@ void Worker::publish_open() {
                         std::memory_order_relaxed);
 }
 
-void Worker::connection_closing() {
+void Worker::connection_lingering() {
     ++closing_connections_;
     publish_open();
 }
 
-void Worker::release(int fd, bool was_closing) {
-    if (was_closing) --closing_connections_;
+void Worker::connection_closed(Connection& c, int fd, bool was_lingering, bool held) {
+    if (was_lingering) --closing_connections_;
     auto& slot = connections_.at(static_cast<std::size_t>(fd));
-    if (released_.empty()) loop_.defer([this] { released_.clear(); });
-    released_.push_back(std::move(slot));
+    if (held) {
+        orphans_.emplace(&c, std::move(slot));
+    } else {
+        // Freed in the next iteration: the connection may be on the stack below us.
+        if (released_.empty()) loop_.post([this] { released_.clear(); });
+        released_.push_back(std::move(slot));
+    }
     --open_connections_;
     publish_open();
     ++closed_;
     report_load();
     maybe_finish();
+}
+
+void Worker::connection_unheld(Connection& c) {
+    auto it = orphans_.find(&c);
+    if (it == orphans_.end()) return;
+    if (released_.empty()) loop_.post([this] { released_.clear(); });
+    released_.push_back(std::move(it->second));
+    orphans_.erase(it);
+}
+
+void Worker::close_connections(const std::string& why) {
+    for (auto& c : connections_)
+        if (c) c->abort(why);
+    // What a plugin still holds after its cancellation (a coroutine suspended on something
+    // that knows nothing of herd's scopes) goes with the worker, before the plugins stop.
+    connections_.clear();
+    orphans_.clear();
+    released_.clear();
 }
 
 void Worker::start_drain(bool close_idle, int deadline_ms) {
@@ -348,6 +388,7 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
     loop_.add_timer(std::chrono::milliseconds(deadline_ms), [this] {
         core::log_warn("drain deadline passed with {} connection(s) open; exiting",
                        open_connections_);
+        // Requests still waiting for their plugin get 503 (close_connections, after the loop).
         finish(exit_ok);
     });
     for (std::size_t i = 0; i < connections_.size(); ++i)
@@ -363,6 +404,38 @@ void Worker::heartbeat() {
     loop_.add_timer(std::chrono::milliseconds(period), [this] { heartbeat(); });
 }
 
+namespace {
+
+// Open descriptors of this process (the test for leaks reads it through the heartbeat).
+std::size_t open_descriptors() {
+    std::size_t n = 0;
+    if (DIR* d = opendir("/proc/self/fd")) {
+        while (const dirent* e = readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        closedir(d);
+        if (n > 0) --n;  // the one opendir holds
+    }
+    return n;
+}
+
+}  // namespace
+
+nlohmann::json Worker::async_figures() const {
+    std::size_t waiting = 0, streaming = 0;
+    auto count = [&](const Connection& c) {
+        if (c.state() == Connection::State::waiting) ++waiting;
+        if (c.state() == Connection::State::streaming) ++streaming;
+    };
+    for (const auto& c : connections_)
+        if (c) count(*c);
+    PluginLoop::Counts loop = plugins_.loop_counts();
+    struct mallinfo2 heap = mallinfo2();
+    return {{"waiting", waiting},         {"streaming", streaming},  {"orphans", orphans_.size()},
+            {"timers", loop.timers},      {"watches", loop.watches}, {"posts", loop.posts},
+            {"jobs", loop.jobs},          {"tasks", loop.tasks},     {"fds", open_descriptors()},
+            {"heap_bytes", heap.uordblks}};
+}
+
 void Worker::send_heartbeat() {
     long rss_pages = 0;
     if (FILE* f = std::fopen("/proc/self/statm", "r")) {
@@ -375,7 +448,8 @@ void Worker::send_heartbeat() {
                    {"open", open_connections_},
                    {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
                    {"stats", stats_.to_json()},
-                   {"state_version", state_.version()}});
+                   {"state_version", state_.version()},
+                   {"async", async_figures()}});
 }
 
 void Worker::maybe_finish() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "balance/load_board.hpp"
@@ -13,13 +14,13 @@
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
 #include "worker/access_log.hpp"
+#include "worker/blocking_pool.hpp"
+#include "worker/connection.hpp"
 #include "worker/http_parser.hpp"
 #include "worker/plugin_host.hpp"
 #include "worker/state_replica.hpp"
 
 namespace herd::worker {
-
-class Connection;
 
 // Exit codes the master understands (nginx's idea: a start-up failure is not respawned
 // like a crash).
@@ -38,7 +39,7 @@ struct WorkerSpec {
     balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
 };
 
-class Worker final : public MessageSink {
+class Worker final : public MessageSink, public ConnectionHost {
   public:
     explicit Worker(WorkerSpec spec);
     ~Worker() override;
@@ -48,47 +49,47 @@ class Worker final : public MessageSink {
     // Loads plugins, reports ready, serves until done; returns the process exit code.
     int run();
 
-    // For connections.
-    core::EventLoop& loop() { return loop_; }
-    PluginHost& plugins() { return plugins_; }
-    const core::AppConfig& app() const { return spec_.app; }
-    const HttpLimits& limits() const { return limits_; }
-    // Draining, or retiring after a plugin failure: responses close their connections.
-    bool draining() const { return draining_ || retiring_; }
-    // Told to drain: a connection closes as soon as it is idle. (A retiring worker that waits
-    // for its replacement keeps them until then.)
-    bool closing_idle() const { return draining_; }
-    // While draining, a connection idle this long closes: long enough for a busy client's
-    // next request to arrive and be answered with "Connection: close".
-    std::chrono::milliseconds drain_idle_grace() const { return drain_idle_grace_; }
-    // An exception escaped a plugin handler: log it with where it was thrown, report "fatal"
-    // to the master, stop accepting, and keep serving what is open until the master, once
-    // the replacement is ready, says "drain".
-    void on_plugin_failure(const std::string& description);
-    // Stops accepting and asks the master for a replacement (report: "fatal" or "retire"); the
-    // master says "drain" once the replacement is ready.
-    void retire(const nlohmann::json& report);
+    // ConnectionHost: for connections.
+    core::EventLoop& loop() override { return loop_; }
+    const core::AppConfig& app() const override { return spec_.app; }
+    const HttpLimits& limits() const override { return limits_; }
+    MountedPlugin* route(std::string_view path) override { return plugins_.route(path); }
+    char* read_buffer() override { return read_buffer_.data(); }
+    std::size_t read_buffer_size() const override { return read_buffer_.size(); }
     // Counts a request; at max_requests (with jitter) the worker retires, like after a fatal
     // error but reported as "retire".
-    void count_request();
+    void request_started() override;
+    // A response was queued: counts it for metrics and writes the access log line. Its
+    // duration ends at the loop's time, which Connection refreshes after each handler.
+    void request_done(const Request& request, int status, std::size_t bytes,
+                      core::EventLoop::Clock::time_point started, Connection& connection) override;
+    // Draining, or retiring after a plugin failure: responses close their connections.
+    bool responses_close() const override { return draining_ || retiring_; }
+    // Told to drain: a connection closes as soon as it is idle. (A retiring worker that waits
+    // for its replacement keeps them until then.)
+    bool closing_idle() const override { return draining_; }
+    // While draining, a connection idle this long closes: long enough for a busy client's
+    // next request to arrive and be answered with "Connection: close".
+    std::chrono::milliseconds drain_idle_grace() const override { return drain_idle_grace_; }
     // Around a plugin handler: siblings do not step back for a worker that cannot accept.
-    void set_busy(bool busy) {
-        if (spec_.board != nullptr && !draining())
+    void set_busy(bool busy) override {
+        if (spec_.board != nullptr && !responses_close())
             spec_.board->slot(spec_.slot)
                 .state.store(static_cast<std::uint32_t>(busy ? balance::SlotState::busy
                                                              : balance::SlotState::idle),
                              std::memory_order_relaxed);
     }
-    // A response was queued: counts it for metrics and writes the access log line. Its
-    // duration ends at the loop's time, which Connection refreshes after each handler.
-    void record_request(const Request& request, int status, std::size_t bytes,
-                        core::EventLoop::Clock::time_point started, Connection& connection);
-    // The connection closed: frees it after this loop iteration.
-    void release(int fd, bool was_closing);
-    // The connection sent its last response and waits for the client to close.
-    void connection_closing();
-    char* read_buffer() { return read_buffer_.data(); }
-    std::size_t read_buffer_size() const { return read_buffer_.size(); }
+    void connection_lingering() override;
+    void connection_closed(Connection& c, int fd, bool was_lingering, bool held) override;
+    void connection_unheld(Connection& c) override;
+
+    // An exception escaped plugin code (the guard says where): log it with where it was
+    // thrown, report "fatal" to the master, stop accepting, and keep serving what is open
+    // until the master, once the replacement is ready, says "drain".
+    void on_plugin_failure(const std::string& description);
+    // Stops accepting and asks the master for a replacement (report: "fatal" or "retire"); the
+    // master says "drain" once the replacement is ready.
+    void retire(const nlohmann::json& report);
 
   private:
     void on_master_message(core::Message&& m);
@@ -103,9 +104,15 @@ class Worker final : public MessageSink {
     void step_back();
     void publish_open();
     void start_drain(bool close_idle, int deadline_ms);
+    // The worker leaves: what is still in flight is answered 503 (or its stream ended) and
+    // cancelled, then every connection is destroyed, before any plugin stops.
+    void close_connections(const std::string& why);
     void sweep();
     void heartbeat();
     void send_heartbeat();
+    // Requests in plugins' hands and what the plugins have registered, descriptors, heap:
+    // figures for the heartbeat (and the tests that look for leaks).
+    nlohmann::json async_figures() const;
     void maybe_finish();
     void finish(int code);
 
@@ -114,12 +121,16 @@ class Worker final : public MessageSink {
     std::unique_ptr<core::Channel> master_;
     core::Dispatcher dispatch_;
     StateReplica state_;  // before plugins_: the plugins' state views refer to it
+    // Before plugins_: the plugins' loops refer to it, and it outlives their blocking work.
+    std::unique_ptr<BlockingPool> pool_;
     PluginHost plugins_;
     HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
     std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN
-    std::vector<std::unique_ptr<Connection>> released_;
+    std::vector<std::unique_ptr<Connection>> released_;  // freed in the next iteration
+    // Closed while a plugin still holds their request: freed once it lets go.
+    std::unordered_map<Connection*, std::unique_ptr<Connection>> orphans_;
     std::vector<char> read_buffer_;
     AccessLog access_log_{loop_};
     core::RequestStats stats_;

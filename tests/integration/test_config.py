@@ -59,7 +59,7 @@ class ConfigErrors(unittest.TestCase):
                          "herd_plugin_abi", "HERD_PLUGIN")
 
     def test_wrong_abi(self):
-        out = self.check_fails({"apps": [app(plugins=[{"path": plugin("bad_abi")}])]}, "ABI 999")
+        out = self.check_fails({"apps": [app(plugins=[{"path": plugin("bad_abi")}])]}, "ABI 99.0")
         self.assertNotIn("factory must never run", out)
 
     def test_on_start_throws(self):

@@ -286,7 +286,7 @@ class TestHttp(harness.HerdTestCase):
         self.assertEqual(r.reason, "Internal Server Error")
         self.assertEqual(r.body, b"Internal Server Error\n")
         self.assertIsNone(r.header("Connection"))
-        self.herd.wait_for(r'plugin "/probe" threw .*probe: /throw was requested', after=mark)
+        self.herd.wait_for(r'plugin "/probe" \(.*\) threw .*probe: /throw was requested', after=mark)
         # The worker retires: the next request on the connection is still served, with
         # Connection: close, then the connection closes (see test_supervision for the rest).
         r = c.request("GET", "/")

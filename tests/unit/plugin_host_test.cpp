@@ -198,13 +198,43 @@ TEST(PluginHostTest, WrongAbiIsRefusedBeforeAnyPluginCodeRuns) {
     std::string path = plugin_path("bad_abi");
     std::string e = load_error(app_with({plugin("/", path)}));
     EXPECT_NE(e.find(path), std::string::npos) << e;
-    EXPECT_NE(e.find("plugin ABI 999"), std::string::npos) << e;
-    EXPECT_NE(e.find("this herd speaks ABI " + std::to_string(abi_version)), std::string::npos)
+    EXPECT_NE(e.find("built for plugin ABI 99.0, this herd speaks ABI " +
+                     std::to_string(abi_major) + "." + std::to_string(abi_minor)),
+              std::string::npos)
         << e;
-    EXPECT_EQ(abi_version, 4u);
+    EXPECT_NE(e.find("another major version"), std::string::npos) << e;
     // The plugin's constructor throws "the factory must never run": it did not.
     EXPECT_EQ(e.find("constructor threw"), std::string::npos) << e;
     EXPECT_EQ(e.find("must never run"), std::string::npos) << e;
+}
+
+TEST(AbiTest, SameMajorAndAnOlderOrEqualMinorLoad) {
+    EXPECT_EQ(abi_version, (abi_major << 16) | abi_minor);
+    EXPECT_EQ(abi_refusal(abi_version), "");
+    EXPECT_EQ(abi_refusal(abi_major << 16), "");  // built against x.0: what it calls is here
+}
+
+TEST(AbiTest, ANewerMinorIsRefusedNamingBoth) {
+    std::string e = abi_refusal((abi_major << 16) | (abi_minor + 1));
+    EXPECT_NE(e.find("built for plugin ABI " + std::to_string(abi_major) + "." +
+                     std::to_string(abi_minor + 1) + ", newer than this herd's"),
+              std::string::npos)
+        << e;
+    EXPECT_NE(e.find("upgrade herd"), std::string::npos) << e;
+}
+
+TEST(AbiTest, AnotherMajorIsRefused) {
+    std::string older = abi_refusal(((abi_major - 1) << 16) | 7);
+    EXPECT_NE(older.find("built for plugin ABI " + std::to_string(abi_major - 1) + ".7"),
+              std::string::npos)
+        << older;
+    EXPECT_NE(older.find("rebuild it"), std::string::npos) << older;
+    EXPECT_NE(abi_refusal((abi_major + 1) << 16), "");
+}
+
+TEST(AbiTest, TheSingleNumbersOfHerdBefore5AreRefused) {
+    std::string e = abi_refusal(4);
+    EXPECT_NE(e.find("built for plugin ABI 4 (an older herd)"), std::string::npos) << e;
 }
 
 TEST(PluginHostTest, OpenPluginDirectly) {
