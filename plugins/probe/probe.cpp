@@ -56,6 +56,7 @@ class Probe final : public herd::Plugin {
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
+        if (path == "/gate") return enter_gate(std::move(r));
         if (path == "/drop") return;  // dropped without an answer: herd answers 500 and logs
         Plugin::respond(std::move(r));
     }
@@ -142,9 +143,18 @@ class Probe final : public herd::Plugin {
             if (!number_param(request, "mb", 1024, "MiB", response, n)) return;
             held_.emplace_back(static_cast<std::size_t>(n) << 20, '\1');
             answer_pid(response);
+        } else if (path == "/gate-open") {
+            bool sent = ctx_->broadcast(nlohmann::json{{"gate", "open"}});
+            response.set_status(sent ? 202 : 503);
+            response.set_body(sent ? "opening\n" : "the master cannot be reached\n");
         } else if (path == "/async-stats") {
             response.set_header("Content-Type", "application/json");
-            response.set_body(nlohmann::json{{"cancelled", cancelled_}, {"pid", getpid()}}.dump());
+            response.set_body(nlohmann::json{
+                {"cancelled", cancelled_},
+                {"gate", gate_.size()},
+                {"drain_waits", drain_waits_},
+                {"stream_bytes", stream_bytes_},
+                {"pid", getpid()}}.dump());
         } else if (path == "/inbox") {
             response.set_header("Content-Type", "application/json");
             response.set_body(inbox_.dump());
@@ -188,6 +198,8 @@ class Probe final : public herd::Plugin {
                     throw std::runtime_error("probe: /wait-throw after " + std::to_string(ms) +
                                              " ms");
                 answer_pid(response);
+                std::string tag = query_param(request.query(), "tag");
+                if (!tag.empty()) response.append(" " + tag);
             } else if (path == "/wait-forever") {
                 auto nap = loop.sleep_for(std::chrono::hours(24));
                 co_await nap;
@@ -208,9 +220,17 @@ class Probe final : public herd::Plugin {
                     }
                     std::string piece = size > 0 ? std::string(static_cast<std::size_t>(size), 'x')
                                                  : "chunk " + std::to_string(i) + "\n";
+                    stream_bytes_ += piece.size();
                     if (!r.write(piece) && heed) {
+                        ++drain_waits_;
                         auto room = r.drained();
-                        co_await room;
+                        try {
+                            co_await room;
+                        } catch (...) {
+                            --drain_waits_;
+                            throw;
+                        }
+                        --drain_waits_;
                     }
                 }
                 r.end();
@@ -277,6 +297,28 @@ class Probe final : public herd::Plugin {
             &scope);
     }
 
+    // /gate?tag=T: held (callback style) until POST /gate-open, broadcast to every worker of
+    // the app, answers all held requests with "pid T". A cancelled request leaves the gate.
+    void enter_gate(herd::Responder r) {
+        std::uint64_t id = next_gate_++;
+        r.on_cancel([this, id] {
+            ++cancelled_;
+            gate_.erase(id);
+        });
+        std::string tag = query_param(r.request().query(), "tag");
+        gate_.emplace(id, std::make_pair(std::move(tag), std::move(r)));
+    }
+    void open_gate() {
+        auto held = std::move(gate_);
+        gate_.clear();
+        for (auto& [id, entry] : held) {
+            herd::Responder& r = entry.second;
+            r.response().add_header("Content-Type", "text/plain");
+            r.response().set_body(std::to_string(getpid()) + " " + entry.first);
+            r.send();
+        }
+    }
+
     // GET: the value in this worker's copy (404 when absent), with its version in a header.
     // PUT (the body is the JSON value) and DELETE go to the broker: 202 at once; the outcome
     // is listed at /state-writes when the broker has answered.
@@ -325,6 +367,10 @@ class Probe final : public herd::Plugin {
     }
 
     void on_message(const nlohmann::json& message, int from_worker) override {
+        if (message == nlohmann::json{{"gate", "open"}}) {
+            open_gate();
+            return;
+        }
         // Bounded: a test sending without end must not grow a worker without end.
         if (inbox_.size() >= 1000) inbox_.erase(inbox_.begin());
         inbox_.push_back({{"from", from_worker}, {"message", message}});
@@ -332,6 +378,10 @@ class Probe final : public herd::Plugin {
 
     herd::Context* ctx_ = nullptr;
     std::uint64_t cancelled_ = 0;  // handlers that ended by cancellation
+    std::map<std::uint64_t, std::pair<std::string, herd::Responder>> gate_;
+    std::uint64_t next_gate_ = 1;
+    std::uint64_t drain_waits_ = 0;   // /stream coroutines waiting for the client to read
+    std::uint64_t stream_bytes_ = 0;  // written by /stream, all streams together
     nlohmann::json writes_ = nlohmann::json::array();
     std::map<std::string, std::int64_t> seen_;
     std::vector<std::string> held_;  // /alloc

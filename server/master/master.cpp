@@ -489,6 +489,9 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
     w.open = m.body.value("open", std::uint64_t{0});
     w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
     w.state_version = m.body.value("state_version", std::uint64_t{0});
+    // Requests in the plugins' hands and what they registered: shown as sent (a few numbers).
+    if (m.body.contains("async") && m.body["async"].is_object() && m.body["async"].size() <= 16)
+        w.async = m.body["async"];
     if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
         core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
     std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
@@ -638,7 +641,8 @@ nlohmann::json Master::status() const {
                  {"restarts", restarts == app->restarts.end() ? 0 : restarts->second},
                  {"requests", w->requests},
                  {"open", w->open},
-                 {"rss_kb", w->rss_kb}});
+                 {"rss_kb", w->rss_kb},
+                 {"async", w->async}});
         }
         const char* state = app->failed        ? "failed"
                             : app->provisional ? "starting"

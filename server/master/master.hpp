@@ -62,6 +62,8 @@ class Master {
         std::uint64_t requests = 0;  // figures from its last heartbeat
         std::uint64_t open = 0;
         std::uint64_t rss_kb = 0;
+        // Deferred requests, streams, plugin registrations, descriptors, heap (worker.cpp).
+        nlohmann::json async = nlohmann::json::object();
         pid_t replaces = 0;     // the failed worker this one replaces (drained once we are ready)
         pid_t replaced_by = 0;  // our replacement: our exit is expected, no respawn
         bool leaving = false;   // drained on purpose (reload, abort): its exit is expected

@@ -390,36 +390,34 @@ void Connection::schedule_resume() {
 void Connection::resume() {
     resume_queued_ = false;
     if (!fd_) return;
-    if (stream_cut_) {
-        core::log_warn(
-            "{}: more than {} bytes of a stream unsent ({}): the client reads too "
-            "slowly for what the plugin writes; closing the connection",
-            plugin_ != nullptr ? plugin_->who : "a plugin", stream_cut_off, describe_request());
-        client_gone("the client read the stream too slowly");
-        return;
-    }
     flush();
 }
 
 void Connection::continue_reading() {
     // Parses what arrived while the last request was in the plugin's hands (or while output
-    // was backed up), then watches the socket again.
+    // was backed up), then watches the socket again and sends what that produced.
+    input_paused_ = false;
+    read_all_ = false;  // more may wait in the socket behind what we kept
     if (!unparsed_.empty()) {
         std::string input = std::move(unparsed_);
         unparsed_.clear();
         process(input.data(), input.size());
         if (!fd_) return;
-        if (state_ != State::reading || input_paused_) {
-            flush();
-            return;
-        }
     }
-    input_paused_ = false;
-    read_all_ = false;  // more may wait in the socket behind what we kept
     update_interest();
+    flush();
 }
 
 void Connection::flush() {
+    if (stream_cut_) {
+        core::log_warn(
+            "{}: more than {} bytes of a stream unsent ({}): the client reads too "
+            "slowly for what the plugin writes; closing the connection",
+            plugin_ != nullptr ? plugin_->who : "a plugin", stream_cut_off, describe_request());
+        stream_cut_ = false;
+        client_gone("the client read the stream too slowly");
+        return;
+    }
     while (!out_.empty()) {
         ssize_t w = out_.write_to(fd_.get());
         if (w < 0) {
@@ -694,6 +692,8 @@ void Connection::send() {
         maybe_unheld();
         return;
     }
+    // A later answer closes if the worker began to drain meanwhile (it says so in its head).
+    if (!in_call_ && host_.responses_close()) close_after_ = true;
     std::string& out = out_.tail();
     std::string error;
     std::string& body = response_.body();
@@ -721,6 +721,7 @@ void Connection::begin_stream() {
     if (!can_answer()) return;
     const Request& r = parser_.request();
     int status = response_.status();
+    if (!in_call_ && host_.responses_close()) close_after_ = true;
     stream_body_ = !head_only_ && status != 204 && status != 304;
     chunked_ = stream_body_ && r.http_minor() >= 1;
     if (stream_body_ && !chunked_) close_after_ = true;  // HTTP/1.0: the close ends the body
@@ -747,7 +748,7 @@ void Connection::begin_stream() {
 }
 
 bool Connection::write(std::string_view piece) {
-    if (scope_.cancelled() || !fd_) return false;
+    if (scope_.cancelled() || !fd_ || stream_cut_) return false;
     if (can_answer()) begin_stream();
     if (state_ != State::streaming) return false;
     if (!piece.empty() && stream_body_) {
@@ -772,8 +773,8 @@ void Connection::end() {
         send();
         return;
     }
-    if (state_ != State::streaming || scope_.cancelled()) {
-        maybe_unheld();
+    if (state_ != State::streaming || scope_.cancelled() || stream_cut_) {
+        maybe_unheld();  // a stream cut off ends with the connection (resume())
         return;
     }
     if (chunked_) out_.tail().append("0\r\n\r\n");

@@ -283,6 +283,7 @@ class HerdTestCase(unittest.TestCase):
 
 class Response:
     def __init__(self, version, status, reason, headers, body):
+        self.chunks = None  # for a chunked body: its pieces as sent
         self.version, self.status, self.reason = version, status, reason
         self.headers, self.body = headers, body
 
@@ -334,13 +335,40 @@ class Client:
         if head_only or resp.status in (100, 204, 304):
             return resp
         length = resp.header("Content-Length")
+        if resp.header("Transfer-Encoding") == "chunked":
+            resp.body, resp.chunks = self._read_chunked()
+            return resp
         if length is None:
-            raise AssertionError("response without Content-Length: %r" % resp)
+            # Close-delimited (HTTP/1.0 streaming): the body runs to the end of the stream.
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+            resp.body, self.buf = self.buf, b""
+            return resp
         n = int(length)
         while len(self.buf) < n:
             self._fill()
         resp.body, self.buf = self.buf[:n], self.buf[n:]
         return resp
+
+    def _read_chunked(self):
+        """A chunked body: (the body, the list of its chunks); raises on bad framing."""
+        chunks = []
+        while True:
+            size_line = self._line()
+            size = int(size_line.split(";")[0], 16)
+            while len(self.buf) < size + 2:
+                self._fill()
+            data, crlf, self.buf = self.buf[:size], self.buf[size:size + 2], self.buf[size + 2:]
+            if size == 0:
+                if data + crlf != b"\r\n":  # no trailers from herd
+                    raise AssertionError("bad end of a chunked body: %r" % (data + crlf))
+                return b"".join(chunks), chunks
+            if crlf != b"\r\n":
+                raise AssertionError("chunk of %d bytes not followed by CRLF" % size)
+            chunks.append(data)
 
     def request(self, method="GET", target="/", headers=None, body=b"", version="HTTP/1.1"):
         if isinstance(body, str):
