@@ -7,9 +7,10 @@
 #   spawn      bench/spawn.py      worker fork-to-ready and memory, herd and Node child_process.fork()
 #   reload     bench/reload.py     failed requests per reload and per crash, herd and PM2 cluster mode
 #   callgrind  bench/callgrind.py  instructions per request of a herd worker
+#   async      bench/async.py      handlers that wait 10 ms (herd and a Node cluster), 1,000 SSE streams
 # Results (tables, CSV, PNG) go to bench/results/; the tables are also printed.
 #
-# usage: bench/peers.sh [--quick] [--parts "peers spawn reload callgrind"] [bench/peers.py options]
+# usage: bench/peers.sh [--quick] [--parts "peers spawn reload callgrind async"] [bench/peers.py options]
 #   --quick          a short try of every part (1 round of 2 s; fewer spawns, shorter loads)
 #   --parts LIST     only these parts
 #   anything else goes to bench/peers.py: --rounds N (5), --seconds S (5), --warmup S (1), --only REGEX
@@ -19,7 +20,7 @@ BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export HERD_BUILD_DIR="${HERD_BUILD_DIR:-$(dirname "$BENCH")/build-release}"
 export HERD_MESON_ARGS="${HERD_MESON_ARGS:--Doptimization=2 -Ddebug=true -Db_ndebug=true -Dtests=false}"
 
-parts="peers spawn reload callgrind"
+parts="peers spawn reload callgrind async"
 quick=()
 peer_args=()
 while (($#)); do
@@ -27,7 +28,7 @@ while (($#)); do
     --quick) quick=(--quick); peer_args+=(--quick); shift ;;
     --parts) parts="$2"; shift 2 ;;
     --parts=*) parts="${1#--parts=}"; shift ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) peer_args+=("$1"); shift ;;
   esac
 done
@@ -97,7 +98,8 @@ for part in $parts; do
     spawn) "$PY" "$BENCH/spawn.py" "${quick[@]}" ;;
     reload) "$PY" "$BENCH/reload.py" --pm2 "$PM2" "${quick[@]}" ;;
     callgrind) "$PY" "$BENCH/callgrind.py" "${quick[@]}" ;;
-    *) echo "peers: unknown part $part (peers, spawn, reload, callgrind)" >&2; exit 2 ;;
+    async) "$PY" "$BENCH/async.py" "${quick[@]}" ;;
+    *) echo "peers: unknown part $part (peers, spawn, reload, callgrind, async)" >&2; exit 2 ;;
   esac
 done
-echo "results in bench/results/: peers.md peers.csv peers.png spawn.md reload.md callgrind.md" >&2
+echo "results in bench/results/: peers.md peers.csv peers.png spawn.md reload.md callgrind.md async.md async.csv async.png" >&2
