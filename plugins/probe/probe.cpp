@@ -57,6 +57,12 @@ class Probe final : public herd::Plugin {
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
         if (path == "/gate") return enter_gate(std::move(r));
+        if (path == "/hold") {
+            // Kept, and never answered or let go until the plugin is destroyed (a careless
+            // plugin: no on_cancel, no scope): for the worker's stop.
+            kept_.push_back(std::move(r));
+            return;
+        }
         if (path == "/drop") return;  // dropped without an answer: herd answers 500 and logs
         Plugin::respond(std::move(r));
     }
@@ -380,8 +386,9 @@ class Probe final : public herd::Plugin {
     std::uint64_t cancelled_ = 0;  // handlers that ended by cancellation
     std::map<std::uint64_t, std::pair<std::string, herd::Responder>> gate_;
     std::uint64_t next_gate_ = 1;
-    std::uint64_t drain_waits_ = 0;   // /stream coroutines waiting for the client to read
-    std::uint64_t stream_bytes_ = 0;  // written by /stream, all streams together
+    std::vector<herd::Responder> kept_;  // /hold
+    std::uint64_t drain_waits_ = 0;      // /stream coroutines waiting for the client to read
+    std::uint64_t stream_bytes_ = 0;     // written by /stream, all streams together
     nlohmann::json writes_ = nlohmann::json::array();
     std::map<std::string, std::int64_t> seen_;
     std::vector<std::string> held_;  // /alloc

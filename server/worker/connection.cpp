@@ -587,6 +587,14 @@ void Connection::abort(const std::string& why) {
         default:
             break;
     }
+    if (task_) {
+        // Still suspended after its cancellation, on something that knows nothing of herd's
+        // scopes: its frame goes now, before its plugin stops (it holds plugin code).
+        std::exchange(task_, nullptr).destroy();
+        quiet_release_ = true;
+        held_ = herd::Responder();
+        quiet_release_ = false;
+    }
     if (!fd_) return;
     // One last try at what is queued; then the descriptor closes with the worker.
     for (int i = 0; i < 8 && !out_.empty(); ++i)

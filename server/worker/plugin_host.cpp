@@ -192,6 +192,10 @@ void open_plugin(MountedPlugin& m, const std::string& path) {
 }
 
 PluginHost::~PluginHost() {
+    unload();
+}
+
+void PluginHost::unload() {
     // Every loop stops before any plugin object dies (a coroutine of one plugin may be
     // cancelled into code that uses another); then plugins are destroyed in reverse order of
     // construction, each before its library.
@@ -202,6 +206,7 @@ PluginHost::~PluginHost() {
         config_order_.pop_back();
         m->plugin.reset();
     }
+    plugins_.clear();  // loops, contexts, then the libraries
 }
 
 void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices services) {

@@ -79,6 +79,10 @@ class PluginHost {
     // coroutines end), then on_stop if it started; exceptions are logged, not thrown.
     void stop();
 
+    // Destroys every plugin object, then its loop, context and library (stop() first). What a
+    // plugin object still holds (a Responder) is released here, while the worker lives.
+    void unload();
+
     // Hands a broadcast to the plugin mounted at `mount` (through the guard); false when
     // there is none.
     bool deliver(std::string_view mount, const nlohmann::json& message, int from_worker);

@@ -181,9 +181,14 @@ int Worker::run() {
     // wait): honour it instead.
     if (!loop_.stopped()) loop_.run();
 
-    // Every request and coroutine of the plugins ends before any plugin stops.
+    // Every request and coroutine of the plugins ends before any plugin stops; a connection
+    // a plugin still holds (a Responder kept somewhere) outlives the plugins, so that what they
+    // release on their way out finds it.
     close_connections("the worker is stopping");
     plugins_.stop();
+    plugins_.unload();
+    orphans_.clear();
+    released_.clear();
     access_log_.flush();
     send_heartbeat();  // the last figures, so that metrics count every request
     core::log_info("stopped after serving {} requests", requests_);
@@ -361,10 +366,12 @@ void Worker::connection_unheld(Connection& c) {
 void Worker::close_connections(const std::string& why) {
     for (auto& c : connections_)
         if (c) c->abort(why);
-    // What a plugin still holds after its cancellation (a coroutine suspended on something
-    // that knows nothing of herd's scopes) goes with the worker, before the plugins stop.
+    // Orphans may leave the map as they are let go: walk a copy of the pointers.
+    std::vector<Connection*> orphans;
+    for (auto& [raw, c] : orphans_) orphans.push_back(raw);
+    for (Connection* c : orphans)
+        if (orphans_.contains(c)) c->abort(why);
     connections_.clear();
-    orphans_.clear();
     released_.clear();
 }
 

@@ -371,6 +371,19 @@ class TestDrain(unittest.TestCase):
             streaming.close()
 
 
+    def test_a_request_the_plugin_never_lets_go_gets_503_at_the_stop(self):
+        # /hold keeps its Responder in a member until the plugin is destroyed: the connection
+        # must outlive the plugin's objects (a sanitizer build fails on any use after free).
+        with Herd({"apps": [probe_app(workers=1, drain_timeout_ms=300)]}) as herd:
+            held = Client(herd.port(), seconds=30)
+            held.send(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+            wait_until(lambda: figures(herd).get("waiting") == 1, what="the held request")
+            herd.signal(signal.SIGTERM)
+            self.assertEqual(held.read_response().status, 503)
+            self.assertEqual(herd.wait_exit(), 0)
+            held.close()
+
+
 class TestFailureAfterResume(unittest.TestCase):
     def test_exception_after_a_resume_retires_the_worker_and_no_other_request_fails(self):
         with Herd({"apps": [probe_app(workers=2)]}) as herd:
