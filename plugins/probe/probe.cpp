@@ -3,6 +3,7 @@
 // timers, streams, server-sent events, blocking work). Never mount it on a public address.
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -52,7 +53,7 @@ class Probe final : public herd::Plugin {
     void respond(herd::Responder r) override {
         std::string_view path = r.request().subpath();
         if (path == "/wait" || path == "/wait-throw" || path == "/wait-forever" ||
-            path == "/stream" || path == "/sse" || path == "/blocking")
+            path == "/stream" || path == "/sse" || path == "/blocking" || path == "/watch")
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
@@ -268,6 +269,30 @@ class Probe final : public herd::Plugin {
                     }
                 }
                 r.end();
+            } else if (path == "/watch") {
+                // A descriptor of its own (a timerfd armed for ms), waited on with the loop's
+                // watch: the pid once it is readable. Closed however the wait ends.
+                if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;
+                struct Fd {
+                    int fd;
+                    ~Fd() {
+                        if (fd >= 0) ::close(fd);
+                    }
+                } timer{timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)};
+                if (timer.fd < 0) throw std::runtime_error("probe: /watch: timerfd_create failed");
+                itimerspec spec{};
+                spec.it_value.tv_sec = ms / 1000;
+                spec.it_value.tv_nsec = ms % 1000 * 1000000 + 1;  // never all zero (disarmed)
+                timerfd_settime(timer.fd, 0, &spec, nullptr);
+                auto turn = loop.yield();  // a turn of the loop first: posted work
+                co_await turn;
+                auto ready = loop.wait_readable(timer.fd);
+                unsigned seen = co_await ready;
+                std::uint64_t expirations = 0;
+                if (!(seen & herd::Loop::readable) ||
+                    ::read(timer.fd, &expirations, sizeof expirations) != sizeof expirations)
+                    throw std::runtime_error("probe: /watch: the timerfd was not readable");
+                answer_pid(response);
             } else if (path == "/blocking") {
                 if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;
                 auto job = loop.blocking([ms] {

@@ -145,6 +145,11 @@ class TestAnswersLater(harness.HerdTestCase):
         self.assertEqual(r.status, 200)
         self.assertIn(int(r.body), self.herd.worker_pids())
 
+    def test_watched_descriptor(self):
+        r = harness.get(self.port, "/watch?ms=20")
+        self.assertEqual(r.status, 200)
+        self.assertIn(int(r.body), self.herd.worker_pids())
+
     def test_blocking_work_runs_on_another_thread(self):
         r = harness.get(self.port, "/blocking?ms=20")
         self.assertEqual(r.status, 200)
@@ -262,7 +267,8 @@ class TestManyAtOnce(unittest.TestCase):
 class TestClientsLeave(unittest.TestCase):
     def round(self, herd, port, n):
         conns = Connections(port, n)
-        styles = ["/wait?ms=600000", "/wait-cb?ms=600000", "/gate?tag=x", "/stream?chunks=2&ms=600000"]
+        styles = ["/wait?ms=600000", "/wait-cb?ms=600000", "/gate?tag=x", "/stream?chunks=2&ms=600000",
+                  "/watch?ms=600000"]
         conns.send_all(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % styles[i % len(styles)].encode()
                        for i in range(n))
         wait_until(lambda: figures(herd).get("waiting", 0) + figures(herd).get("streaming", 0) == n,
