@@ -24,6 +24,8 @@ struct Header {
 
 // A header field a plugin sets on its Response (owned).
 struct ResponseHeader {
+    ResponseHeader() = default;
+    ResponseHeader(std::string_view n, std::string_view v) : name(n), value(v) {}
     std::string name;
     std::string value;
 };
@@ -101,7 +103,7 @@ class Response {
         add_header(name, value);
     }
     void add_header(std::string_view name, std::string_view value) {
-        headers_.push_back(ResponseHeader{std::string(name), std::string(value)});
+        headers_.emplace_back(name, value);  // built in place: no temporaries to move
     }
     void erase_header(std::string_view name) {
         std::erase_if(headers_, [&](const ResponseHeader& h) { return iequals(h.name, name); });
@@ -110,7 +112,14 @@ class Response {
 
     std::string& body() noexcept { return body_; }
     const std::string& body() const noexcept { return body_; }
-    void set_body(std::string_view text) { body_.assign(text); }
+    void set_body(std::string_view text) {
+        if (text.data() >= body_.data() && text.data() <= body_.data() + body_.size()) {
+            body_.assign(text);  // a part of the body itself
+            return;
+        }
+        body_.clear();  // then append: cheaper than assign's general replace
+        body_.append(text);
+    }
     void append(std::string_view text) { body_.append(text); }
 
     // Resets to "200, no headers, empty body", keeping the allocated storage.

@@ -37,19 +37,25 @@ constexpr auto send_timeout = std::chrono::seconds(60);
 }  // namespace
 
 Connection::Connection(ConnectionHost& host, core::UniqueFd fd)
-    : host_(host), fd_(std::move(fd)), parser_(host.limits()) {}
+    : host_(host),
+      loop_(host.loop()),
+      app_(host.app()),
+      read_buffer_(host.read_buffer()),
+      read_size_(host.read_buffer_size()),
+      fd_(std::move(fd)),
+      parser_(host.limits()) {}
 
 Connection::~Connection() {
     destroying_ = true;
     disarm_deadline();
     if (task_) std::exchange(task_, nullptr).destroy();  // its awaiters deregister themselves
     held_ = herd::Responder();
-    if (fd_) host_.loop().remove_before_close(fd_.get());
+    if (fd_) loop_.remove_before_close(fd_.get());
 }
 
 void Connection::start() {
-    phase_since_ = host_.loop().cached_now();
-    host_.loop().add(fd_.get(), interest_, [this](std::uint32_t ev) { on_events(ev); });
+    phase_since_ = loop_.cached_now();
+    loop_.add(fd_.get(), interest_, [this](std::uint32_t ev) { on_events(ev); });
 }
 
 bool Connection::idle() const {
@@ -57,7 +63,7 @@ bool Connection::idle() const {
            unparsed_.empty() && !input_paused_;
 }
 
-void Connection::update_interest() {
+void Connection::update_interest_now() {
     if (!fd_) return;
     std::uint32_t want = 0;
     switch (state_) {
@@ -83,7 +89,7 @@ void Connection::update_interest() {
     if (output_blocked_) want |= EPOLLOUT;
     if (want == interest_) return;
     interest_ = want;
-    host_.loop().modify(fd_.get(), want);
+    loop_.modify(fd_.get(), want);
 }
 
 void Connection::on_events(std::uint32_t events) {
@@ -122,8 +128,8 @@ void Connection::on_events(std::uint32_t events) {
 
 void Connection::on_readable() {
     if (input_paused_ || state_ != State::reading) return;
-    char* buffer = host_.read_buffer();
-    std::size_t capacity = host_.read_buffer_size();
+    char* buffer = read_buffer_;
+    std::size_t capacity = read_size_;
     for (int round = 0; round < 4; ++round) {
         ssize_t n = ::read(fd_.get(), buffer, capacity);
         if (n < 0) {
@@ -153,15 +159,14 @@ void Connection::on_readable() {
 }
 
 void Connection::read_held() {
-    char* buffer = host_.read_buffer();
+    char* buffer = read_buffer_;
     for (int round = 0; round < 4; ++round) {
         if (unparsed_.size() >= max_held_input) {
             input_paused_ = true;  // until the answer; the client's leaving is still watched
             update_interest();
             return;
         }
-        std::size_t capacity =
-            std::min(host_.read_buffer_size(), max_held_input - unparsed_.size());
+        std::size_t capacity = std::min(read_size_, max_held_input - unparsed_.size());
         ssize_t n = ::read(fd_.get(), buffer, capacity);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -181,7 +186,7 @@ void Connection::read_held() {
 
 void Connection::process(const char* data, std::size_t size) {
     while (size > 0 && state_ == State::reading) {
-        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = host_.loop().cached_now();
+        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = loop_.cached_now();
         std::size_t consumed = 0;
         auto status = parser_.feed(data, size, consumed);
         data += consumed;
@@ -194,8 +199,7 @@ void Connection::process(const char* data, std::size_t size) {
                 out_.tail().append("HTTP/1.1 100 Continue\r\n\r\n");
                 continue_sent_ = true;
             }
-            if (parser_.phase() == HttpParser::Phase::body)
-                phase_since_ = host_.loop().cached_now();
+            if (parser_.phase() == HttpParser::Phase::body) phase_since_ = loop_.cached_now();
             return;
         }
         if (status == HttpParser::Status::error) {
@@ -247,7 +251,7 @@ void Connection::dispatch() {
     in_dispatch_ = true;  // process() goes on with the next request itself
     if (mounted == nullptr) {
         encode_error(out_.tail(), 404, close_after_, head_only_, http10_keep_alive_,
-                     host_.loop().cached_now());
+                     loop_.cached_now());
         finish_exchange(404, 0);
         in_dispatch_ = false;
         return;
@@ -255,9 +259,6 @@ void Connection::dispatch() {
     parser_.set_mount_length(mounted->mount == "/" ? 0 : mounted->mount.size());
     response_.clear();
     plugin_ = mounted;
-    int timeout = host_.app().request_timeout_ms;
-    scope_.reset(timeout > 0 ? request_start_ + std::chrono::milliseconds(timeout)
-                             : Clock::time_point::max());
     state_ = State::handling;
     responder_out_ = true;
     in_call_ = true;
@@ -267,8 +268,14 @@ void Connection::dispatch() {
         [&] { mounted->plugin->respond(herd::Responder(*this)); });
     host_.set_busy(false);
     in_call_ = false;
-    host_.loop().refresh_now();  // a handler may take long: timeouts count from its end
-    after_call(returned);
+    loop_.refresh_now();  // a handler may take long: timeouts count from its end
+    if (returned && answered_in_call_) {
+        // The usual case, answered in the call: recorded now that the loop's time is past it.
+        answered_in_call_ = false;
+        finish_exchange(answer_status_, answer_bytes_);
+    } else {
+        after_call(returned);
+    }
     in_dispatch_ = false;
 }
 
@@ -307,6 +314,7 @@ void Connection::after_call(bool returned) {
             }
             state_ = State::waiting;
             parser_.keep_views();  // the request outlives the shared read buffer
+            ready_scope();
             arm_deadline();
             return;
         case State::streaming:
@@ -320,7 +328,7 @@ void Connection::after_call(bool returned) {
 
 void Connection::answer_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
-    encode_error(out_.tail(), status, true, false, false, host_.loop().cached_now());
+    encode_error(out_.tail(), status, true, false, false, loop_.cached_now());
     host_.request_done(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
     state_ = State::closing;  // the caller's flush() stops reading if it must wait
@@ -331,7 +339,7 @@ void Connection::answer_plugin_error(int status) {
         case State::handling:
         case State::waiting:
             encode_error(out_.tail(), status, close_after_, head_only_, http10_keep_alive_,
-                         host_.loop().cached_now());
+                         loop_.cached_now());
             finish_exchange(status, 0);
             return;
         case State::streaming:
@@ -365,12 +373,15 @@ void Connection::finish_exchange(int status, std::size_t bytes) {
 
 void Connection::next_request() {
     plugin_ = nullptr;
-    scope_.reset();  // work still tied to the request goes on untied
+    if (scope_ready_) {
+        scope_ready_ = false;
+        scope_.reset();  // work still tied to the request goes on untied
+    }
     parser_.next();
     continue_sent_ = false;
     // The keep-alive timeout runs from the response (the loop's time is refreshed after
     // each plugin handler: as recent as the last one).
-    phase_since_ = host_.loop().cached_now();
+    phase_since_ = loop_.cached_now();
     if (close_after_) {
         state_ = State::closing;
         close_at_once_ = peer_done_;
@@ -384,7 +395,7 @@ void Connection::schedule_resume() {
     if (resume_queued_ || !fd_) return;
     resume_queued_ = true;
     // After the plugin code that got us here has returned: never re-entered from inside it.
-    host_.loop().defer([this] { resume(); });
+    loop_.defer([this] { resume(); });
 }
 
 void Connection::resume() {
@@ -434,7 +445,7 @@ void Connection::flush() {
             client_gone("writing the response failed");  // EPIPE, ECONNRESET
             return;
         }
-        last_write_ = host_.loop().cached_now();
+        last_write_ = loop_.cached_now();
     }
     output_blocked_ = false;
     if (state_ == State::closing ||
@@ -456,14 +467,12 @@ void Connection::flush() {
     notify_writable();
 }
 
-void Connection::notify_writable() {
-    if (!when_writable_ || state_ != State::streaming || out_.size() > stream_low_water ||
-        scope_.cancelled())
-        return;
+void Connection::notify_writable_now() {
+    if (state_ != State::streaming || out_.size() > stream_low_water || scope_.cancelled()) return;
     herd::Callback fn = std::move(when_writable_);
     when_writable_ = nullptr;
     guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
-    host_.loop().refresh_now();
+    loop_.refresh_now();
 }
 
 void Connection::begin_close() {
@@ -474,23 +483,23 @@ void Connection::begin_close() {
     }
     state_ = State::lingering;
     host_.connection_lingering();
-    phase_since_ = host_.loop().cached_now();
+    phase_since_ = loop_.cached_now();
     update_interest();
 }
 
 void Connection::linger() {
-    char* buffer = host_.read_buffer();
+    char* buffer = read_buffer_;
     // Bounded like on_readable: a client that keeps sending must not stall the others; the
     // sweep ends lingering after linger_time.
     for (int round = 0; round < 4; ++round) {
-        ssize_t n = ::read(fd_.get(), buffer, host_.read_buffer_size());
+        ssize_t n = ::read(fd_.get(), buffer, read_size_);
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         close_fd();  // EOF or error: the client is done
         return;
     }
-    if (host_.loop().cached_now() - phase_since_ > linger_time) close_fd();
+    if (loop_.cached_now() - phase_since_ > linger_time) close_fd();
 }
 
 void Connection::client_gone(const char* why) {
@@ -508,7 +517,7 @@ void Connection::close_fd() {
     if (!fd_) return;
     bool was_lingering = state_ == State::lingering;
     int fd = fd_.get();
-    host_.loop().remove_before_close(fd);
+    loop_.remove_before_close(fd);
     fd_.reset();
     State before = state_;
     state_ = State::closed;
@@ -535,28 +544,34 @@ void Connection::cancel_exchange(const std::string& why) {
     if (fn && plugin_ != nullptr)
         guarded(*plugin_->failed, plugin_->who, "in an on_cancel callback", fn);
     pinned_ = was_pinned;
-    host_.loop().refresh_now();
+    loop_.refresh_now();
+}
+
+void Connection::ready_scope() {
+    // Set up only for a request that needs it (one that waits, or asks for its scope): the
+    // usual request, answered in its call, never pays for it.
+    if (scope_ready_) return;
+    scope_ready_ = true;
+    int timeout = app_.request_timeout_ms;
+    scope_.set_deadline(timeout > 0 ? request_start_ + std::chrono::milliseconds(timeout)
+                                    : Clock::time_point::max());
 }
 
 void Connection::arm_deadline() {
     if (scope_.deadline() == Clock::time_point::max()) return;
-    deadline_timer_ = host_.loop().add_timer_at(scope_.deadline(), [this] {
+    deadline_timer_ = loop_.add_timer_at(scope_.deadline(), [this] {
         deadline_timer_ = 0;
         on_deadline();
     });
 }
 
-void Connection::disarm_deadline() {
-    if (deadline_timer_ != 0) host_.loop().cancel_timer(std::exchange(deadline_timer_, 0));
-}
-
 void Connection::on_deadline() {
     if (state_ != State::waiting) return;
-    int timeout = host_.app().request_timeout_ms;
+    int timeout = app_.request_timeout_ms;
     core::log_warn("{}: no answer within request_timeout_ms ({} ms) {}; answering 504",
                    plugin_->who, timeout, describe_request());
     close_after_ = true;
-    encode_error(out_.tail(), 504, true, head_only_, false, host_.loop().cached_now());
+    encode_error(out_.tail(), 504, true, head_only_, false, loop_.cached_now());
     host_.request_done(parser_.request(), 504, 0, request_start_, *this);
     state_ = State::closing;  // the responder may live on: the connection takes no more
     cancel_exchange("request_timeout_ms (" + std::to_string(timeout) +
@@ -568,7 +583,7 @@ void Connection::on_deadline() {
 void Connection::abort(const std::string& why) {
     switch (state_) {
         case State::waiting:
-            encode_error(out_.tail(), 503, true, head_only_, false, host_.loop().cached_now());
+            encode_error(out_.tail(), 503, true, head_only_, false, loop_.cached_now());
             host_.request_done(parser_.request(), 503, 0, request_start_, *this);
             state_ = State::closing;
             cancel_exchange(why);
@@ -605,7 +620,7 @@ void Connection::abort(const std::string& why) {
 void Connection::check_timeouts(Clock::time_point now) {
     if (!fd_) return;
     auto since = now - phase_since_;
-    const core::AppConfig& app = host_.app();
+    const core::AppConfig& app = app_;
     auto header_timeout = std::chrono::milliseconds(app.header_timeout_ms);
     switch (state_) {
         case State::lingering:
@@ -705,7 +720,7 @@ void Connection::send() {
     std::string& out = out_.tail();
     std::string error;
     std::string& body = response_.body();
-    auto now = host_.loop().cached_now();
+    auto now = loop_.cached_now();
     if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive_, error, now)) {
         core::log_error("{} gave an invalid response {}: {}", plugin_->who, describe_request(),
                         error);
@@ -722,6 +737,13 @@ void Connection::send() {
             body = std::string();
         }
     }
+    if (in_call_ && state_ == State::handling) {
+        // The usual answer, inside respond(): dispatch() finishes it once the call returned.
+        answered_in_call_ = true;
+        answer_status_ = response_.status();
+        answer_bytes_ = bytes;
+        return;
+    }
     finish_exchange(response_.status(), bytes);
 }
 
@@ -734,7 +756,7 @@ void Connection::begin_stream() {
     chunked_ = stream_body_ && r.http_minor() >= 1;
     if (stream_body_ && !chunked_) close_after_ = true;  // HTTP/1.0: the close ends the body
     std::string error;
-    auto now = host_.loop().cached_now();
+    auto now = loop_.cached_now();
     if (!encode_stream_head(out_.tail(), response_, chunked_, close_after_, http10_keep_alive_,
                             error, now)) {
         core::log_error("{} gave an invalid response head {}: {}", plugin_->who, describe_request(),
@@ -839,6 +861,7 @@ herd::Responder& Connection::adopt(herd::Responder&& responder) {
 void Connection::run(herd::Task<> task) {
     auto h = task.release();
     if (!h) return;
+    ready_scope();
     h.promise().scope = &scope_;
     h.promise().owner = this;
     task_ = h;

@@ -16,6 +16,7 @@
 // its plugin still holds the request (a Responder, a coroutine): the worker keeps it aside.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -53,12 +54,15 @@ class ConnectionHost {
     virtual void request_done(const Request& request, int status, std::size_t bytes,
                               Clock::time_point started, Connection& connection) = 0;
     // Responses close their connections (draining, or retiring after a plugin failure).
-    virtual bool responses_close() const = 0;
+    bool responses_close() const { return responses_close_; }
     // Told to drain: a connection closes as soon as it is idle.
-    virtual bool closing_idle() const = 0;
+    bool closing_idle() const { return closing_idle_; }
     virtual std::chrono::milliseconds drain_idle_grace() const = 0;
-    // Around a synchronous plugin call (shared mode's load board).
-    virtual void set_busy(bool busy) = 0;
+    // Around a synchronous plugin call: shared mode's load board, while it counts this worker
+    // (siblings do not step back for a worker that cannot accept).
+    void set_busy(bool busy) {
+        if (busy_word_ != nullptr) busy_word_->store(busy ? 2u : 1u, std::memory_order_relaxed);
+    }
     // The connection answered its last response and waits for the client's FIN.
     virtual void connection_lingering() = 0;
     // Its descriptor is closed (fd is the number it had). `held`: a plugin still holds its
@@ -68,6 +72,12 @@ class ConnectionHost {
 
   protected:
     ~ConnectionHost() = default;
+
+    // Plain fields, not virtual calls: they are read for every request.
+    bool responses_close_ = false;
+    bool closing_idle_ = false;
+    // The load board's word of this worker (balance::SlotState: 1 idle, 2 busy), or null.
+    std::atomic<std::uint32_t>* busy_word_ = nullptr;
 };
 
 class Connection final : public herd::Exchange, private herd::detail::TaskOwner {
@@ -112,7 +122,10 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     // herd::Exchange: what the plugin's Responder does.
     const Request& request() const noexcept override;
     herd::Response& response() noexcept override { return response_; }
-    herd::Scope& scope() noexcept override { return scope_; }
+    herd::Scope& scope() noexcept override {
+        ready_scope();
+        return scope_;
+    }
     herd::Loop& loop() noexcept override;
     void send() override;
     void begin_stream() override;
@@ -140,10 +153,16 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void schedule_resume();
     void resume();
     void continue_reading();
-    void notify_writable();
+    void notify_writable() {
+        if (when_writable_) notify_writable_now();
+    }
+    void notify_writable_now();
     void cancel_exchange(const std::string& why);
+    void ready_scope();
     void arm_deadline();
-    void disarm_deadline();
+    void disarm_deadline() {
+        if (deadline_timer_ != 0) loop_.cancel_timer(std::exchange(deadline_timer_, 0));
+    }
     void on_deadline();
     void flush();
     void begin_close();
@@ -151,7 +170,14 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void client_gone(const char* why);
     void close_fd();
     void maybe_unheld();
-    void update_interest();
+    void update_interest() {
+        // The usual case first: reading, nothing held back, watched as such already.
+        if (state_ == State::reading && !input_paused_ && !output_blocked_ &&
+            interest_ == (EPOLLIN | EPOLLRDHUP))
+            return;
+        update_interest_now();
+    }
+    void update_interest_now();
     // The request in hand may still be answered (not yet, and not cancelled).
     bool can_answer() const {
         return !scope_.cancelled() &&
@@ -165,6 +191,10 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void task_finished(std::coroutine_handle<> frame, std::exception_ptr error) noexcept override;
 
     ConnectionHost& host_;
+    core::EventLoop& loop_;       // the host's, looked up once
+    const core::AppConfig& app_;  // likewise
+    char* read_buffer_;           // the worker's, shared by its connections
+    std::size_t read_size_;
     core::UniqueFd fd_;
     HttpParser parser_;
     herd::Response response_;
@@ -197,8 +227,9 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     bool stream_body_ = true;  // streaming pieces are sent (not for HEAD, 204, 304)
     bool head_only_ = false;   // a HEAD request
     bool http10_keep_alive_ = false;
-    bool stream_cut_ = false;  // the plugin wrote past the cut-off: resume() closes
-    bool orphaned_ = false;    // closed while held: the worker keeps it aside
+    bool stream_cut_ = false;   // the plugin wrote past the cut-off: resume() closes
+    bool orphaned_ = false;     // closed while held: the worker keeps it aside
+    bool scope_ready_ = false;  // scope_ has this request's deadline (ready_scope())
 
     bool close_after_ = false;
     bool served_any_ = false;

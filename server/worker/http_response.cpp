@@ -143,7 +143,7 @@ constexpr std::array<std::uint8_t, 256> field_bytes = [] {
     return t;
 }();
 
-std::uint8_t field_flags(std::string_view s) {
+[[gnu::always_inline]] inline std::uint8_t field_flags(std::string_view s) {
     std::uint8_t flags = 0;
     for (char c : s) flags |= field_bytes[static_cast<unsigned char>(c)];
     return flags;
@@ -161,7 +161,7 @@ constexpr std::uint64_t equal(std::uint64_t w, std::uint8_t v) {
 }
 // True if test(word) is non-zero for some word of s; the last word overlaps the one before.
 template <class Test>
-bool any_word(std::string_view s, Test test) {
+[[gnu::always_inline]] inline bool any_word(std::string_view s, Test test) {
     std::size_t n = s.size();
     std::uint64_t w;
     for (std::size_t i = 0; i + 8 <= n; i += 8) {
@@ -173,13 +173,13 @@ bool any_word(std::string_view s, Test test) {
     return test(w) != 0;
 }
 
-bool valid_name(std::string_view s) {
+[[gnu::always_inline]] inline bool valid_name(std::string_view s) {
     if (s.size() < 8) return !s.empty() && (field_flags(s) & bad_in_name) == 0;
     return !any_word(
         s, [](std::uint64_t w) { return below(w, 0x21) | equal(w, ':') | equal(w, 0x7f); });
 }
 
-bool valid_value(std::string_view s) {
+[[gnu::always_inline]] inline bool valid_value(std::string_view s) {
     // Tab (allowed) is below 0x20 too: a word that may hold a bad byte is looked at bytewise.
     if (s.size() >= 8 &&
         !any_word(s, [](std::uint64_t w) { return below(w, 0x20) | equal(w, 0x7f); }))
@@ -241,9 +241,10 @@ namespace {
 
 enum class Framing { length, chunked, none };
 
-bool encode_head_as(std::string& out, const Response& response, Framing framing,
-                    std::size_t body_size, bool close, bool http10_keep_alive, std::string& error,
-                    SteadyTime now) {
+// A template on the framing: the usual response (Content-Length) pays for no other.
+template <Framing framing>
+bool encode_head_as(std::string& out, const Response& response, std::size_t body_size, bool close,
+                    bool http10_keep_alive, std::string& error, SteadyTime now) {
     int status = response.status();
     if (status < 200 || status > 999) {
         error = "status " + std::to_string(status) + " is not a final HTTP status (200-999)";
@@ -279,7 +280,8 @@ bool encode_head_as(std::string& out, const Response& response, Framing framing,
     out.resize(start + bound);
     char* p = put_common(out.data() + start, status, body_size, close, http10_keep_alive,
                          add_server, now, has_body && framing == Framing::length);
-    if (has_body && framing == Framing::chunked) p = put(p, "Transfer-Encoding: chunked\r\n");
+    if constexpr (framing == Framing::chunked)
+        if (has_body) p = put(p, "Transfer-Encoding: chunked\r\n");
     for (const ResponseHeader& h : response.headers()) {
         p = put(p, h.name);
         p = put(p, ": ");
@@ -295,14 +297,16 @@ bool encode_head_as(std::string& out, const Response& response, Framing framing,
 
 bool encode_head(std::string& out, const Response& response, std::size_t body_size, bool close,
                  bool http10_keep_alive, std::string& error, SteadyTime now) {
-    return encode_head_as(out, response, Framing::length, body_size, close, http10_keep_alive,
-                          error, now);
+    return encode_head_as<Framing::length>(out, response, body_size, close, http10_keep_alive,
+                                           error, now);
 }
 
 bool encode_stream_head(std::string& out, const Response& response, bool chunked, bool close,
                         bool http10_keep_alive, std::string& error, SteadyTime now) {
-    return encode_head_as(out, response, chunked ? Framing::chunked : Framing::none, 0, close,
-                          http10_keep_alive, error, now);
+    return chunked ? encode_head_as<Framing::chunked>(out, response, 0, close, http10_keep_alive,
+                                                      error, now)
+                   : encode_head_as<Framing::none>(out, response, 0, close, http10_keep_alive,
+                                                   error, now);
 }
 
 void encode_error(std::string& out, int status, bool close, bool head_only, bool http10_keep_alive,

@@ -164,6 +164,7 @@ int Worker::run() {
                   [this](std::uint32_t) { on_accept(); });
         accepting_ = true;
     }
+    if (spec_.board != nullptr) busy_word_ = &spec_.board->slot(spec_.slot).state;
     set_busy(false);  // present and idle on the load board
     sweep();
     heartbeat();
@@ -301,6 +302,8 @@ void Worker::request_started() {
 void Worker::retire(const nlohmann::json& report) {
     if (retiring_ || draining_) return;
     retiring_ = true;
+    responses_close_ = true;
+    busy_word_ = nullptr;  // absent on the board from now on
     if (accepting_) loop_.remove(spec_.listen.get());
     accepting_ = false;
     if (spec_.board != nullptr)
@@ -378,6 +381,8 @@ void Worker::close_connections(const std::string& why) {
 void Worker::start_drain(bool close_idle, int deadline_ms) {
     if (draining_) return;
     draining_ = true;
+    responses_close_ = closing_idle_ = true;
+    busy_word_ = nullptr;
     drain_idle_grace_ = std::chrono::milliseconds(std::clamp(deadline_ms / 4, 10, 1000));
     if (spec_.board != nullptr)
         spec_.board->slot(spec_.slot)

@@ -63,22 +63,9 @@ class Worker final : public MessageSink, public ConnectionHost {
     // duration ends at the loop's time, which Connection refreshes after each handler.
     void request_done(const Request& request, int status, std::size_t bytes,
                       core::EventLoop::Clock::time_point started, Connection& connection) override;
-    // Draining, or retiring after a plugin failure: responses close their connections.
-    bool responses_close() const override { return draining_ || retiring_; }
-    // Told to drain: a connection closes as soon as it is idle. (A retiring worker that waits
-    // for its replacement keeps them until then.)
-    bool closing_idle() const override { return draining_; }
     // While draining, a connection idle this long closes: long enough for a busy client's
     // next request to arrive and be answered with "Connection: close".
     std::chrono::milliseconds drain_idle_grace() const override { return drain_idle_grace_; }
-    // Around a plugin handler: siblings do not step back for a worker that cannot accept.
-    void set_busy(bool busy) override {
-        if (spec_.board != nullptr && !responses_close())
-            spec_.board->slot(spec_.slot)
-                .state.store(static_cast<std::uint32_t>(busy ? balance::SlotState::busy
-                                                             : balance::SlotState::idle),
-                             std::memory_order_relaxed);
-    }
     void connection_lingering() override;
     void connection_closed(Connection& c, int fd, bool was_lingering, bool held) override;
     void connection_unheld(Connection& c) override;

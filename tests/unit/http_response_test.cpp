@@ -337,3 +337,29 @@ TEST(HttpResponseTest, ReasonPhrases) {
 
 }  // namespace
 }  // namespace herd::worker
+
+namespace herd::worker {
+namespace {
+
+TEST(ResponseTest, SetBodyFromAPartOfItself) {
+    Response r;
+    r.set_body("hello world");
+    r.set_body(std::string_view(r.body()).substr(6));
+    EXPECT_EQ(r.body(), "world");
+    r.set_body(r.body());
+    EXPECT_EQ(r.body(), "world");
+    r.set_body("");
+    EXPECT_EQ(r.body(), "");
+}
+
+TEST(ResponseTest, AddHeaderKeepsOrderAndBytes) {
+    Response r;
+    r.add_header("X-A", "1");
+    r.add_header("X-Long-Header-Name-Beyond-Small-Strings", std::string(100, 'v'));
+    ASSERT_EQ(r.headers().size(), 2u);
+    EXPECT_EQ(r.headers()[0].name, "X-A");
+    EXPECT_EQ(r.headers()[1].value, std::string(100, 'v'));
+}
+
+}  // namespace
+}  // namespace herd::worker
