@@ -123,6 +123,11 @@ class BasicScope final : public Scope, private CancelHook {
         : deadline_(deadline < parent.deadline() ? deadline : parent.deadline()), parent_(&parent) {
         if (!parent.add_hook(*this)) cancel(std::string(parent.why()));
     }
+    // (Without it, a BasicScope parent would pick the deleted copy constructor.)
+    explicit BasicScope(BasicScope& parent, TimePoint deadline = TimePoint::max())
+        : BasicScope(static_cast<Scope&>(parent), deadline) {}
+    BasicScope(const BasicScope&) = delete;
+    BasicScope& operator=(const BasicScope&) = delete;
     ~BasicScope() = default;  // unlinks from the parent, and unlinks our hooks
 
     bool cancelled() const noexcept override { return cancelled_; }
