@@ -730,7 +730,7 @@ class Call final : public Exchange, private detail::TaskOwner {
     void release() noexcept override {
         if (destroying_) return;
         responder_out_ = false;
-        if (in_call_ || quiet_release_) return;  // inside respond(): after_call() decides
+        if (in_call_ || quiet_release_) return;  // inside respond(): dispatch() decides
         if (state_ == State::waiting && !scope_.cancelled()) {
             result_.dropped = true;
             plugin_failed("the plugin dropped its Responder without answering");
@@ -1039,7 +1039,8 @@ class Harness {
     }
 
     // Calls the plugin's respond() with the request, as the worker does, and returns the
-    // request in flight (valid as long as the harness). Nothing else runs: see loop().
+    // request in flight (valid as long as the harness). Each request comes as on a connection
+    // of its own, so several may be in flight. Nothing else runs: see loop().
     Call& start(RequestBuilder request) {
         Plugin& p = plugin();
         calls_.push_back(std::make_unique<Call>(loop(), options_, std::move(request)));
