@@ -15,6 +15,9 @@ namespace herd {
 namespace worker {
 class HttpParser;  // the host's parser fills Requests; plugins only read them
 }
+namespace testing {
+class RequestBuilder;  // herd/testing.hpp builds them for plugin tests
+}
 
 // A header field of a Request: views of the request's bytes, valid during Plugin::handle only.
 struct Header {
@@ -76,6 +79,7 @@ class Request {
 
   private:
     friend class worker::HttpParser;
+    friend class testing::RequestBuilder;
     std::string_view method_;
     std::string_view target_;
     std::size_t path_start_ = 0;  // past "scheme://authority" in absolute-form

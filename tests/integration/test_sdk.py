@@ -1,11 +1,14 @@
-"""The installable SDK: `meson install` into a temporary root, then the out-of-tree example
-plugin is configured with pkg-config against it, built, checked and served."""
+"""The installable SDK: `meson install` into a temporary root, then each out-of-tree example
+plugin is configured with pkg-config against it, built, checked and served: the minimal one,
+and the asynchronous one, whose own unit tests (on herd/testing.hpp) run first."""
 import glob
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness
@@ -22,46 +25,91 @@ def run(cmd, **kw):
 
 
 class SdkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="herd-sdk-")
+        cls.root = os.path.join(cls.tmp, "root")
+        run(["meson", "install", "-C", BUILD, "--quiet", "--destdir", cls.root])
+        cls.headers = glob.glob(os.path.join(cls.root, "**", "include", "herd", "herd.hpp"), recursive=True)
+        cls.pcs = glob.glob(os.path.join(cls.root, "**", "pkgconfig", "herd-plugin.pc"), recursive=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def build_example(self, name):
+        """Copies examples/NAME out of the tree and builds it against the installed SDK; returns
+        its folder and the environment that finds the SDK."""
+        src = os.path.join(self.tmp, name)
+        shutil.copytree(os.path.join(SOURCE, "examples", name), src)
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(self.pcs[0]), PKG_CONFIG_SYSROOT_DIR=self.root)
+        run(["meson", "setup", "build"], cwd=src, env=env)
+        run(["meson", "compile", "-C", "build"], cwd=src, env=env)
+        return src, env
+
+    def config_for(self, src, so, **plugin_config):
+        """The example's herd.json on port 0 with the built library, checked by `herd check`."""
+        with open(os.path.join(src, "herd.json")) as f:
+            config = json.load(f)
+        config["apps"][0]["listen"] = "127.0.0.1:0"
+        config["apps"][0]["plugins"][0]["path"] = so
+        config["apps"][0]["plugins"][0].setdefault("config", {}).update(plugin_config)
+        config_path = os.path.join(src, "test.json")
+        with open(config_path, "w") as f:
+            json.dump(config, f)
+        code, out = harness.run_herd("check", config_path)
+        self.assertEqual(code, 0, out)
+        self.assertIn("OK", out)
+        return config
+
+    def test_sdk_installed(self):
+        self.assertEqual(len(self.headers), 1, "herd.hpp installed once")
+        self.assertEqual(len(self.pcs), 1, "herd-plugin.pc installed")
+        # Only the SDK's headers are installed: the server's are not part of it.
+        installed = sorted(os.listdir(os.path.dirname(self.headers[0])))
+        sdk = sorted(h for h in os.listdir(os.path.join(SOURCE, "include", "herd")) if h.endswith(".hpp"))
+        self.assertEqual(installed, sdk)
+        self.assertIn("testing.hpp", installed)
+
     def test_out_of_tree_plugin_builds_and_serves(self):
-        tmp = tempfile.mkdtemp(prefix="herd-sdk-")
-        try:
-            root = os.path.join(tmp, "root")
-            run(["meson", "install", "-C", BUILD, "--quiet", "--destdir", root])
-            headers = glob.glob(os.path.join(root, "**", "include", "herd", "herd.hpp"), recursive=True)
-            self.assertEqual(len(headers), 1, "herd.hpp installed once")
-            pcs = glob.glob(os.path.join(root, "**", "pkgconfig", "herd-plugin.pc"), recursive=True)
-            self.assertEqual(len(pcs), 1, "herd-plugin.pc installed")
-            # Only the SDK's headers are installed: the server's are not part of it.
-            installed = sorted(os.listdir(os.path.dirname(headers[0])))
-            sdk = sorted(h for h in os.listdir(os.path.join(SOURCE, "include", "herd")) if h.endswith(".hpp"))
-            self.assertEqual(installed, sdk)
+        src, _ = self.build_example("out-of-tree-plugin")
+        so = os.path.join(src, "build", "libgreeter.so")
+        self.assertTrue(os.path.exists(so))
+        config = self.config_for(src, so)
+        with harness.Herd(config) as herd:
+            r = harness.get(herd.port("greeter"), "/hi")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.body, b"Greetings, operator, from /hi\n")
+            herd.wait_for(r"plugin /: greeter ready in worker 0")
 
-            src = os.path.join(tmp, "plugin")
-            shutil.copytree(os.path.join(SOURCE, "examples", "out-of-tree-plugin"), src)
-            env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]), PKG_CONFIG_SYSROOT_DIR=root)
-            run(["meson", "setup", "build"], cwd=src, env=env)
-            run(["meson", "compile", "-C", "build"], cwd=src, env=env)
-            so = os.path.join(src, "build", "libgreeter.so")
-            self.assertTrue(os.path.exists(so))
-
-            with open(os.path.join(src, "herd.json")) as f:
-                config = json.load(f)
-            config["apps"][0]["listen"] = "127.0.0.1:0"
-            config["apps"][0]["plugins"][0]["path"] = so
-            config_path = os.path.join(src, "test.json")
-            with open(config_path, "w") as f:
-                json.dump(config, f)
-            code, out = harness.run_herd("check", config_path)
-            self.assertEqual(code, 0, out)
-            self.assertIn("OK", out)
-
-            with harness.Herd(config) as herd:
-                r = harness.get(herd.port("greeter"), "/hi")
-                self.assertEqual(r.status, 200)
-                self.assertEqual(r.body, b"Greetings, operator, from /hi\n")
-                herd.wait_for(r"plugin /: greeter ready in worker 0")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def test_async_plugin_unit_tests_and_serves(self):
+        src, env = self.build_example("async-plugin")
+        # Its own unit tests, on the installed test kit.
+        out = run(["meson", "test", "-C", "build", "--print-errorlogs"], cwd=src, env=env)
+        self.assertRegex(out, r"inventory_test\s+OK")
+        so = os.path.join(src, "build", "libinventory.so")
+        config = self.config_for(src, so, lookup_ms=50, tick_ms=20)
+        with harness.Herd(config) as herd:
+            port = herd.port("inventory")
+            # The coroutine endpoint answers once its timer has fired (timers never fire early).
+            started = time.monotonic()
+            r = harness.get(port, "/items/apple")
+            self.assertGreaterEqual(time.monotonic() - started, 0.045)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.body), {"item": "apple", "count": 3})
+            # Server-sent events, chunked: three events 20 ms apart, then the end of the stream.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=harness.timeout(10))
+            try:
+                conn.request("GET", "/events?count=3")
+                resp = conn.getresponse()
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(resp.getheader("Content-Type"), "text/event-stream; charset=utf-8")
+                self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+                events = resp.read().decode().split("\n\n")
+            finally:
+                conn.close()
+            self.assertEqual(events[-1], "")
+            self.assertEqual(events[:-1], ['event: stock\nid: %d\ndata: {"apple":3,"pear":0}' % i for i in range(3)])
 
 
 if __name__ == "__main__":
