@@ -416,6 +416,12 @@ void Connection::continue_reading() {
     }
     input_paused_ = false;
     read_all_ = false;  // more may wait in the socket behind what we kept
+    // Requests answered at once from what we kept have their responses queued: send them
+    // (flush() watches the socket again).
+    if (!out_.empty()) {
+        flush();
+        return;
+    }
     update_interest();
 }
 
