@@ -336,8 +336,7 @@ void Connection::answer_plugin_error(int status) {
             return;
         case State::streaming:
             // The head is out: the client can only be told by an incomplete response.
-            host_.request_done(parser_.request(), status, stream_bytes_, request_start_, *this);
-            client_gone("the plugin failed in the middle of a stream");
+            client_gone("the plugin failed in the middle of a stream", status);
             return;
         default:
             return;  // it had answered
@@ -501,10 +500,10 @@ void Connection::linger() {
     if (host_.loop().cached_now() - phase_since_ > linger_time) close_fd();
 }
 
-void Connection::client_gone(const char* why) {
+void Connection::client_gone(const char* why, int status) {
     if (state_ == State::waiting || state_ == State::streaming) {
         // The request ends without its answer reaching the client: 499, as nginx logs it.
-        host_.request_done(parser_.request(), 499, stream_bytes_, request_start_, *this);
+        host_.request_done(parser_.request(), status, stream_bytes_, request_start_, *this);
     }
     bool cancel = exchange_active();
     close_fd();
