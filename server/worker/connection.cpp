@@ -279,7 +279,8 @@ std::string Connection::describe_request() const {
 }
 
 void Connection::after_call(bool returned) {
-    if (!returned) {
+    // A handler that answered and then threw: the answer stands (the worker was told).
+    if (!returned && !answered_in_call_) {
         // The handler threw, and the worker was told (it retires). A coroutine it started and
         // the responder it gave one are let go without a word: the answer is the 500 here.
         if (held_) {
