@@ -295,6 +295,8 @@ void Connection::after_call(bool returned) {
     if (answered_in_call_) {
         // Recorded now that the loop's time is past the handler.
         answered_in_call_ = false;
+        // Its coroutine runs on (answered): the request outlives the buffer it was read into.
+        if (task_) parser_.keep_views();
         finish_exchange(answer_status_, answer_bytes_);
         return;
     }
