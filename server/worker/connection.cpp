@@ -288,7 +288,20 @@ void Connection::after_call(bool returned) {
             held_ = herd::Responder();
             quiet_release_ = false;
         }
-        responder_out_ = false;
+        if (responder_out_) {
+            // It had moved its responder elsewhere (release() has not run): the 500 is the
+            // answer all the same, as for a deadline. The request is cancelled (what is tied
+            // to it goes, a late answer does nothing), and the connection closes: it takes no
+            // request that the stale responder could answer, and lives while it is held.
+            parser_.keep_views();
+            close_after_ = true;
+            encode_error(out_.tail(), 500, true, head_only_, http10_keep_alive_,
+                         host_.loop().cached_now());
+            host_.request_done(parser_.request(), 500, 0, request_start_, *this);
+            state_ = State::closing;
+            cancel_exchange("the handler threw");
+            return;
+        }
         answer_plugin_error(500);
         return;
     }
