@@ -678,6 +678,7 @@ TEST_F(ConnectionTest, ExceptionAfterKeepingTheResponder) {
     EXPECT_EQ(got().responses[0].status, 500);
     EXPECT_EQ(slot.failures.size(), 1u);
     settle();
+    EXPECT_TRUE(held->cancelled());  // a late answer does nothing
     if (*held) {
         held->response().set_body("stale");
         held->send();  // must not answer /second
