@@ -783,7 +783,8 @@ bool Connection::write(std::string_view piece) {
         stream_bytes_ += piece.size();
     }
     if (out_.size() > stream_cut_off) stream_cut_ = true;  // resume() closes
-    if (!in_dispatch_) schedule_resume();
+    // Inside respond() the caller flushes, but only resume() acts on the cut-off.
+    if (!in_dispatch_ || stream_cut_) schedule_resume();
     return out_.size() < stream_high_water && !stream_cut_;
 }
 
