@@ -714,6 +714,29 @@ TEST_F(ConnectionTest, ExceptionAfterKeepingTheResponderThenClientGone) {
     EXPECT_TRUE(wait_freed());
 }
 
+// The handler started a coroutine, then threw: the 500 is the answer, and the coroutine
+// (whose responder is gone) ends with Cancelled instead of failing a second time.
+TEST_F(ConnectionTest, ExceptionAfterStartingACoroutine) {
+    plugin().handler = [this](herd::Responder r) {
+        herd::serve_coroutine(std::move(r), [this](herd::Responder& h) {
+            return sleep_then_answer(h, plugin_loop(), scaled(5), &rec);
+        });
+        throw std::runtime_error("thrown after starting a coroutine");
+    };
+    client.request(get("/start-then-throw"));
+    ASSERT_TRUE(wait_responses(1));
+    EXPECT_EQ(got().responses[0].status, 500);
+    ASSERT_TRUE(wait_state(State::reading));
+    settle();
+    EXPECT_EQ(rec.cancelled, 1);
+    EXPECT_EQ(rec.finished, 0);
+    EXPECT_EQ(slot.failures.size(), 1u) << slot.failures.back();
+    EXPECT_TRUE(slot.loop_empty());
+    client.request(get("/start-then-throw"));  // the connection goes on
+    ASSERT_TRUE(wait_responses(2));
+    EXPECT_EQ(got().responses[1].status, 500);
+}
+
 TEST_F(ConnectionTest, ExceptionAfterResume) {
     plugin().handler = [this](herd::Responder r) {
         herd::serve_coroutine(std::move(r), [this](herd::Responder& h) {
