@@ -281,8 +281,8 @@ std::string Connection::describe_request() const {
 void Connection::after_call(bool returned) {
     // A handler that answered and then threw: the answer stands (the worker was told).
     if (!returned && !answered_in_call_) {
-        // The handler threw, and the worker was told (it retires). A coroutine it started and
-        // the responder it gave one are let go without a word: the answer is the 500 here.
+        // The handler threw, and the worker was told (it retires). The responder it gave a
+        // coroutine is let go without a word: the answer is the 500 here.
         if (held_) {
             quiet_release_ = true;
             held_ = herd::Responder();
@@ -302,6 +302,9 @@ void Connection::after_call(bool returned) {
             cancel_exchange("the handler threw");
             return;
         }
+        // A coroutine it started runs on, its responder gone: it is cancelled too (it resumes
+        // with Cancelled instead of failing on the empty responder).
+        if (task_) cancel_exchange("the handler threw");
         answer_plugin_error(500);
         return;
     }
