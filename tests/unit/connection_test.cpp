@@ -453,6 +453,34 @@ TEST_F(ConnectionTest, BackpressureWaitsForTheClient) {
     EXPECT_TRUE(wait_state(State::reading));
 }
 
+herd::Task<> wait_for_room_then_answer(herd::Responder& r, Record* rec) {
+    auto room = r.drained();
+    co_await room;
+    r.response().set_body("after room");
+    ++rec->finished;
+}
+
+// A handler that waits for room before it begins (earlier responses still unsent): drained()
+// resumes once they have left, not only in the middle of a stream.
+TEST_F(ConnectionTest, DrainedBeforeTheStreamBegins) {
+    shrink_buffers();
+    plugin().handler = [this](herd::Responder r) {
+        if (r.request().path() == "/big") {
+            r.response().set_body(std::string(200 << 10, 'b'));
+            r.send();
+            return;
+        }
+        herd::serve_coroutine(std::move(r), [this](herd::Responder& h) {
+            return wait_for_room_then_answer(h, &rec);
+        });
+    };
+    client.request(get("/big") + get("/room"));
+    ASSERT_TRUE(wait_state(State::waiting));
+    ASSERT_TRUE(wait_responses(2, 5000)) << got().responses.size();
+    EXPECT_EQ(got().responses[1].body, "after room");
+    EXPECT_EQ(rec.finished, 1);
+}
+
 // A plugin that writes on regardless of write() is cut off: the request is cancelled and the
 // connection closed.
 TEST_F(ConnectionTest, PluginIgnoringBackpressureIsCutOff) {
