@@ -483,8 +483,9 @@ void Connection::flush() {
 }
 
 void Connection::notify_writable() {
-    if (!when_writable_ || state_ != State::streaming || out_.size() > stream_low_water ||
-        scope_.cancelled())
+    // Waiting too: a handler may wait for earlier responses to leave before it begins.
+    if (!when_writable_ || (state_ != State::streaming && state_ != State::waiting) ||
+        out_.size() > stream_low_water || scope_.cancelled())
         return;
     herd::Callback fn = std::move(when_writable_);
     when_writable_ = nullptr;
