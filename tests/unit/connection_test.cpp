@@ -523,6 +523,30 @@ TEST_F(ConnectionTest, PluginIgnoringBackpressureInsideRespondIsCutOff) {
     EXPECT_TRUE(wait_freed());
 }
 
+herd::Task<> background_naps(herd::Loop& loop, int naps, std::chrono::milliseconds d, Record* rec) {
+    for (int i = 0; i < naps; ++i) {
+        auto nap = loop.sleep_for(d);
+        co_await nap;
+    }
+    ++rec->finished;
+}
+
+// Background work spawned in a request's scope, going on after the request (and its
+// connection) ended: it goes on untied, never touching the connection that is gone.
+TEST_F(ConnectionTest, SpawnedInTheRequestScopeOutlivesTheConnection) {
+    plugin().handler = [this](herd::Responder r) {
+        plugin_loop().spawn(background_naps(plugin_loop(), 3, scaled(10), &rec), &r.scope());
+        r.send();
+    };
+    client.request(get("/spawn"));
+    ASSERT_TRUE(wait_responses(1));
+    client.close();
+    ASSERT_TRUE(wait_freed());
+    ASSERT_TRUE(run_until(
+        loop, [&] { return rec.finished == 1; }, scaled(3000)));
+    EXPECT_TRUE(slot.loop_empty());
+}
+
 // ---- The client goes, the deadline passes, the worker leaves
 
 TEST_F(ConnectionTest, ClientGoneWhileCoroutineWaits) {
