@@ -66,7 +66,11 @@ herd::Task<> co_answer(herd::Responder& r, herd::Loop& loop, int sleep_ms) {
 }
 
 herd::Task<> co_stream(herd::Responder& r, herd::Loop& loop, int pieces, std::size_t size,
-                       int gap_ms, int throw_at, std::string marker) {
+                       int gap_ms, int throw_at, std::string marker, bool room_first) {
+    if (room_first) {  // waits for earlier responses to leave before it begins
+        auto room = r.drained();
+        co_await room;
+    }
     for (int i = 0; i < pieces; ++i) {
         if (i > 0 && gap_ms >= 0) {
             auto nap = loop.sleep_for(std::chrono::milliseconds(gap_ms));
@@ -79,6 +83,14 @@ herd::Task<> co_stream(herd::Responder& r, herd::Loop& loop, int pieces, std::si
         }
     }
     r.end();
+}
+
+// Background work: two naps.
+herd::Task<> co_naps(herd::Loop& loop, int ms) {
+    for (int i = 0; i < 2; ++i) {
+        auto nap = loop.sleep_for(std::chrono::milliseconds(ms));
+        co_await nap;
+    }
 }
 
 herd::Task<> co_throw(herd::Responder& r, herd::Loop& loop, int sleep_ms, bool send_first,
@@ -251,9 +263,11 @@ class Script {
               static_cast<int>(r.request().target().size()), r.request().target().data(),
               behaviour);
         switch (behaviour) {
-            case 0:  // at once
+            case 0:  // at once (and maybe background work spawned in the request's scope)
                 r.response().set_body(
                     std::string(in_.ConsumeIntegralInRange<std::size_t>(0, 40000), 'b'));
+                if (in_.ConsumeBool())
+                    loop.spawn(co_naps(loop, in_.ConsumeIntegralInRange(0, 2)), &scope);
                 r.send();
                 return;
             case 1: {  // later, from a timer tied to the request or not
@@ -288,9 +302,11 @@ class Script {
                 static constexpr std::size_t sizes[] = {1, 100, 5000, 70000};
                 std::size_t size = in_.PickValueInArray(sizes);
                 int gap = in_.ConsumeIntegralInRange(-1, 1);
-                herd::serve_coroutine(std::move(r), [&loop, pieces, size, gap](herd::Responder& h) {
-                    return co_stream(h, loop, pieces, size, gap, -1, "");
-                });
+                bool room_first = in_.ConsumeBool();
+                herd::serve_coroutine(
+                    std::move(r), [&loop, pieces, size, gap, room_first](herd::Responder& h) {
+                        return co_stream(h, loop, pieces, size, gap, -1, "", room_first);
+                    });
                 return;
             }
             case 6: {  // a callback stream with when_writable
@@ -304,8 +320,12 @@ class Script {
                 return;
             }
             case 7:
-            case 8:  // never answers (until the script lets go)
-                r.on_cancel([this] { ++cancels_; });
+            case 8:  // never answers (until the script lets go); on_cancel may throw
+                if (in_.ConsumeBool()) {
+                    r.on_cancel([marker = next_marker()] { throw std::runtime_error(marker); });
+                } else {
+                    r.on_cancel([this] { ++cancels_; });
+                }
                 held_.push_back(std::move(r));
                 return;
             case 9:  // throws at once
@@ -330,7 +350,7 @@ class Script {
                 int at = in_.ConsumeIntegralInRange(0, 3);
                 std::string marker = next_marker();
                 herd::serve_coroutine(std::move(r), [&loop, at, marker](herd::Responder& h) {
-                    return co_stream(h, loop, 4, 100, 0, at, marker);
+                    return co_stream(h, loop, 4, 100, 0, at, marker, false);
                 });
                 return;
             }
