@@ -165,6 +165,15 @@ class FakeHost final : public worker::ConnectionHost {
         for (worker::Connection* c : list) c->abort(why);
     }
 
+    // Then what Worker::close_connections does next: every connection object is freed, those
+    // a plugin still holds included.
+    void free_all() {
+        freed += live_count();
+        open_.clear();
+        orphans_.clear();
+        released_.clear();
+    }
+
     // ConnectionHost
     core::EventLoop& loop() override { return loop_; }
     const core::AppConfig& app() const override { return config; }
