@@ -547,6 +547,25 @@ TEST_F(ConnectionTest, SpawnedInTheRequestScopeOutlivesTheConnection) {
     EXPECT_TRUE(slot.loop_empty());
 }
 
+// The same work cancelled with its request (the client goes while it naps): it ends with
+// Cancelled, and the scope it ran in goes without being used after.
+TEST_F(ConnectionTest, SpawnedInTheRequestScopeIsCancelledWithIt) {
+    plugin().handler = [this](herd::Responder r) {
+        plugin_loop().spawn(background_naps(plugin_loop(), 1, 1h, &rec), &r.scope());
+        held.emplace(std::move(r));
+    };
+    client.request(get("/spawn"));
+    ASSERT_TRUE(wait_state(State::waiting));
+    ASSERT_TRUE(run_until(
+        loop, [&] { return slot.loop().counts().timers == 1; }, scaled(3000)));
+    client.close();
+    ASSERT_TRUE(wait_state(State::closed));
+    held.reset();
+    ASSERT_TRUE(wait_freed());
+    EXPECT_EQ(rec.finished, 0);
+    EXPECT_TRUE(slot.loop_empty());
+}
+
 // ---- The client goes, the deadline passes, the worker leaves
 
 TEST_F(ConnectionTest, ClientGoneWhileCoroutineWaits) {
