@@ -269,7 +269,7 @@ void Connection::dispatch() {
     host_.set_busy(false);
     in_call_ = false;
     loop_.refresh_now();  // a handler may take long: timeouts count from its end
-    if (returned && answered_in_call_) {
+    if (returned && answered_in_call_ && !task_) {
         // The usual case, answered in the call: recorded now that the loop's time is past it.
         answered_in_call_ = false;
         finish_exchange(answer_status_, answer_bytes_);
@@ -286,21 +286,40 @@ std::string Connection::describe_request() const {
 }
 
 void Connection::after_call(bool returned) {
-    if (!returned) {
-        // The handler threw, and the worker was told (it retires). A coroutine it started and
-        // the responder it gave one are let go without a word: the answer is the 500 here.
+    // A handler that answered and then threw: the answer stands (the worker was told).
+    if (!returned && !answered_in_call_) {
+        // The handler threw, and the worker was told (it retires). The responder it gave a
+        // coroutine is let go without a word: the answer is the 500 here.
         if (held_) {
             quiet_release_ = true;
             held_ = herd::Responder();
             quiet_release_ = false;
         }
-        responder_out_ = false;
+        if (responder_out_) {
+            // It had moved its responder elsewhere (release() has not run): the 500 is the
+            // answer all the same, as for a deadline. The request is cancelled (what is tied
+            // to it goes, a late answer does nothing), and the connection closes: it takes no
+            // request that the stale responder could answer, and lives while it is held.
+            parser_.keep_views();
+            close_after_ = true;
+            encode_error(out_.tail(), 500, true, head_only_, http10_keep_alive_,
+                         loop_.cached_now());
+            host_.request_done(parser_.request(), 500, 0, request_start_, *this);
+            state_ = State::closing;
+            cancel_exchange("the handler threw");
+            return;
+        }
+        // A coroutine it started runs on, its responder gone: it is cancelled too (it resumes
+        // with Cancelled instead of failing on the empty responder).
+        if (task_) cancel_exchange("the handler threw");
         answer_plugin_error(500);
         return;
     }
     if (answered_in_call_) {
         // Recorded now that the loop's time is past the handler.
         answered_in_call_ = false;
+        // Its coroutine runs on (answered): the request outlives the buffer it was read into.
+        if (task_) parser_.keep_views();
         finish_exchange(answer_status_, answer_bytes_);
         return;
     }
@@ -344,8 +363,7 @@ void Connection::answer_plugin_error(int status) {
             return;
         case State::streaming:
             // The head is out: the client can only be told by an incomplete response.
-            host_.request_done(parser_.request(), status, stream_bytes_, request_start_, *this);
-            client_gone("the plugin failed in the middle of a stream");
+            client_gone("the plugin failed in the middle of a stream", status);
             return;
         default:
             return;  // it had answered
@@ -468,7 +486,10 @@ void Connection::flush() {
 }
 
 void Connection::notify_writable_now() {
-    if (state_ != State::streaming || out_.size() > stream_low_water || scope_.cancelled()) return;
+    // Waiting too: a handler may wait for earlier responses to leave before it begins.
+    if ((state_ != State::streaming && state_ != State::waiting) ||
+        out_.size() > stream_low_water || scope_.cancelled())
+        return;
     herd::Callback fn = std::move(when_writable_);
     when_writable_ = nullptr;
     guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
@@ -502,10 +523,10 @@ void Connection::linger() {
     if (loop_.cached_now() - phase_since_ > linger_time) close_fd();
 }
 
-void Connection::client_gone(const char* why) {
+void Connection::client_gone(const char* why, int status) {
     if (state_ == State::waiting || state_ == State::streaming) {
         // The request ends without its answer reaching the client: 499, as nginx logs it.
-        host_.request_done(parser_.request(), 499, stream_bytes_, request_start_, *this);
+        host_.request_done(parser_.request(), status, stream_bytes_, request_start_, *this);
     }
     bool cancel = exchange_active();
     close_fd();
@@ -793,7 +814,8 @@ bool Connection::write(std::string_view piece) {
         stream_bytes_ += piece.size();
     }
     if (out_.size() > stream_cut_off) stream_cut_ = true;  // resume() closes
-    if (!in_dispatch_) schedule_resume();
+    // Inside respond() the caller flushes, but only resume() acts on the cut-off.
+    if (!in_dispatch_ || stream_cut_) schedule_resume();
     return out_.size() < stream_high_water && !stream_cut_;
 }
 

@@ -167,7 +167,9 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void flush();
     void begin_close();
     void linger();
-    void client_gone(const char* why);
+    // The connection is lost with the request in hand: recorded with status (499: the client
+    // went; 500: the plugin failed in a stream), cancelled, closed.
+    void client_gone(const char* why, int status = 499);
     void close_fd();
     void maybe_unheld();
     void update_interest() {

@@ -174,9 +174,10 @@ void PluginLoop::spawn(herd::Task<> task, herd::Scope* scope) {
         h.destroy();
         return;
     }
-    h.promise().scope = scope != nullptr ? scope : &scope_;
+    auto own = std::make_unique<herd::BasicScope>(scope != nullptr ? *scope : scope_);
+    h.promise().scope = own.get();
     h.promise().owner = this;
-    tasks_.insert(h.address());
+    tasks_.emplace(h.address(), std::move(own));
     // It starts in the next iteration, never inside the call that spawned it.
     loop_.post([this, frame = h.address()] {
         if (!tasks_.contains(frame)) return;  // destroyed by shutdown meanwhile
@@ -186,8 +187,14 @@ void PluginLoop::spawn(herd::Task<> task, herd::Scope* scope) {
 }
 
 void PluginLoop::task_finished(std::coroutine_handle<> frame, std::exception_ptr error) noexcept {
-    tasks_.erase(frame.address());
+    auto task = tasks_.extract(frame.address());
     frame.destroy();
+    // Its scope goes in the next iteration: the task may have ended inside that scope's
+    // cancel(), which is still going through its hooks.
+    if (!task.empty()) {
+        if (spent_scopes_.empty()) loop_.post([this] { spent_scopes_.clear(); });
+        spent_scopes_.push_back(std::move(task.mapped()));
+    }
     report_plugin_error(*failed_, who_, "in a background coroutine (Loop::spawn)",
                         std::move(error));
 }
@@ -207,7 +214,7 @@ void PluginLoop::shutdown() {
     // Frames still suspended on something that does not know herd's cancellation.
     auto frames = std::move(tasks_);
     tasks_.clear();
-    for (void* frame : frames) std::coroutine_handle<>::from_address(frame).destroy();
+    for (auto& [frame, scope] : frames) std::coroutine_handle<>::from_address(frame).destroy();
 }
 
 PluginLoop::Counts PluginLoop::counts() const {

@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 #include <herd/loop.hpp>
 
@@ -92,7 +92,11 @@ class PluginLoop final : public herd::Loop, private herd::detail::TaskOwner {
     const FailureHandler* failed_;
     herd::BasicScope scope_;
     std::unordered_map<Id, std::unique_ptr<Registration>> regs_;
-    std::unordered_set<void*> tasks_;  // frames of spawned coroutines, by address
+    // Frames of spawned coroutines, by address, each with the scope it runs in: a child of
+    // the one it was given, so that the end of a request's scope (reset, not cancelled: the
+    // work goes on untied) leaves it a scope of its own, never a pointer into a connection.
+    std::unordered_map<void*, std::unique_ptr<herd::BasicScope>> tasks_;
+    std::vector<std::unique_ptr<herd::BasicScope>> spent_scopes_;  // of ended tasks: freed later
     Id next_id_ = 1;
     bool stopped_ = false;
 };
