@@ -432,6 +432,57 @@ def burst(port, threads, per_thread, target="/probe/pid"):
 
 
 
+class KeepAliveLoad:
+    """`threads` clients sending GET target back to back on kept-alive connections until
+    stop(); a connection the server closes ("Connection: close", as a retiring worker's) is
+    replaced. Counts the 200s; anything else (another status, a broken connection) is a
+    failure, recorded. Use as a context manager."""
+
+    def __init__(self, port, target, threads=4):
+        self.port, self.target = port, target
+        self.ok, self.failures = 0, []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self):
+        c = None
+        while not self.stopping.is_set():
+            try:
+                if c is None:
+                    c = Client(self.port, seconds=30)
+                r = c.request("GET", self.target)
+                if r.status != 200:
+                    raise AssertionError("status %d" % r.status)
+                with self.lock:
+                    self.ok += 1
+                if r.header("Connection") == "close":  # a retiring worker sheds it
+                    c.close()
+                    c = None
+            except Exception as e:
+                with self.lock:
+                    self.failures.append(repr(e))
+                if c:
+                    c.close()
+                c = None
+        if c:
+            c.close()
+
+    def answered(self):
+        with self.lock:
+            return self.ok
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+
+
 def wait_answers(results, lock, count):
     """Waits until a burst() has collected at least `count` answers."""
     def enough():

@@ -10,7 +10,6 @@ import selectors
 import signal
 import socket
 import struct
-import threading
 import time
 import unittest
 
@@ -394,38 +393,8 @@ class TestFailureAfterResume(unittest.TestCase):
     def test_exception_after_a_resume_retires_the_worker_and_no_other_request_fails(self):
         with Herd({"apps": [probe_app(workers=2)]}) as herd:
             port = herd.port()
-            stop = threading.Event()
-            lock = threading.Lock()
-            ok, failures = [0], []
-
-            def load():
-                c = None
-                while not stop.is_set():
-                    try:
-                        if c is None:
-                            c = Client(port, seconds=30)
-                        r = c.request("GET", "/wait?ms=5")
-                        if r.status != 200:
-                            raise AssertionError("status %d" % r.status)
-                        with lock:
-                            ok[0] += 1
-                        if r.header("Connection") == "close":
-                            c.close()
-                            c = None
-                    except Exception as e:
-                        with lock:
-                            failures.append(repr(e))
-                        if c:
-                            c.close()
-                        c = None
-                if c:
-                    c.close()
-
-            threads = [threading.Thread(target=load) for _ in range(8)]
-            for t in threads:
-                t.start()
-            try:
-                wait_until(lambda: ok[0] >= 100, what="load running")
+            with harness.KeepAliveLoad(port, "/wait?ms=5", threads=8) as load:
+                wait_until(lambda: load.answered() >= 100, what="load running")
                 mark = herd.mark()
                 r = harness.get(port, "/wait-throw?ms=20")
                 self.assertEqual(r.status, 500)
@@ -433,13 +402,9 @@ class TestFailureAfterResume(unittest.TestCase):
                               r"coroutine while handling GET /wait-throw", after=mark)
                 m = herd.wait_for(r"worker web/\d \(pid (\d+)\) exited with code 0", after=mark,
                                   seconds=30)
-                done = ok[0]
-                wait_until(lambda: ok[0] >= done + 100, what="load after the replacement")
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join()
-            self.assertEqual(failures, [])
+                done = load.answered()
+                wait_until(lambda: load.answered() >= done + 100, what="load after the replacement")
+            self.assertEqual(load.failures, [])
             self.assertNotIn(int(m.group(1)), herd.worker_pids())
 
 

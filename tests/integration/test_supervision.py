@@ -40,48 +40,14 @@ class UncaughtError(unittest.TestCase):
     def test_throws_under_load_fail_only_themselves(self):
         with harness.Herd({"apps": [probe_app(2)]}) as herd:
             port = herd.port()
-            stop = threading.Event()
-            lock = threading.Lock()
-            ok, failures = [0], []
-
-            def load():
-                c = None
-                while not stop.is_set():
-                    try:
-                        if c is None:
-                            c = harness.Client(port)
-                        r = c.request("GET", "/probe/pid")
-                        if r.status != 200:
-                            raise AssertionError("status %d" % r.status)
-                        with lock:
-                            ok[0] += 1
-                        if r.header("Connection") == "close":  # a retiring worker sheds it
-                            c.close()
-                            c = None
-                    except Exception as e:
-                        with lock:
-                            failures.append(repr(e))
-                        if c:
-                            c.close()
-                        c = None
-                if c:
-                    c.close()
-
-            threads = [threading.Thread(target=load) for _ in range(4)]
-            for t in threads:
-                t.start()
             throws = []
-            try:
+            with harness.KeepAliveLoad(port, "/probe/pid") as load:
                 for _ in range(15):  # a /throw every 200 ms for 3 s (pacing, not a wait)
                     throws.append(harness.get(port, "/probe/throw").status)
                     time.sleep(0.2)
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join()
             self.assertEqual(throws, [500] * 15)
-            self.assertEqual(failures, [])
-            self.assertGreater(ok[0], 100)
+            self.assertEqual(load.failures, [])
+            self.assertGreater(load.ok, 100)
             # Every failed worker was replaced, the replacement was ready before the old one
             # was drained, and it exited only after that.
             harness.wait_until(lambda: herd.count(r"exited with code 0 .*\(replaced by pid") == 15,
