@@ -347,7 +347,8 @@ void Connection::after_call(bool returned) {
 
 void Connection::answer_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
-    encode_error(out_.tail(), status, true, false, false, loop_.cached_now());
+    // RFC 9110 9.3.2: no content in a response to HEAD, herd's own refusals included.
+    encode_error(out_.tail(), status, true, parser_.head_request(), false, loop_.cached_now());
     host_.request_done(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
     state_ = State::closing;  // the caller's flush() stops reading if it must wait

@@ -3,13 +3,26 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <llhttp.h>
 
 #include "herd/http.hpp"
 
 namespace herd::worker {
+
+// The pure rules of the request head (RFC 9110, 9112), used by HttpParser; here to be tested.
+// A Host field value: empty, or uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2), where a
+// port needs a host.
+bool valid_host(std::string_view value);
+// An Expect field value (RFC 9110 10.1.1): a list of expectations, empty elements ignored.
+enum class Expectation { none, continue_100, other };
+Expectation classify_expectation(std::string_view value);
+// A Transfer-Encoding field value names only "chunked" (empty elements ignored): herd decodes
+// no other coding (RFC 9112 6.1).
+bool only_chunked(std::string_view value);
 
 struct HttpLimits {
     std::size_t max_header_bytes = 16 << 10;  // request line + header fields, beyond: 431
@@ -45,8 +58,12 @@ class HttpParser {
     const std::string& error_reason() const { return error_reason_; }
     // Phase of the request being read: idle (between requests), headers, body.
     Phase phase() const { return phase_; }
-    // True once the headers of the current request asked for "Expect: 100-continue".
+    // True once the head of the current HTTP/1.1 request asked for "Expect: 100-continue" (in
+    // HTTP/1.0 the expectation is ignored: RFC 9110 10.1.1), until its body is read.
     bool expects_continue() const { return expect_continue_; }
+    // The request being read or answered is a HEAD: no response to it carries content, herd's
+    // own refusals included (RFC 9110 9.3.2).
+    bool head_request() const { return head_; }
     // The connection must close after answering the current request (HTTP/1.0 without
     // keep-alive, "Connection: close", or an upgrade herd does not perform).
     bool must_close() const { return !request_.keep_alive_; }
@@ -67,6 +84,26 @@ class HttpParser {
     static int on_message_complete(llhttp_t* p);
 
     int fail(int status, std::string reason);
+    // fail() for feed(): the error status.
+    Status refuse(int status, std::string reason);
+    // The request is complete: the next head starts at the next byte.
+    Status complete() {
+        scan_ = HeadScan{};
+        return Status::request;
+    }
+    // llhttp refused the method at data[0]: the rest of the request line decides between a
+    // method herd does not implement (501) and no request line (400). Across reads.
+    Status scan_method(const char* data, std::size_t size, std::size_t& consumed);
+    // The chunked body, decoded here (llhttp 8.1 refuses valid chunk extensions): see
+    // decode_chunks() in http_parser.cpp.
+    Status feed_chunked(const char* data, std::size_t size, std::size_t& consumed);
+    enum class Decode { more, done, error };
+    Decode decode_chunks(const char* data, std::size_t size, std::size_t& used);
+    // Target forms other than origin-form (RFC 9112 3.2), out of line.
+    [[gnu::cold, gnu::noinline]] int check_other_target(std::uint8_t method);
+    int on_host(std::string_view value);
+    [[gnu::cold, gnu::noinline]] int on_expect(std::string_view value);
+    [[gnu::noinline]] void use_target_authority();
     // The refusals of the callbacks, out of line: the callbacks run for every field.
     [[gnu::cold, gnu::noinline]] int fail_head_too_large();
     [[gnu::cold, gnu::noinline]] int fail_target_too_long();
@@ -92,8 +129,12 @@ class HttpParser {
             extend_more(view, at, n);
     }
     void extend_more(std::string_view& view, const char* at, std::size_t n);
-    // Where the first bare LF of the request head is in data, or npos; see http_parser.cpp.
+    // Where the request head must stop being parsed in data (a bare LF, a line starting with
+    // whitespace, a request line not ending in HTTP/x.y), with the reason in refusal_; or npos.
+    // See http_parser.cpp.
     std::size_t scan_head(const char* data, std::size_t size);
+    bool version_at_end(const char* line, std::size_t n) const;
+    void keep_line_tail(const char* p, std::size_t n);
 
     HttpLimits limits_;
     llhttp_t parser_{};
@@ -103,15 +144,60 @@ class HttpParser {
     std::size_t header_bytes_ = 0;
     bool in_value_ = false;
     bool expect_continue_ = false;
+    bool expect_other_ = false;  // an expectation other than 100-continue: 417
     bool upgraded_ = false;
+    bool head_ = false;
+    bool absolute_form_ = false;       // the target is "http://authority/..."
+    std::uint8_t host_count_ = 0;      // Host fields seen (only 0, 1 or 2 matter)
+    std::size_t host_index_ = 0;       // of the Host field in the request's headers
+    std::size_t authority_start_ = 0;  // of an absolute-form target's authority, in the target
+    std::size_t authority_size_ = 0;
     int error_status_ = 0;
     std::string error_reason_;
     struct HeadScan {
         bool active = true;          // inside a head (or before one); off from its empty line on
         bool cr = false;             // the last byte scanned was CR
         bool seen_line = false;      // a non-empty line (the request line) was seen
+        bool line_start = false;     // the next byte starts a line after the request line
+        std::uint8_t tail_size = 0;  // bytes in tail
+        char tail[10];               // the request line's last bytes, from earlier reads
         std::size_t line_bytes = 0;  // of the current line, carried over from earlier reads
     } scan_;
+    enum class Refusal : std::uint8_t { bare_lf, whitespace, version } refusal_ = Refusal::bare_lf;
+    struct MethodScan {
+        bool active = false;
+        bool token = false;      // a method character was seen (by llhttp or here)
+        std::size_t length = 0;  // of the part, as far as seen here
+        enum class Part : std::uint8_t { method, target, version } part = Part::method;
+    } method_scan_;
+    struct Chunked {
+        enum class State : std::uint8_t {
+            size,               // chunk-size digits
+            ws_then_semicolon,  // BWS after the size or an extension: only ';' may follow
+            ext_name_start,     // after ';' (BWS allowed)
+            ext_name,
+            ws_after_name,    // BWS after a name: '=' or ';' may follow
+            ext_value_start,  // after '=' (BWS allowed)
+            ext_token,
+            ext_quoted,
+            ext_quoted_pair,  // after a backslash in a quoted value
+            ext_after_quoted,
+            line_lf,  // the CR of a chunk line was seen
+            data,
+            data_cr,
+            data_lf,
+            trailer_start,  // a trailer field line or the final CRLF
+            trailer_name,
+            trailer_value,
+            trailer_lf,
+            end_lf,
+        };
+        bool active = false;
+        State state = State::size;
+        std::uint8_t digits = 0;
+        std::uint64_t size = 0;  // of the chunk: its size line, then what is left of its data
+        std::size_t extra = 0;   // bytes of chunk extensions and trailer fields (bounded)
+    } chunked_;
 };
 
 }  // namespace herd::worker

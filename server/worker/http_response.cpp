@@ -24,6 +24,8 @@ std::string_view reason_phrase(int status) {
             return "Accepted";
         case 204:
             return "No Content";
+        case 205:
+            return "Reset Content";
         case 206:
             return "Partial Content";
         case 301:
@@ -56,14 +58,26 @@ std::string_view reason_phrase(int status) {
             return "Gone";
         case 411:
             return "Length Required";
+        case 412:
+            return "Precondition Failed";
         case 413:
             return "Content Too Large";
         case 414:
             return "URI Too Long";
         case 415:
             return "Unsupported Media Type";
+        case 416:
+            return "Range Not Satisfiable";
+        case 417:
+            return "Expectation Failed";
+        case 421:
+            return "Misdirected Request";
         case 422:
             return "Unprocessable Content";
+        case 426:
+            return "Upgrade Required";
+        case 428:
+            return "Precondition Required";
         case 429:
             return "Too Many Requests";
         case 431:
@@ -246,13 +260,16 @@ template <Framing framing>
 bool encode_head_as(std::string& out, const Response& response, std::size_t body_size, bool close,
                     bool http10_keep_alive, std::string& error, SteadyTime now) {
     int status = response.status();
-    if (status < 200 || status > 999) {
-        error = "status " + std::to_string(status) + " is not a final HTTP status (200-999)";
+    // RFC 9110 15: a status outside 100-599 is invalid; herd sends no 1xx of a plugin's (the
+    // 100 Continue is its own, 101 would need a protocol switch).
+    if (status < 200 || status > 599) {
+        error = "status " + std::to_string(status) + " is not a final HTTP status (200-599)";
         return false;
     }
-    // 204 and 304 carry no body and no Content-Length (RFC 9110, 8.6).
+    // 204 and 304 carry no body and no Content-Length (RFC 9110 8.6, 15.4.5); 205 no content
+    // either (15.3.6), and says so with "Content-Length: 0".
     bool has_body = status != 204 && status != 304;
-    if (!has_body && body_size > 0) {
+    if ((!has_body || status == 205) && body_size > 0) {
         error = "status " + std::to_string(status) + " must not have a body (" +
                 std::to_string(body_size) + " bytes given)";
         return false;

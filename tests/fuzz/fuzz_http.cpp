@@ -57,6 +57,7 @@ bool inside(std::string_view part, std::string_view whole) {
 Seen check_request(const Request& r, const HttpLimits& limits) {
     CHECK(!r.method().empty());
     CHECK(r.http_major() == 1);
+    CHECK(r.http_minor() <= 1);  // a later 1.x is served as 1.1
     CHECK(r.target().size() <= limits.max_url_bytes);
     CHECK(r.headers().size() <= limits.max_headers);
     CHECK(r.body().size() <= limits.max_body_bytes);
@@ -66,6 +67,11 @@ Seen check_request(const Request& r, const HttpLimits& limits) {
     CHECK(inside(r.path(), r.target()));
     CHECK(inside(r.query(), r.target()));
     CHECK(r.subpath() == "/" || inside(r.subpath(), r.target()));
+    // HTTP/1.1 has exactly one Host (RFC 9112 3.2); no version has two.
+    std::size_t hosts = 0;
+    for (const Header& h : r.headers()) hosts += herd::iequals(h.name, "host");
+    CHECK(hosts <= 1);
+    CHECK(r.http_minor() == 0 || hosts == 1);
     for (const Header& h : r.headers()) {
         CHECK(!h.name.empty());
         CHECK(h.name.find_first_of(" \t\r\n:") == std::string::npos);  // a token, strict mode
@@ -110,7 +116,8 @@ Outcome parse(std::string_view input, const HttpLimits& limits, std::uint32_t se
             left -= consumed;
             if (s == Status::error) {
                 int st = parser.error_status();
-                CHECK(st == 400 || st == 413 || st == 414 || st == 431 || st == 501 || st == 505);
+                CHECK(st == 400 || st == 413 || st == 414 || st == 417 || st == 431 || st == 501 ||
+                      st == 505);
                 CHECK(!parser.error_reason().empty());
                 // An error sticks: nothing more is parsed on this connection.
                 std::size_t again = 0;

@@ -419,7 +419,8 @@ class TestHostile(harness.HerdTestCase):
         cases = [
             ("request target of 9 KiB", b"GET /" + b"a" * (9 << 10) + b" HTTP/1.1\r\n\r\n", 414),
             ("request target of 8 MiB", b"GET /", 414, b"a" * 65536),
-            ("method of 8 MiB", b"", 400, b"G" * 65536),
+            # RFC 9112 3: a method longer than any implemented: 501 (known after 32 bytes).
+            ("method of 8 MiB", b"", 501, b"G" * 65536),
             ("one 17 KiB header", b"GET / HTTP/1.1\r\nX: " + b"v" * (17 << 10) + b"\r\n\r\n", 431),
             ("101 header fields", b"GET / HTTP/1.1\r\n" + b"".join(
                 b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n", 431),

@@ -51,7 +51,7 @@ class TestLimits(harness.HerdTestCase):
     def test_malformed_request_line_is_400(self):
         cases = {
             "not http": b"this is not http\r\n\r\n",
-            "bad version": b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+            "bad version": b"GET / HTTP/1.x\r\nHost: x\r\n\r\n",  # HTTP/9.9 is 505
             "control char in target": b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
             "space in method": b"G T / HTTP/1.1\r\nHost: x\r\n\r\n",
         }
@@ -158,7 +158,8 @@ class TestLimits(harness.HerdTestCase):
         for size in (b"zz", b"-1", b"0x10", b"ffffffffffffffffff"):
             with self.subTest(size.decode()):
                 self.raw_error(b"POST /echo/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
-                               b"\r\n\r\n" + size + b"\r\nabc\r\n0\r\n\r\n", 400, "HPE_")
+                               b"\r\n\r\n" + size + b"\r\nabc\r\n0\r\n\r\n", 400,
+                               "malformed chunked body")
 
     def test_chunk_data_must_end_with_crlf(self):
         # BUG: llhttp is compiled in loose mode (meson.build builds llhttp.c without

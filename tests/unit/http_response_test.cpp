@@ -246,13 +246,15 @@ TEST(HttpResponseTest, EveryByteAtEveryPlaceIsJudgedAsDocumented) {
 }
 
 TEST(HttpResponseTest, StatusOutsideFinalRangeIsRefused) {
-    for (int status : {-1, 0, 100, 101, 199, 1000, 99999}) {
+    // RFC 9110 15: 600-999 are not HTTP statuses; 1xx are herd's own (100 Continue) or need a
+    // protocol switch herd does not do (101).
+    for (int status : {-1, 0, 100, 101, 199, 600, 999, 1000, 99999}) {
         Response r;
         r.set_status(status);
         std::string error = expect_refused(r);
         EXPECT_NE(error.find("status " + std::to_string(status)), std::string::npos) << error;
     }
-    for (int status : {200, 999}) {
+    for (int status : {200, 599}) {
         Response r;
         r.set_status(status);
         Head h = split(encode_ok(r, 0));
@@ -282,6 +284,17 @@ TEST(HttpResponseTest, NoContentAndNotModifiedHaveNoLength) {
     }
 }
 
+TEST(HttpResponseTest, ResetContentHasNoContentAndSaysSo) {
+    // RFC 9110 15.3.6: no content in a 205; "Content-Length: 0" is one of the ways to say so.
+    Response r;
+    r.set_status(205);
+    Head h = split(encode_ok(r, 0));
+    EXPECT_EQ(h.status_line, "HTTP/1.1 205 Reset Content");
+    EXPECT_EQ(h.get("Content-Length"), "0");
+    std::string error = expect_refused(r, 1);
+    EXPECT_NE(error.find("must not have a body"), std::string::npos) << error;
+}
+
 TEST(HttpResponseTest, EmptyBodyStillHasContentLengthZero) {
     Response r;
     r.set_status(404);
@@ -289,7 +302,7 @@ TEST(HttpResponseTest, EmptyBodyStillHasContentLengthZero) {
 }
 
 TEST(HttpResponseTest, EncodeError) {
-    for (int status : {400, 404, 408, 413, 431, 500}) {
+    for (int status : {400, 404, 408, 413, 414, 417, 431, 500, 501, 505}) {
         for (bool close : {false, true}) {
             std::string out;
             encode_error(out, status, close);
@@ -329,6 +342,10 @@ TEST(HttpResponseTest, ReasonPhrases) {
     EXPECT_EQ(reason_phrase(413), "Content Too Large");
     EXPECT_EQ(reason_phrase(414), "URI Too Long");
     EXPECT_EQ(reason_phrase(431), "Request Header Fields Too Large");
+    EXPECT_EQ(reason_phrase(205), "Reset Content");
+    EXPECT_EQ(reason_phrase(417), "Expectation Failed");
+    EXPECT_EQ(reason_phrase(501), "Not Implemented");
+    EXPECT_EQ(reason_phrase(505), "HTTP Version Not Supported");
     EXPECT_EQ(reason_phrase(500), "Internal Server Error");
     EXPECT_EQ(reason_phrase(503), "Service Unavailable");
     EXPECT_EQ(reason_phrase(299), "Unknown");

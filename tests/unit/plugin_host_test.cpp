@@ -305,7 +305,7 @@ TEST(PluginHostTest, PluginConfigReachesThePlugin) {
     host.load(app_with({plugin("/", plugin_path("hello"), json{{"greeting", "Bonjour"}})}), 0);
     host.start();
     HttpParser parser{HttpLimits{}};
-    parse(parser, "GET / HTTP/1.1\r\n\r\n");
+    parse(parser, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     Response response;
     host.route("/")->plugin->handle(parser.request(), response);
     EXPECT_EQ(response.body(), "Bonjour");
@@ -340,7 +340,8 @@ TEST(PluginHostTest, LongestPrefixRouting) {
     EXPECT_EQ(host.route("/other/api")->mount, "/");
 
     HttpParser parser{HttpLimits{}};
-    parse(parser, "POST /api/users?id=7 HTTP/1.1\r\nX-A: b\r\nContent-Length: 2\r\n\r\nhi");
+    parse(parser,
+          "POST /api/users?id=7 HTTP/1.1\r\nX-A: b\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
     MountedPlugin* m = host.route(parser.request().path());
     ASSERT_NE(m, nullptr);
     EXPECT_EQ(m->path, plugin_path("echo"));
@@ -391,7 +392,7 @@ TEST(PluginHostTest, ManyHostsLoadTheSameLibrary) {
     first->stop();
     first.reset();
     HttpParser parser{HttpLimits{}};
-    parse(parser, "GET / HTTP/1.1\r\n\r\n");
+    parse(parser, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     Response response;
     second.route("/")->plugin->handle(parser.request(), response);
     EXPECT_EQ(response.body(), "Hello, World!");
