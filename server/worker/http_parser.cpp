@@ -842,9 +842,16 @@ int HttpParser::on_header_value_complete(llhttp_t* p) {
 int HttpParser::on_host(std::string_view value) {
     // RFC 9112 3.2: 400 for more than one Host field line, or an invalid value.
     if (++host_count_ > 1) return fail(400, "more than one Host header field");
+    host_index_ = request_.header_count_ - 1;
+    if (value.size() == valid_host_size_ &&
+        std::memcmp(value.data(), valid_host_, value.size()) == 0)
+        return HPE_OK;  // this connection's last Host, valid already
     if (!valid_host(value))
         return fail(400, "invalid Host header field \"" + std::string(value.substr(0, 100)) + "\"");
-    host_index_ = request_.header_count_ - 1;
+    if (value.size() <= sizeof valid_host_) {
+        std::memcpy(valid_host_, value.data(), value.size());
+        valid_host_size_ = static_cast<std::uint8_t>(value.size());
+    }
     return HPE_OK;
 }
 

@@ -147,9 +147,13 @@ class HttpParser {
     bool expect_other_ = false;  // an expectation other than 100-continue: 417
     bool upgraded_ = false;
     bool head_ = false;
-    bool absolute_form_ = false;       // the target is "http://authority/..."
-    std::uint8_t host_count_ = 0;      // Host fields seen (only 0, 1 or 2 matter)
-    std::size_t host_index_ = 0;       // of the Host field in the request's headers
+    bool absolute_form_ = false;   // the target is "http://authority/..."
+    std::uint8_t host_count_ = 0;  // Host fields seen (only 0, 1 or 2 matter)
+    std::size_t host_index_ = 0;   // of the Host field in the request's headers
+    // The last Host value found valid on this connection: a kept-alive client sends the same
+    // one with every request, which then costs a compare instead of a scan.
+    char valid_host_[64];
+    std::uint8_t valid_host_size_ = 0;
     std::size_t authority_start_ = 0;  // of an absolute-form target's authority, in the target
     std::size_t authority_size_ = 0;
     int error_status_ = 0;

@@ -780,6 +780,24 @@ TEST(HttpParserErrorTest, Http11NeedsExactlyOneValidHost) {
     EXPECT_FALSE(p.request().header("host").has_value());
 }
 
+TEST(HttpParserErrorTest, AKeptAliveConnectionsHostIsStillCheckedWhenItChanges) {
+    // The last valid Host is remembered per connection (a compare instead of a scan): a
+    // different value on the same connection is checked again.
+    HttpParser p{HttpLimits{}};
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_EQ(feed_all(p, "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n"), Status::request)
+            << p.error_reason();
+        EXPECT_EQ(p.request().header("host"), "a.example:8080");
+        p.next();
+    }
+    ASSERT_EQ(feed_all(p, "GET / HTTP/1.1\r\nHost: a.example:80x\r\n\r\n"), Status::error);
+    EXPECT_EQ(p.error_status(), 400);
+    HttpParser q{HttpLimits{}};
+    ASSERT_EQ(feed_all(q, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Status::request);
+    q.next();
+    ASSERT_EQ(feed_all(q, "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), Status::error);
+}
+
 TEST(HttpParserTest, HigherMinorVersionsAreServedAsHttp11) {
     for (std::string_view v : {"HTTP/1.2", "HTTP/1.9"}) {
         HttpParser p{HttpLimits{}};
