@@ -212,8 +212,11 @@ def chart(summary, path):
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for name, by_conn in summary.items():
         xs = sorted(by_conn)
+        # A run in which wrk got no answer at all has no latency to plot.
+        answered = [x for x in xs if statistics.median(by_conn[x]["rps"]) > 0]
         a.plot(xs, [statistics.median(by_conn[x]["rps"]) for x in xs], marker="o", label=name)
-        b.plot(xs, [statistics.median(by_conn[x]["p99_ms"]) for x in xs], marker="o", label=name)
+        b.plot(answered, [statistics.median(by_conn[x]["p99_ms"]) for x in answered], marker="o",
+               label=name)
     for ax, title in ((a, "requests/s"), (b, "p99 latency, ms")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(CONNECTIONS)
@@ -273,6 +276,10 @@ def main():
                     summary[s.name][c]["errors"].append(errors)
         stream = streams(build, tmp, args.streams, args.stream_seconds)
 
+    write_results(args, rows, summary, servers, stream, started)
+
+
+def write_results(args, rows, summary, servers, stream, started):
     with open(os.path.join(args.out, "async.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
