@@ -186,6 +186,23 @@ class Herd:
             self.proc.kill()
             self.proc.wait()
 
+    def _sanitizer_reports(self):
+        lines = self.lines
+        reports = [i for i, l in enumerate(lines) if SANITIZER_REPORT.search(l)]
+        if self.nofile:
+            # UBSan checks a vptr by reading the vtable through a pipe; with no descriptor
+            # left it cannot make one and reports any virtual call as "invalid vptr", memory
+            # unprintable (a ten-line program that exhausts its descriptors, then calls a
+            # member function, gets the same report). Only that exact shape is excused, and
+            # only for a herd run whose descriptors the test exhausts on purpose.
+            def exhausted_vptr_check(i):
+                near = " ".join(lines[i + 1:i + 4])
+                return ("runtime error: member call on address" in lines[i]
+                        and "object has invalid vptr" in near
+                        and "<memory cannot be printed>" in near)
+            reports = [i for i in reports if not exhausted_vptr_check(i)]
+        return [lines[i] for i in reports]
+
     def __enter__(self):
         return self.start(wait_ready=self.wait_ready)
 
@@ -194,7 +211,7 @@ class Herd:
         if self.reader:
             self.reader.join(timeout(5))
         # In a sanitizer build a worker's report reaches only its log: it fails the test.
-        reports = [l for l in self.lines if SANITIZER_REPORT.search(l)]
+        reports = self._sanitizer_reports()
         if reports and exc[0] is None:
             sys.stderr.write("---- herd log (temp dir %s kept) ----\n%s\n" % (self.tmpdir, self.log()))
             raise AssertionError("sanitizer report in herd's log: %s" % reports[0])
