@@ -189,7 +189,7 @@ class Herd:
     def _sanitizer_reports(self):
         lines = self.lines
         reports = [i for i, l in enumerate(lines) if SANITIZER_REPORT.search(l)]
-        if self.nofile:
+        if self.nofile and any("EMFILE" in l for l in lines):
             # UBSan checks a vptr by reading the vtable through a pipe; with no descriptor
             # left it cannot make one and reports any virtual call as "invalid vptr", memory
             # unprintable (a ten-line program that exhausts its descriptors, then calls a
