@@ -294,9 +294,13 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         std::printf("\n");
     }
     for (const auto& app : answer["apps"]) {
+        std::string state = app.value("state", "");
+        if (state == "degraded" || state == "starting" || state == "reloading")
+            state += " (" + std::to_string(app.value("ready", 0)) + " of " +
+                     std::to_string(app.value("workers_wanted", 0)) + " ready)";
         std::printf("\napp %s on %s (%s) %s, generation %d\n", app.value("name", "").c_str(),
                     app.value("listen", "").c_str(), app.value("balance", "").c_str(),
-                    app.value("state", "").c_str(), app.value("generation", 0));
+                    state.c_str(), app.value("generation", 0));
         std::printf("  %-4s %-8s %-9s %-4s %9s %8s %10s %6s %9s\n", "slot", "pid", "state", "gen",
                     "uptime", "restarts", "requests", "open", "rss");
         for (const auto& w : app["workers"])
@@ -307,6 +311,10 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
                         static_cast<unsigned long long>(w.value("requests", 0ull)),
                         static_cast<unsigned long long>(w.value("open", 0ull)),
                         static_cast<unsigned long long>(w.value("rss_kb", 0ull) / 1024));
+        if (app.contains("slots"))
+            for (const auto& s : app["slots"])
+                std::printf("  slot %d: last worker %s, %.0f s ago\n", s.value("slot", 0),
+                            s.value("last_exit", "").c_str(), s.value("last_exit_s_ago", 0.0));
     }
     return 0;
 }

@@ -70,6 +70,13 @@ class Probe final : public herd::Plugin {
 
     void on_start(herd::Context& ctx) override {
         ctx_ = &ctx;
+        // {"hang_on_start_slots": [1]}: on_start never returns in those slots (a plugin stuck
+        // connecting to something at start-up), for the master's start_timeout_ms.
+        if (const auto& hang = ctx.config().value("hang_on_start_slots", nlohmann::json::array());
+            hang.is_array())
+            for (const auto& slot : hang)
+                if (slot == ctx.worker_id())
+                    for (;;) pause();
         // For bench/state.py: when this worker's copy got each "bench." key (CLOCK_MONOTONIC,
         // the same clock in every process), served at /state-seen?key=K.
         ctx.state().watch("bench.", [this](std::string_view key, const nlohmann::json*) {

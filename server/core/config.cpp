@@ -138,6 +138,7 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
                          "keepalive_timeout_ms",
                          "backlog",
                          "watchdog_ms",
+                         "start_timeout_ms",
                          "max_requests",
                          "max_rss_mb",
                          "restart_backoff_ms",
@@ -227,6 +228,11 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
     if (j.contains("watchdog_ms"))
         a.watchdog_ms =
             static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
+    // Not given: as long as the watchdog's limit, the other "stuck" limit.
+    a.start_timeout_ms = j.contains("start_timeout_ms")
+                             ? static_cast<int>(get_int(j["start_timeout_ms"],
+                                                        where + ".start_timeout_ms", 200, 3600000))
+                             : a.watchdog_ms;
     if (j.contains("restart_backoff_ms"))
         a.restart_backoff_ms = static_cast<int>(
             get_int(j["restart_backoff_ms"], where + ".restart_backoff_ms", 0, 3600000));

@@ -45,8 +45,11 @@ struct AppConfig {
     int request_timeout_ms = 30000;
     int blocking_threads = 4;  // the worker's pool for Loop::run_blocking (started at first use)
     int backlog = 511;
-    int watchdog_ms = 30000;       // a ready worker silent this long (stuck in a plugin) is killed
-    int restart_backoff_ms = 100;  // delay before the 2nd restart in a row; doubles; 0: none
+    int watchdog_ms = 30000;  // a ready worker silent this long (stuck in a plugin) is killed
+    // A worker not ready this long after its fork (a plugin's on_start stuck) is killed and
+    // counted as a start failure. Default: watchdog_ms.
+    int start_timeout_ms = 30000;
+    int restart_backoff_ms = 100;        // delay before the 2nd restart in a row; doubles; 0: none
     int restart_backoff_max_ms = 15000;  // cap of that delay
     int healthy_after_ms = 10000;        // a worker that ran this long resets the back-off
     std::uint64_t max_requests = 0;      // recycle a worker after this many requests (0: never)

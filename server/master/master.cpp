@@ -318,7 +318,8 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     w->slot = slot;
     w->generation = generation;
     w->pid = pid;
-    w->started = Clock::now();
+    w->started = w->since = w->last_heartbeat = Clock::now();
+    w->limits = LifecycleLimits::of(config);
     w->name = "worker " + app.config.name + "/" + std::to_string(slot) + " (pid " +
               std::to_string(pid) + ")";
     w->channel = std::make_unique<core::Channel>(loop_, std::move(ours), w->name);
@@ -410,7 +411,7 @@ void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::s
         w.app->removed)
         return;
     ++w.app->restarts_by_reason[kind];
-    w.state = WorkerState::draining;  // no more connections passed to it
+    enter(w, WorkerState::replacing);  // no more connections passed to it
     try {
         WorkerProc* next = spawn_worker(*w.app, w.slot);
         next->replaces = w.pid;
@@ -423,19 +424,18 @@ void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::s
 }
 
 void Master::drain_worker(WorkerProc& w, bool close_idle) {
-    w.state = WorkerState::draining;
-    int deadline = w.app->config.drain_timeout_ms;
-    if (!w.channel->send(
-            {{"type", "drain"}, {"close_idle", close_idle}, {"deadline_ms", deadline}}))
+    enter(w, WorkerState::draining);
+    // The worker keeps its own deadline; watchdog() is the backstop for one that is stuck.
+    if (!w.channel->send({{"type", "drain"},
+                          {"close_idle", close_idle},
+                          {"deadline_ms", w.limits.drain.count()}}))
         (void)kill(w.pid, SIGTERM);  // no channel: the worker drains on TERM as well
-    // The worker keeps its own deadline; this is the backstop for one that is stuck.
-    pid_t pid = w.pid;
-    loop_.add_timer(std::chrono::milliseconds(deadline + 1000), [this, pid] {
-        auto it = workers_.find(pid);
-        if (it == workers_.end()) return;
-        core::log_error("{} is past its drain deadline: SIGKILL", it->second->name);
-        (void)kill(pid, SIGKILL);
-    });
+}
+
+void Master::enter(WorkerProc& w, WorkerState s) {
+    if (w.state == s) return;
+    w.state = s;
+    w.since = Clock::now();
 }
 
 void Master::on_worker_message(WorkerProc& w, core::Message& m) {
@@ -455,7 +455,7 @@ void Master::register_handlers() {
 }
 
 void Master::on_ready(WorkerProc& w, core::Message& m) {
-    if (w.state == WorkerState::starting) w.state = WorkerState::ready;
+    if (w.state == WorkerState::starting) enter(w, WorkerState::ready);
     w.app->start_failures.record_ready();
     w.last_heartbeat = Clock::now();
     w.capacity = m.body.value("capacity", w.capacity);
@@ -478,7 +478,7 @@ void Master::on_ready(WorkerProc& w, core::Message& m) {
 
 void Master::on_conn_refused(WorkerProc& w, core::Message& m) {
     // The worker is draining and sent the connection back: someone else takes it.
-    if (w.state == WorkerState::ready) w.state = WorkerState::draining;
+    if (w.state == WorkerState::ready) enter(w, WorkerState::draining);
     if (w.closed < w.passed) ++w.closed;
     for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
 }
@@ -558,23 +558,41 @@ void Master::on_fatal(WorkerProc& w, core::Message& m) {
 
 void Master::watchdog() {
     auto now = Clock::now();
-    int period = 1000;
+    auto period = std::chrono::milliseconds(1000);
+    std::vector<std::pair<WorkerProc*, Verdict>> overdue;  // acting may change workers_
     for (auto& [pid, w] : workers_) {
-        period = std::min(period, std::max(50, w->app->config.watchdog_ms / 4));
-        if (w->state != WorkerState::ready || w->exited) continue;
-        auto silent =
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - w->last_heartbeat);
-        if (silent.count() <= w->app->config.watchdog_ms) continue;
-        core::log_error(
-            "{} sent no heartbeat for {} ms (watchdog_ms {}): stuck in a plugin? SIGKILL", w->name,
-            silent.count(), w->app->config.watchdog_ms);
-        w->state = WorkerState::draining;  // once: it is being killed
-        w->watchdog_killed = true;
-        (void)kill(pid, SIGKILL);
+        period = std::min(period, check_period(w->limits));
+        if (w->exited || w->killed != Overdue::none) continue;
+        WorkerTimes times{w->since, w->last_heartbeat};
+        if (Verdict v = check(w->state, times, w->limits, now)) overdue.emplace_back(w.get(), v);
     }
-    for (auto& app : apps_) period = std::min(period, std::max(50, app->config.watchdog_ms / 4));
+    for (auto& [w, v] : overdue) on_overdue(*w, v);
+    for (auto& app : apps_)
+        period = std::min(period, check_period(LifecycleLimits::of(app->config)));
     check_broker();
-    loop_.add_timer(std::chrono::milliseconds(period), [this] { watchdog(); });
+    loop_.add_timer(period, [this] { watchdog(); });
+}
+
+void Master::on_overdue(WorkerProc& w, const Verdict& v) {
+    std::string why = describe(v);
+    if (v.what == Overdue::replacement) {
+        // Its replacement is still not ready: stop waiting, it drains now (the replacement
+        // meets its own start timeout).
+        core::log_error("{}: {}; draining it", w.name, why);
+        w.replaced_by = 0;
+        w.leaving = true;
+        w.leave_reason = why;
+        drain_worker(w, false);
+        return;
+    }
+    const char* hint = v.what == Overdue::start_timeout ? "stuck in a plugin's on_start?"
+                       : v.what == Overdue::watchdog    ? "stuck in a plugin?"
+                                                        : "stuck in its drain";
+    core::log_error("{}: {}: {} SIGKILL", w.name, why, hint);
+    w.killed = v.what;
+    w.kill_reason = why;
+    if (v.what == Overdue::start_timeout) w.start_failure = why;
+    (void)kill(w.pid, SIGKILL);
 }
 
 void Master::on_control(const nlohmann::json& request, ControlServer::Reply reply) {
@@ -628,9 +646,7 @@ nlohmann::json Master::status() const {
         nlohmann::json workers = nlohmann::json::array();
         for (const auto& [pid, w] : workers_) {
             if (w->app != app.get()) continue;
-            const char* state = w->state == WorkerState::starting ? "starting"
-                                : w->state == WorkerState::ready  ? "ready"
-                                                                  : "draining";
+            const char* state = state_name(w->state);
             auto restarts = app->restarts.find(w->slot);
             workers.push_back(
                 {{"slot", w->slot},
@@ -644,17 +660,32 @@ nlohmann::json Master::status() const {
                  {"rss_kb", w->rss_kb},
                  {"async", w->async}});
         }
-        const char* state = app->failed        ? "failed"
-                            : app->provisional ? "starting"
-                            : app->removed     ? "removing"
-                            : app->rolling     ? "reloading"
-                                               : "running";
+        int ready = 0;
+        for (const auto& [pid, w] : workers_)
+            if (w->app == app.get() && w->state == WorkerState::ready) ++ready;
+        // What serves, said plainly: "running" only when every slot has a ready worker.
+        const char* state = app->failed                    ? "failed"
+                            : app->provisional             ? "starting"
+                            : app->removed                 ? "removing"
+                            : app->rolling                 ? "reloading"
+                            : ready >= app->config.workers ? "running"
+                            : !app->announced_ready        ? "starting"
+                                                           : "degraded";
+        nlohmann::json slots = nlohmann::json::array();
+        for (const auto& [slot, exit] : app->last_exit)
+            slots.push_back(
+                {{"slot", slot},
+                 {"last_exit", exit.reason},
+                 {"last_exit_s_ago", std::chrono::duration<double>(now - exit.at).count()}});
         apps.push_back({{"name", app->config.name},
                         {"listen", app->bound},
                         {"balance", app->config.balance},
                         {"state", state},
+                        {"ready", ready},
+                        {"workers_wanted", app->config.workers},
                         {"generation", app->generation},
-                        {"workers", workers}});
+                        {"workers", workers},
+                        {"slots", slots}});
     }
     nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping_},
                           {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
@@ -689,9 +720,7 @@ MasterMetrics Master::metrics() const {
             if (w->app != app.get()) continue;
             a.requests += w->stats;
             a.open_connections += w->open;
-            ++a.workers[w->state == WorkerState::starting ? "starting"
-                        : w->state == WorkerState::ready  ? "ready"
-                                                          : "draining"];
+            ++a.workers[state_name(w->state)];
             a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
         }
         m.apps.push_back(std::move(a));
@@ -704,7 +733,9 @@ void Master::check_all_ready() {
     for (auto& app : apps_) {
         int ready = 0;
         for (auto& [pid, w] : workers_)
-            if (w->app == app.get() && w->state == WorkerState::ready) ++ready;
+            if (w->app == app.get() && w->state == WorkerState::ready &&
+                w->generation == app->generation)
+                ++ready;
         if (ready >= app->config.workers && !app->announced_ready) {
             app->announced_ready = true;
             core::log_info("app \"{}\" ready on {} with {} worker(s)", app->config.name, app->bound,
@@ -813,6 +844,10 @@ void Master::on_worker_exit(pid_t pid, int status) {
         board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     std::string how = describe_status(status);
+    auto record_exit = [&](const std::string& why) {
+        w->app->last_exit[w->slot] = {why.empty() ? how : how + ": " + why, Clock::now()};
+    };
+    std::string cause = !w->kill_reason.empty() ? w->kill_reason : w->start_failure;
     if (stopping_) {
         core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
                        fmt::format("{} {} after {:.1f} s, generation {}", w->name, how,
@@ -831,9 +866,11 @@ void Master::on_worker_exit(pid_t pid, int status) {
     if (w->replaced_by != 0 || w->leaving || w->app->removed) {
         // Expected: it reported a fatal error and its replacement took the slot, or a reload
         // moved its slot to a new generation, or its app left the config.
-        std::string why = w->replaced_by != 0
-                              ? "replaced by pid " + std::to_string(w->replaced_by)
-                              : (w->app->removed ? "app removed" : "slot rolled over");
+        std::string why = w->replaced_by != 0 ? "replaced by pid " + std::to_string(w->replaced_by)
+                          : w->app->removed   ? "app removed"
+                          : !w->leave_reason.empty() ? w->leave_reason
+                                                     : "slot rolled over";
+        record_exit(cause.empty() ? why : cause);
         core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
                        fmt::format("{} {} after {:.1f} s, generation {} ({})", w->name, how,
                                    seconds_since(w->started), w->generation, why));
@@ -844,6 +881,7 @@ void Master::on_worker_exit(pid_t pid, int status) {
     }
     if (w->slot >= w->app->config.workers) {
         // Its slot was removed (scale-down): it is not replaced.
+        record_exit("slot removed");
         core::log_info("{} {} after {:.1f} s; slot {} removed", w->name, how,
                        seconds_since(w->started), w->slot);
         close_retired_slot(*w->app, w->slot);
@@ -852,17 +890,35 @@ void Master::on_worker_exit(pid_t pid, int status) {
     core::log_error("{} {} unexpectedly after {:.1f} s, generation {}", w->name, how,
                     seconds_since(w->started), w->generation);
     ++w->app->restarts[w->slot];
+    record_exit(cause);
     App& app = *w->app;
     bool never_ready = w->state == WorkerState::starting;
     bool start_failed = !w->start_failure.empty() ||
                         (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
-    ++app.restarts_by_reason[start_failed || never_ready ? "start_failure"
-                             : w->watchdog_killed        ? "watchdog"
-                             : WIFSIGNALED(status)       ? "signal"
-                                                         : "exit"];
+    ++app.restarts_by_reason[start_failed || never_ready      ? "start_failure"
+                             : w->killed == Overdue::watchdog ? "watchdog"
+                             : WIFSIGNALED(status)            ? "signal"
+                                                              : "exit"];
     if (start_failed || never_ready) {
         std::string reason =
             w->start_failure.empty() ? "worker " + how + " before it was ready" : w->start_failure;
+        if (app.rolling && app.previous && w->generation == app.generation) {
+            // A slot of the new generation cannot start: like a failed canary, the reload
+            // fails and the previous generation comes back.
+            roll_back(app, w->name + " of generation " + std::to_string(w->generation) +
+                               " could not start: " + reason);
+            return;
+        }
+        // It was the replacement of a worker that reported a fatal error: that one drains now,
+        // and the slot restarts with the back-off below.
+        for (auto& [pid, old] : workers_)
+            if (old->replaced_by == w->pid && !old->exited) {
+                core::log_error("{}: its replacement could not start; draining it", old->name);
+                old->replaced_by = 0;
+                old->leaving = true;
+                old->leave_reason = "its replacement could not start";
+                drain_worker(*old, false);
+            }
         if (app.start_failures.record_failure()) {
             // A worker that cannot start will not start on the next fork either: no fork
             // storm. Other apps keep running.
@@ -986,7 +1042,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
         app->pending.clear();  // never placed: these clients see the connection close
     }
     for (auto& [pid, w] : workers_) {
-        w->state = WorkerState::draining;
+        enter(*w, WorkerState::draining);
         if (!w->channel->send({{"type", "drain"},
                                {"close_idle", true},
                                {"deadline_ms", w->app->config.drain_timeout_ms}}))

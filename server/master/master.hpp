@@ -17,6 +17,7 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "master/control.hpp"
+#include "master/lifecycle.hpp"
 #include "master/metrics.hpp"
 #include "master/notify.hpp"
 #include "master/output.hpp"
@@ -38,7 +39,6 @@ class Master {
   private:
     using Clock = core::EventLoop::Clock;
     struct App;
-    enum class WorkerState { starting, ready, draining };
     struct WorkerProc {
         App* app = nullptr;
         // The strategy whose sockets it was given (an app's changes when its listen address
@@ -47,7 +47,11 @@ class Master {
         int slot = 0;
         int generation = 0;
         pid_t pid = -1;
-        WorkerState state = WorkerState::starting;
+        WorkerState state = WorkerState::starting;  // see lifecycle.hpp
+        Clock::time_point since;                    // entered `state`
+        LifecycleLimits limits;                     // of the config it was started with
+        Overdue killed = Overdue::none;             // the deadline it was killed for
+        std::string kill_reason;                    // describe() of that deadline
         std::unique_ptr<core::Channel> channel;
         // round-robin, least-conn: the worker's own end of the channel, kept open so that the
         // connections passed to it and never read survive its death (recover_unread()).
@@ -67,9 +71,9 @@ class Master {
         pid_t replaces = 0;     // the failed worker this one replaces (drained once we are ready)
         pid_t replaced_by = 0;  // our replacement: our exit is expected, no respawn
         bool leaving = false;   // drained on purpose (reload, abort): its exit is expected
-        bool canary = false;    // first worker of a reload's new generation, not yet committed
-        bool stopped_accepting = false;  // acknowledged "drain": accepts no new connections
-        bool watchdog_killed = false;
+        std::string leave_reason;  // why, when it is not a reload's roll
+        bool canary = false;       // first worker of a reload's new generation, not yet committed
+        bool stopped_accepting = false;   // acknowledged "drain": accepts no new connections
         core::RequestStats stats;         // from its last heartbeat
         std::uint64_t state_version = 0;  // of its copy of the shared state
         std::uint64_t passed = 0;
@@ -95,6 +99,14 @@ class Master {
             int generation = 0;
         };
         std::optional<Next> next;
+        // While it rolls to a new generation: the one before, to roll back to when a worker
+        // of the new one cannot start in any slot.
+        struct Previous {
+            core::AppConfig config, file_config;
+            std::string plugin_stamp;
+            int generation = 0;
+        };
+        std::optional<Previous> previous;
         bool provisional = false;  // added by a reload that is not committed yet
         bool rolling = false;      // its slots are being moved to `generation`, one by one
         bool removed = false;      // gone from the config: draining, deleted with its last worker
@@ -110,7 +122,14 @@ class Master {
         std::map<int, SlotBackoff> backoff;     // by slot
         std::map<int, std::uint64_t> restarts;  // by slot: unexpected exits, for status
         std::map<std::string, std::uint64_t> restarts_by_reason;  // for metrics
-        core::RequestStats retired_stats;                         // of its workers that are gone
+        // By slot: how its last worker left ("killed by signal 9 (Killed): not ready within
+        // 1000 ms (start_timeout_ms)") and when, for status.
+        struct LastExit {
+            std::string reason;
+            Clock::time_point at;
+        };
+        std::map<int, LastExit> last_exit;
+        core::RequestStats retired_stats;  // of its workers that are gone
         StartFailures start_failures;
         bool failed = false;  // gave up after start failures: no worker is started for it
     };
@@ -165,8 +184,9 @@ class Master {
     // After a fatal report: start the slot's replacement now; the old worker drains once the
     // replacement is ready.
     void replace_worker(WorkerProc& w, const std::string& kind, const std::string& why);
-    // Sends "drain" and arms the SIGKILL backstop for the worker's deadline.
+    // Sends "drain"; the lifecycle check kills it if it is still there after its deadline.
     void drain_worker(WorkerProc& w, bool close_idle);
+    void enter(WorkerProc& w, WorkerState s);
     // Starts a worker for the slot after `delay` (back-off), unless the app failed, the slot
     // was removed or filled meanwhile, or herd is stopping.
     void restart_slot(App& app, int slot, std::chrono::milliseconds delay);
@@ -185,8 +205,9 @@ class Master {
     void reap();
     void on_worker_exit(pid_t pid, int status);
     void check_all_ready();
-    // Kills (and so replaces) a ready worker silent for longer than its app's watchdog_ms.
+    // Every worker's deadline (lifecycle.hpp): one that missed it is killed or drained.
     void watchdog();
+    void on_overdue(WorkerProc& w, const Verdict& v);
     // Reads a worker's pipe (log, stdout, stderr) into the master's log until end of file.
     void watch_output(core::UniqueFd fd, OutputReader::Sink sink);
     // SIGUSR1: the master's log file and the workers' access logs are opened again.
@@ -200,6 +221,9 @@ class Master {
     void abort_reload(const std::string& why);
     void commit_reload();
     void advance_roll(App& app);
+    // A worker of the generation being rolled out could not start: back to the previous one,
+    // slot by slot, and the reload fails.
+    void roll_back(App& app, const std::string& why);
     void finish_reload();
     void end_reload(bool ok, const std::string& message);
     // Removes an app from service: stops accepting, drains its workers; deleted with the last.

@@ -140,16 +140,8 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                 "canaries are ready",
                 change.name);
 
-    // A canary that hangs in its start-up must not hold the reload forever.
-    int limit = 0;
-    for (App* app : canaries)
-        limit =
-            std::max(limit, app->next ? app->next->config.watchdog_ms : app->config.watchdog_ms);
-    loop_.add_timer(std::chrono::milliseconds(limit), [this, id = reload_->id, limit] {
-        if (!reload_ || reload_->id != id || reload_->committed) return;
-        abort_reload("a canary was not ready within " + std::to_string(limit) +
-                     " ms (watchdog_ms)");
-    });
+    // A canary that hangs in its start-up does not hold the reload: its start_timeout_ms
+    // kills it (watchdog()), and its exit fails the reload.
     check_canaries();
 }
 
@@ -217,6 +209,8 @@ void Master::commit_reload() {
             watch_master_socket(*app, *app->strategy);
         }
         int before = app->config.workers;
+        app->previous =
+            App::Previous{app->config, app->file_config, app->plugin_stamp, app->generation};
         app->config = n.config;
         app->file_config = n.config;
         app->plugin_stamp = n.plugin_stamp;
@@ -242,7 +236,8 @@ void Master::advance_roll(App& app) {
         WorkerProc* fresh = nullptr;
         for (auto& [pid, w] : workers_)
             if (w->app == &app && w->slot == slot && w->generation == g && !w->exited &&
-                !w->leaving && w->state != WorkerState::draining)
+                !w->leaving &&
+                (w->state == WorkerState::starting || w->state == WorkerState::ready))
                 fresh = w.get();
         if (fresh == nullptr) {
             if (app.failed) return;
@@ -258,9 +253,10 @@ void Master::advance_roll(App& app) {
             return;  // one slot at a time
         }
         if (fresh->state != WorkerState::ready) return;
-        // The new generation serves this slot: the older workers of the slot leave.
+        // The new generation serves this slot: the other workers of the slot leave (older
+        // ones, or newer ones when rolling back).
         for (auto& [pid, w] : workers_)
-            if (w->app == &app && w->slot == slot && w->generation < g && !w->exited &&
+            if (w->app == &app && w->slot == slot && w->generation != g && !w->exited &&
                 !w->leaving && w->state != WorkerState::draining) {
                 w->leaving = true;
                 drain_worker(*w, false);
@@ -275,8 +271,9 @@ void Master::advance_roll(App& app) {
     // Done once no older worker accepts any more: from then on every new connection meets
     // the new generation (what `herd reload` promises when it returns).
     for (auto& [pid, w] : workers_)
-        if (w->app == &app && w->generation < g && !w->exited && !w->stopped_accepting) return;
+        if (w->app == &app && w->generation != g && !w->exited && !w->stopped_accepting) return;
     app.rolling = false;
+    app.previous.reset();
     if (app.old_strategy) {
         // The old address closes only now that the new one is served on every slot.
         core::log_info("app \"{}\": closing its previous listen address", app.config.name);
@@ -287,6 +284,43 @@ void Master::advance_roll(App& app) {
                    app.config.workers);
     check_all_ready();
     finish_reload();
+}
+
+void Master::roll_back(App& app, const std::string& why) {
+    App::Previous prev = std::move(*app.previous);
+    app.previous.reset();
+    std::string error = "app \"" + app.config.name + "\": " + why + "; rolled back to generation " +
+                        std::to_string(prev.generation);
+    core::log_error("reload: {}", error);
+    if (reload_) reload_->errors.push_back(error);
+    if (plugin_stamp(prev.config) != prev.plugin_stamp)
+        core::log_warn(
+            "app \"{}\": the plugin files of generation {} were replaced on disk since; the "
+            "rollback starts the files there now",
+            app.config.name, prev.generation);
+    if (app.old_strategy) {
+        // It had moved to a new address: back to the old one, which closes the new one once
+        // the roll back is done.
+        std::swap(app.strategy, app.old_strategy);
+        app.bound = app.strategy->bound_address();
+        watch_master_socket(app, *app.strategy);
+    }
+    int workers = app.config.workers;
+    app.config = std::move(prev.config);
+    app.file_config = std::move(prev.file_config);
+    app.plugin_stamp = std::move(prev.plugin_stamp);
+    app.generation = prev.generation;
+    app.start_failures = StartFailures();
+    app.failed = false;
+    if (app.config.workers > workers) {
+        try {
+            app.strategy->bind(app.config.listen, app.config.backlog, app.config.workers);
+        } catch (const core::Error& e) {
+            core::log_error("app \"{}\": rolling back: {}", app.config.name, e.what());
+        }
+    }
+    app.rolling = true;
+    advance_roll(app);
 }
 
 void Master::finish_reload() {

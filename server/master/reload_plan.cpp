@@ -47,6 +47,7 @@ std::string changed_keys(const core::AppConfig& a, const core::AppConfig& b) {
     check(a.keepalive_timeout_ms == b.keepalive_timeout_ms, "keepalive_timeout_ms");
     check(a.backlog == b.backlog, "backlog");
     check(a.watchdog_ms == b.watchdog_ms, "watchdog_ms");
+    check(a.start_timeout_ms == b.start_timeout_ms, "start_timeout_ms");
     check(a.restart_backoff_ms == b.restart_backoff_ms, "restart_backoff_ms");
     check(a.restart_backoff_max_ms == b.restart_backoff_max_ms, "restart_backoff_max_ms");
     check(a.healthy_after_ms == b.healthy_after_ms, "healthy_after_ms");

@@ -116,12 +116,12 @@ int Worker::run() {
         if (spec_.await_state) {
             // The state before the plugins start: on_start and the first request see it. With
             // the broker down (restarting) the master attaches its successor's channel. The
-            // wait is bounded: within half of watchdog_ms (a reload's canary must be ready
-            // within watchdog_ms), and to 1 s when no broker runs now (it may be backing off
+            // wait is bounded: within half of start_timeout_ms (the master kills a worker not
+            // ready by then), and to 1 s when no broker runs now (it may be backing off
             // after crashes, and a retiring worker's slot accepts nothing until we are ready).
             int cap = spec_.broker ? 5000 : 1000;
             if (spec_.broker) state_.attach(std::move(spec_.broker));
-            auto limit = std::chrono::milliseconds(std::min(spec_.app.watchdog_ms / 2, cap));
+            auto limit = std::chrono::milliseconds(std::min(spec_.app.start_timeout_ms / 2, cap));
             auto began = core::EventLoop::now();
             if (!state_.wait_for_snapshot(limit))
                 core::log_warn(

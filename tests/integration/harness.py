@@ -31,6 +31,11 @@ def timeout(seconds):
     return seconds * SCALE
 
 
+def ms(milliseconds):
+    """A time limit for herd's config, scaled like the tests' own waits (HERD_TIMEOUT_SCALE)."""
+    return int(milliseconds * SCALE)
+
+
 def plugin(name):
     return os.path.join(PLUGIN_DIR, "lib%s.so" % name)
 

@@ -169,6 +169,52 @@ class Canary(unittest.TestCase):
             self.assertIn('balance cannot change from "shared" to "reuseport"', out)
 
 
+def greeting_and_probe(greeting, hang_slots=(), **extra):
+    return app(workers=3, plugins=[
+        {"mount": "/", "path": plugin("hello"), "config": {"greeting": greeting}},
+        {"mount": "/probe", "path": plugin("probe"),
+         "config": {"hang_on_start_slots": list(hang_slots)}},
+    ], **extra)
+
+
+class RollBack(unittest.TestCase):
+    """The canary (slot 0) of the new generation starts, but a later slot's worker never
+    becomes ready: past start_timeout_ms it is killed, the reload fails, and the app rolls back
+    to the previous generation on every slot, with no failed request meanwhile."""
+
+    def check(self, slot):
+        limit = harness.ms(1000)
+        with harness.Herd({"apps": [greeting_and_probe("one", start_timeout_ms=limit)]}) as herd:
+            port = herd.port()
+            write_config(herd, {"apps": [greeting_and_probe("two", [slot],
+                                                            start_timeout_ms=limit)]})
+            with harness.KeepAliveLoad(port, "/") as load:
+                code, out = cli(herd, "reload")
+                self.assertEqual(code, 1, out)
+                self.assertRegex(out, r"worker web/%d \(pid \d+\) of generation 2 could not "
+                                 r"start: not ready within %d ms \(start_timeout_ms\); rolled "
+                                 r"back to generation 1" % (slot, limit))
+                harness.wait_until(lambda: load.answered() > 0, what="answers during the roll back")
+            self.assertEqual(load.failures, [])
+            s = status(herd)["apps"][0]
+            self.assertEqual(s["generation"], 1)
+            self.assertEqual(s["state"], "running")
+            self.assertEqual(sorted((w["slot"], w["generation"], w["state"]) for w in s["workers"]),
+                             [(0, 1, "ready"), (1, 1, "ready"), (2, 1, "ready")])
+            self.assertEqual({harness.get(port).body for _ in range(6)}, {b"one"})
+            # The roll back is no failure of the app: the next reload is a normal one.
+            write_config(herd, {"apps": [greeting_and_probe("three", start_timeout_ms=limit)]})
+            code, out = cli(herd, "reload")
+            self.assertEqual(code, 0, out)
+            self.assertEqual(harness.get(port).body, b"three")
+
+    def test_second_slot_hangs(self):
+        self.check(1)
+
+    def test_last_slot_hangs(self):
+        self.check(2)
+
+
 class Deploy(unittest.TestCase):
     def test_rename_a_new_build_over_the_old_path_then_reload(self):
         tmp = tempfile.mkdtemp(prefix="herd-test-")

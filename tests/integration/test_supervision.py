@@ -7,6 +7,8 @@ import threading
 import time
 import unittest
 
+import json
+
 import harness
 from harness import app, plugin
 
@@ -114,7 +116,7 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
                 victim = int(c.request("GET", "/probe/pid").body)
                 mark = herd.mark()
                 c.send("GET /probe/spin HTTP/1.1\r\nHost: x\r\n\r\n")  # never answers
-                herd.wait_for(r"\(pid %d\) sent no heartbeat for \d+ ms \(watchdog_ms 500\)" % victim, after=mark)
+                herd.wait_for(r"\(pid %d\): no heartbeat for \d+ ms \(watchdog_ms 500\)" % victim, after=mark)
                 herd.wait_for(r"\(pid %d\) killed by signal 9" % victim, after=mark)
                 herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark)
                 self.assertTrue(c.closed_by_server())
@@ -122,6 +124,67 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
             self.assertEqual(len(herd.worker_pids()), 2)
             # The other worker served throughout.
             self.assertEqual(harness.get(port).status, 200)
+
+
+def hanging_app(workers, slots, **extra):
+    """An app whose probe plugin never returns from on_start in the given slots."""
+    return app(workers=workers, plugins=[
+        {"mount": "/", "path": plugin("hello")},
+        {"mount": "/probe", "path": plugin("probe"), "config": {"hang_on_start_slots": slots}},
+    ], **extra)
+
+
+def status(herd):
+    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
+    assert code == 0, out
+    return json.loads(out)["apps"][0]
+
+
+class StartTimeout(unittest.TestCase):
+    """A worker that never becomes ready (a plugin's on_start stuck) is killed after
+    start_timeout_ms and counted as a start failure: back-off, then the app is failed.
+    Status says so all along instead of "running"."""
+
+    def test_on_start_that_never_returns_fails_the_app(self):
+        limit = harness.ms(1000)
+        config = {"apps": [hanging_app(2, [0, 1], start_timeout_ms=limit, watchdog_ms=60000,
+                                       restart_backoff_ms=50)]}
+        with harness.Herd(config, wait_ready=False) as herd:
+            herd.wait_for(r"spawned worker web/0 \(pid \d+\)")
+            self.assertEqual(status(herd)["state"], "starting")
+            herd.wait_for(r"worker web/\d \(pid \d+\): not ready within %d ms \(start_timeout_ms\): "
+                          r"stuck in a plugin's on_start\? SIGKILL" % limit, seconds=30)
+            herd.wait_for(r'app "web" failed: 5 workers in a row could not start; the last: '
+                          r"not ready within %d ms \(start_timeout_ms\)" % limit, seconds=60)
+            st = status(herd)
+            self.assertEqual(st["state"], "failed")
+            self.assertEqual(st["ready"], 0)
+            reasons = {s["slot"]: s["last_exit"] for s in st["slots"]}
+            self.assertEqual(sorted(reasons), [0, 1])
+            for reason in reasons.values():
+                self.assertIn("killed by signal 9", reason)
+                self.assertIn("not ready within %d ms (start_timeout_ms)" % limit, reason)
+            code, text = harness.run_herd("status", "-c", herd.config_path)
+            self.assertIn("not ready within %d ms (start_timeout_ms)" % limit, text)
+            # Nobody was ever "ready", and nothing was said to be.
+            self.assertEqual(herd.count(r"all apps ready"), 0)
+
+    def test_a_slot_that_cannot_start_makes_the_app_degraded_not_running(self):
+        # Slot 1 hangs in on_start; its start timeout is long, so it stays "starting".
+        config = {"apps": [hanging_app(1, [1], start_timeout_ms=harness.ms(60000))]}
+        with harness.Herd(config) as herd:
+            self.assertEqual(status(herd)["state"], "running")
+            mark = herd.mark()
+            code, out = harness.run_herd("scale", "web", "2", "-c", herd.config_path)
+            self.assertEqual(code, 0, out)
+            herd.wait_for(r"spawned worker web/1", after=mark)
+            st = status(herd)
+            self.assertEqual((st["state"], st["ready"], st["workers_wanted"]), ("degraded", 1, 2))
+            self.assertEqual(sorted(w["state"] for w in st["workers"]), ["ready", "starting"])
+            code, text = harness.run_herd("status", "-c", herd.config_path)
+            self.assertIn("degraded (1 of 2 ready)", text)
+            # Slot 0 serves meanwhile.
+            self.assertEqual(harness.get(herd.port()).status, 200)
 
 
 class Recycling(unittest.TestCase):

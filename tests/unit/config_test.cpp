@@ -122,6 +122,17 @@ TEST(ConfigTest, EveryFieldIsRead) {
     EXPECT_EQ(a.plugins.at(0).config, (json{{"greeting", "hi"}, {"n", 3}}));
 }
 
+TEST(ConfigTest, StartTimeoutDefaultsToTheWatchdogAndCanBeSet) {
+    json j = base_config();
+    j["apps"][0]["watchdog_ms"] = 700;
+    EXPECT_EQ(parse(j).apps[0].start_timeout_ms, 700);
+    j["apps"][0]["start_timeout_ms"] = 9000;
+    EXPECT_EQ(parse(j).apps[0].start_timeout_ms, 9000);
+    EXPECT_EQ(parse(j).apps[0].watchdog_ms, 700);
+    j["apps"][0]["start_timeout_ms"] = 10;
+    EXPECT_NE(error_of(j).find("apps[0].start_timeout_ms"), std::string::npos) << error_of(j);
+}
+
 TEST(ConfigTest, WorkersAutoIsCpuCount) {
     json j = base_config();
     j["apps"][0]["workers"] = "auto";
