@@ -3,8 +3,8 @@
 
 class Greeter final : public herd::Plugin {
 public:
-    void on_start(herd::Context& ctx) override {
-        name_ = ctx.config().value("name", "world");
+    void on_start(herd::Context& ctx) override {         // once per worker, before serving
+        name_ = ctx.config().value("name", "world");     // this plugin's "config" object
         ctx.log().info("greeter ready in worker " + std::to_string(ctx.worker_id()));
     }
 
