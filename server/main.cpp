@@ -33,6 +33,8 @@ const char* usage =
     "       herd state get KEY | set KEY JSON | del KEY | list [PREFIX] (-c CONFIG | -s SOCKET)\n"
     "                                                    read and write the shared state\n"
     "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
+    "       herd events [--json] (-c CONFIG | -s SOCKET)   stream what happens to workers, apps,\n"
+    "                                                    reloads and the broker, one per line\n"
     "       herd version\n";
 
 // The config, or nothing after printing why not.
@@ -137,6 +139,50 @@ int cmd_check(const std::string& file) {
     return 0;
 }
 
+// herd events: one line per event until the master stops (exit 0) or the stream breaks.
+int follow_events(const std::string& socket, const nlohmann::json& request, bool json) {
+    bool first = true;
+    int rc = 0;
+    try {
+        herd::master::control_stream(socket, request, [&](const nlohmann::json& line) {
+            if (first) {
+                first = false;
+                if (!line.value("ok", false)) {
+                    std::fprintf(stderr, "herd events: %s\n",
+                                 line.value("error", std::string("?")).c_str());
+                    rc = 1;
+                    return false;
+                }
+                if (!json) return true;  // in JSON, the first event: from here none is missed
+            }
+            if (json) {
+                std::printf("%s\n", line.dump().c_str());
+            } else {
+                // "TIME EVENT key=value ...": strings bare unless they hold a space.
+                std::string text = line.value("time", "") + " " + line.value("event", "");
+                for (const auto& [key, value] : line.items()) {
+                    if (key == "time" || key == "event") continue;
+                    std::string v = value.is_string() ? value.get<std::string>() : value.dump();
+                    if (value.is_string() && (v.empty() || v.find(' ') != std::string::npos))
+                        v = value.dump();
+                    text += " " + key + "=" + v;
+                }
+                std::printf("%s\n", text.c_str());
+            }
+            std::fflush(stdout);
+            return true;
+        });
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "herd: %s\n", e.what());
+        return 1;
+    }
+    if (first) {
+        std::fprintf(stderr, "herd events: the master closed the connection without an answer\n");
+        return 1;
+    }
+    return rc;
+}
+
 // herd status / reload / scale / stop: talks to a running master over its control socket.
 int cmd_control(std::string_view cmd, int argc, char** argv) {
     std::string socket, config;
@@ -146,7 +192,7 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         std::string_view a = argv[i];
         if ((a == "-c" || a == "-s") && i + 1 < argc)
             (a == "-c" ? config : socket) = argv[++i];
-        else if (a == "--json" && cmd == "status")
+        else if (a == "--json" && (cmd == "status" || cmd == "events"))
             json = true;
         else if (a == "--now" && cmd == "stop")
             now = true;
@@ -219,6 +265,7 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
             std::fprintf(stderr, "herd: warning: %s\nherd: trying the control socket %s\n",
                          problem.c_str(), socket.c_str());
     }
+    if (cmd == "events") return follow_events(socket, request, json);
     nlohmann::json answer;
     try {
         answer = herd::master::control_request(socket, request);
@@ -337,7 +384,8 @@ int main(int argc, char** argv) {
     }
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
-    if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale" || cmd == "state")
+    if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale" || cmd == "state" ||
+        cmd == "events")
         return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;

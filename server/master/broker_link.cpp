@@ -57,6 +57,7 @@ void Master::spawn_broker() {
                                     core::log_error("{} disconnected: {}", name, reason);
                             });
     core::log_info("spawned broker (pid {}), state backend {}", pid, state_config_.backend_name());
+    emit("broker.spawned", {{"pid", pid}, {"backend", state_config_.backend_name()}});
     attach_all_to_broker();
 }
 
@@ -99,6 +100,7 @@ void Master::register_broker_handlers() {
             "broker (pid {}) ready in {:.1f} ms, backend {}", broker_->pid,
             std::chrono::duration<double, std::milli>(Clock::now() - broker_->started).count(),
             m.body.value("backend", std::string("?")));
+        emit("broker.ready", {{"pid", broker_->pid}});
     });
     broker_dispatch_.on("heartbeat", [this](core::Message& m) {
         if (!broker_) return;
@@ -107,9 +109,13 @@ void Master::register_broker_handlers() {
         broker_->status = m.body;
         broker_->status.erase("type");
         bool up = m.body.value("up", false);
-        if (was_up != up)
+        if (was_up != up) {
             core::log_line(up ? core::LogLevel::info : core::LogLevel::warn,
                            fmt::format("state backend {}", up ? "is up" : "is down"));
+            emit(up ? "state.up" : "state.down",
+                 {{"backend", state_config_.backend_name()},
+                  {"error", m.body.value("last_error", std::string())}});
+        }
     });
     // Answers to the CLI: matched by id, passed on as they are.
     auto answer = [this](core::Message& m) {
@@ -139,6 +145,7 @@ void Master::on_broker_exit(int status) {
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     std::string how = WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
                                         : "killed by signal " + std::to_string(WTERMSIG(status));
+    emit("broker.exited", {{"pid", b.pid}, {"status", how}, {"expected", stopping_}});
     if (stopping_) {
         core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
                        fmt::format("broker (pid {}) {}", b.pid, how));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -119,7 +120,13 @@ void ControlServer::on_client(int fd, std::uint32_t events) {
                     {"error", "request longer than " + std::to_string(max_request) + " bytes"}});
         else if (request.is_discarded() || !request.is_object())
             answer(id, {{"ok", false}, {"error", "request is not a JSON object"}});
-        else
+        else if (request.value("cmd", nlohmann::json()) == "events") {
+            // Its input from now on is only watched for the client's end.
+            c.subscribed = true;
+            loop_.modify(fd, EPOLLIN | EPOLLRDHUP);
+            // The first line: from here on no event is missed (a script can wait for it).
+            answer(id, {{"ok", true}, {"event", "events.subscribed"}});
+        } else
             try {
                 handler_(request, [this, id](const nlohmann::json& a) { answer(id, a); });
             } catch (const std::exception& e) {
@@ -127,6 +134,7 @@ void ControlServer::on_client(int fd, std::uint32_t events) {
             }
         return;
     }
+    if (c.subscribed) return on_subscriber(c, events);
     if (c.out.empty()) {
         // Waiting for the answer, and the client hung up: it will not read it.
         if (events & (EPOLLHUP | EPOLLERR)) drop(fd);
@@ -149,12 +157,89 @@ void ControlServer::write_out(Client& c) {
     int fd = c.fd.get();
     ssize_t w = ::send(fd, c.out.data() + c.written, c.out.size() - c.written, MSG_NOSIGNAL);
     if (w > 0) c.written += static_cast<std::size_t>(w);
-    if (c.written == c.out.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) drop(fd);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) return drop(fd);
+    if (c.written < c.out.size()) return;
+    if (!c.subscribed) return drop(fd);
+    // Everything sent: wait for the next event, watching only for the client's end.
+    c.out.clear();
+    c.written = 0;
+    loop_.modify(fd, EPOLLIN | EPOLLRDHUP);
+}
+
+void ControlServer::on_subscriber(Client& c, std::uint32_t events) {
+    int fd = c.fd.get();
+    if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) return drop(fd);
+    if (events & EPOLLIN) {
+        // It sends nothing more; what it does send is read and ignored, its end closes it.
+        char buf[512];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return drop(fd);
+    }
+    if ((events & EPOLLOUT) && !c.out.empty()) write_out(c);
+}
+
+void ControlServer::publish(const nlohmann::json& event) {
+    std::string line;
+    std::vector<int> slow, idle;
+    for (auto& [fd, c] : clients_) {
+        if (!c->subscribed) continue;
+        if (line.empty())
+            line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+        if (c->out.size() - c->written + line.size() > max_event_backlog) {
+            slow.push_back(fd);
+            continue;
+        }
+        if (c->out.empty()) idle.push_back(fd);
+        c->out += line;
+    }
+    for (int fd : slow) {
+        core::log_warn(
+            "an events client (control socket {}) reads too slowly ({} bytes behind); "
+            "disconnecting it",
+            path_, max_event_backlog);
+        drop(fd);
+    }
+    // Writing may drop a client: not while iterating over them.
+    for (int fd : idle) {
+        auto it = clients_.find(fd);
+        if (it == clients_.end()) continue;
+        loop_.modify(fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+        write_out(*it->second);
+    }
 }
 
 void ControlServer::drop(int fd) {
     loop_.remove(fd);
     clients_.erase(fd);
+}
+
+void control_stream(const std::string& path, const nlohmann::json& request,
+                    const std::function<bool(const nlohmann::json&)>& on_line) {
+    core::UniqueFd fd = connect_to(path);
+    if (!fd)
+        throw core::Error(core::errno_text("no herd master is running at " + path + " (connect)"));
+    std::string line = request.dump() + "\n";
+    if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(line.size()))
+        core::throw_errno("send() to " + path);
+    std::string in;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) core::throw_errno("read() from " + path);
+        if (n == 0) return;
+        in.append(buf, static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        for (std::size_t nl; (nl = in.find('\n', start)) != std::string::npos; start = nl + 1) {
+            auto json = nlohmann::json::parse(in.substr(start, nl - start), nullptr, false);
+            if (json.is_discarded() || !json.is_object())
+                throw core::Error("the master at " + path +
+                                  " sent a line that is not a JSON object");
+            if (!on_line(json)) return;
+        }
+        in.erase(0, start);
+    }
 }
 
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {

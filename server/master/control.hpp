@@ -1,6 +1,7 @@
 // ControlServer: the master's Unix socket for the herd CLI. One JSON request per
-// connection, one JSON answer, then close. Non-blocking in the master's loop: a slow or
-// silent client never holds the master up.
+// connection, one JSON answer, then close; or, for {"cmd": "events"}, an answer and then one
+// JSON object per line for every event the master publishes, until either side closes.
+// Non-blocking in the master's loop: a slow or silent client never holds the master up.
 #pragma once
 
 #include <functional>
@@ -31,12 +32,18 @@ class ControlServer {
     void listen(const std::string& path);
     const std::string& path() const { return path_; }
 
+    // Sends `event` as one line to every "events" client. A client that has let more than
+    // max_event_backlog bytes pile up is disconnected (it sees the stream end), not waited on.
+    void publish(const nlohmann::json& event);
+    static constexpr std::size_t max_event_backlog = 4 << 20;
+
   private:
     struct Client {
         core::UniqueFd fd;
         std::uint64_t id = 0;  // descriptors are reused; a late answer finds its client by id
         std::string in;
-        bool asked = false;  // the request is with the handler
+        bool asked = false;       // the request is with the handler
+        bool subscribed = false;  // an "events" client: the connection stays open
         std::string out;
         std::size_t written = 0;
     };
@@ -44,6 +51,7 @@ class ControlServer {
     void on_client(int fd, std::uint32_t events);
     void answer(std::uint64_t id, const nlohmann::json& answer);
     void write_out(Client& c);
+    void on_subscriber(Client& c, std::uint32_t events);
     void drop(int fd);
 
     core::EventLoop& loop_;
@@ -57,5 +65,12 @@ class ControlServer {
 // The CLI side: sends one request to the socket and returns the answer. Throws core::Error
 // saying that no master runs there, or what else went wrong.
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request);
+
+// The CLI side of a stream ("events"): sends the request, then calls on_line with each JSON
+// object the master sends (the answer first) until the master closes the connection or
+// on_line returns false. Throws core::Error as control_request does, and for a line that is
+// not a JSON object.
+void control_stream(const std::string& path, const nlohmann::json& request,
+                    const std::function<bool(const nlohmann::json&)>& on_line);
 
 }  // namespace herd::master

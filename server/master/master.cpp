@@ -337,6 +337,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
                                 core::log_error("{} disconnected: {}", raw->name, reason);
                         });
     core::log_info("spawned {} generation {}", raw->name, generation);
+    emit("worker.spawned", about(*raw));
     if (broker_end) send_broker_end(*raw, std::move(broker_end));
     return raw;
 }
@@ -417,6 +418,9 @@ void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::s
         next->replaces = w.pid;
         w.replaced_by = next->pid;
         core::log_info("replacing {} ({}) by pid {}", w.name, why, next->pid);
+        auto fields = about(w);
+        fields.update({{"kind", kind}, {"reason", why}, {"replacement", next->pid}});
+        emit("worker.replacing", fields);
     } catch (const core::Error& e) {
         core::log_error("cannot replace {}: {}; draining it anyway", w.name, e.what());
         drain_worker(w, false);
@@ -430,6 +434,7 @@ void Master::drain_worker(WorkerProc& w, bool close_idle) {
                           {"close_idle", close_idle},
                           {"deadline_ms", w.limits.drain.count()}}))
         (void)kill(w.pid, SIGTERM);  // no channel: the worker drains on TERM as well
+    emit("worker.draining", about(w));
 }
 
 void Master::enter(WorkerProc& w, WorkerState s) {
@@ -461,6 +466,9 @@ void Master::on_ready(WorkerProc& w, core::Message& m) {
     w.capacity = m.body.value("capacity", w.capacity);
     core::log_info("{} ready in {:.1f} ms, generation {}", w.name, seconds_since(w.started) * 1000,
                    w.generation);
+    auto fields = about(w);
+    fields["ms"] = seconds_since(w.started) * 1000;
+    emit("worker.ready", fields);
     check_all_ready();
     flush_pending(*w.app);
     if (w.canary) check_canaries();
@@ -589,6 +597,12 @@ void Master::on_overdue(WorkerProc& w, const Verdict& v) {
                        : v.what == Overdue::watchdog    ? "stuck in a plugin?"
                                                         : "stuck in its drain";
     core::log_error("{}: {}: {} SIGKILL", w.name, why, hint);
+    auto fields = about(w);
+    fields.update({{"deadline", v.what == Overdue::start_timeout ? "start_timeout"
+                                : v.what == Overdue::watchdog    ? "watchdog"
+                                                                 : "drain"},
+                   {"reason", why}});
+    emit("worker.killed", fields);
     w.killed = v.what;
     w.kill_reason = why;
     if (v.what == Overdue::start_timeout) w.start_failure = why;
@@ -740,6 +754,8 @@ void Master::check_all_ready() {
             app->announced_ready = true;
             core::log_info("app \"{}\" ready on {} with {} worker(s)", app->config.name, app->bound,
                            ready);
+            emit("app.ready",
+                 {{"app", app->config.name}, {"generation", app->generation}, {"workers", ready}});
         }
         all = all && app->announced_ready;
     }
@@ -848,6 +864,16 @@ void Master::on_worker_exit(pid_t pid, int status) {
         w->app->last_exit[w->slot] = {why.empty() ? how : how + ": " + why, Clock::now()};
     };
     std::string cause = !w->kill_reason.empty() ? w->kill_reason : w->start_failure;
+    {
+        auto fields = about(*w);
+        fields.update({{"status", how}, {"state", state_name(w->state)}, {"reason", cause}});
+        if (WIFEXITED(status)) fields["code"] = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) fields["signal"] = WTERMSIG(status);
+        // Expected: asked to leave (drain, roll, replaced, removed, herd stopping).
+        fields["expected"] = stopping_ || w->leaving || w->replaced_by != 0 || w->app->removed ||
+                             (w->state == WorkerState::draining && w->killed == Overdue::none);
+        emit("worker.exited", fields);
+    }
     if (stopping_) {
         core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
                        fmt::format("{} {} after {:.1f} s, generation {}", w->name, how,
@@ -927,6 +953,7 @@ void Master::on_worker_exit(pid_t pid, int status) {
                 "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
                 "No more workers are started for it",
                 app.config.name, app.start_failures.count(), reason);
+            emit("app.failed", {{"app", app.config.name}, {"reason", reason}});
             if (app.rolling) {
                 // The canary started, later slots do not: the roll stops where it is.
                 app.rolling = false;
@@ -983,6 +1010,7 @@ void Master::scale(App& app, int workers) {
     workers = std::clamp(workers, 1, balance::LoadBoard::max_slots);
     if (workers == old) return;
     core::log_info("app \"{}\": {} to {} worker(s)", app.config.name, old, workers);
+    emit("app.scaled", {{"app", app.config.name}, {"from", old}, {"to", workers}});
     app.config.workers = workers;
     if (workers > old) {
         try {
@@ -1026,6 +1054,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     stopping_ = true;
     exit_code_ = exit_code;
     notify_.stopping("stopping (" + why + ")");
+    emit("herd.stopping", {{"reason", why}, {"exit_code", exit_code}});
     if (reload_) end_reload(false, "herd is stopping (" + why + ")");
     int deadline = 0;
     for (auto& app : apps_) deadline = std::max(deadline, app->config.drain_timeout_ms);

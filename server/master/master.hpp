@@ -234,6 +234,10 @@ class Master {
     // Drains a worker whose slot is gone (scale-down, smaller reload), keeping its queue.
     void retire_slot_worker(App& app, WorkerProc& w);
     nlohmann::json status() const;
+    // The event stream (events.cpp): `event` ("worker.ready", ...) with `fields`, to every
+    // `herd events` client. about(w): the fields that name a worker.
+    void emit(std::string_view event, nlohmann::json fields = nlohmann::json::object());
+    nlohmann::json about(const WorkerProc& w) const;
     MasterMetrics metrics() const;
     void accept_for(App& app, int listen_fd);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.

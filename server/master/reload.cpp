@@ -11,6 +11,7 @@ namespace herd::master {
 void Master::reload(const std::string& source, ControlServer::Reply reply) {
     auto refuse = [&](const std::string& why) {
         core::log_error("reload ({}) refused: {}", source, why);
+        emit("reload.refused", {{"source", source}, {"error", why}});
         if (reply) reply({{"ok", false}, {"error", why}});
     };
     if (stopping_) return refuse("herd is stopping");
@@ -77,6 +78,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
     reload_->source = source;
     reload_->started = Clock::now();
     reload_->id = ++reload_ids_;
+    emit("reload.started", {{"source", source}, {"id", reload_->id}});
     if (reply) reload_->replies.push_back(std::move(reply));
 
     // Bind every new address first: a busy port fails the reload before any worker starts.
@@ -182,6 +184,7 @@ void Master::commit_reload() {
     r.committed = true;
     core::log_info("reload ({}): every canary is ready after {:.1f} ms; rolling out", r.source,
                    std::chrono::duration<double, std::milli>(Clock::now() - r.started).count());
+    emit("reload.rolling", {{"source", r.source}, {"id", r.id}});
     for (auto& [pid, w] : workers_) w->canary = false;
     std::vector<App*> gone;
     for (auto& app : apps_) {
@@ -282,6 +285,7 @@ void Master::advance_roll(App& app) {
     }
     core::log_info("app \"{}\": generation {} serves on all {} slot(s)", app.config.name, g,
                    app.config.workers);
+    emit("app.rolled", {{"app", app.config.name}, {"generation", g}});
     check_all_ready();
     finish_reload();
 }
@@ -292,6 +296,8 @@ void Master::roll_back(App& app, const std::string& why) {
     std::string error = "app \"" + app.config.name + "\": " + why + "; rolled back to generation " +
                         std::to_string(prev.generation);
     core::log_error("reload: {}", error);
+    emit("app.rolled_back",
+         {{"app", app.config.name}, {"generation", prev.generation}, {"reason", why}});
     if (reload_) reload_->errors.push_back(error);
     if (plugin_stamp(prev.config) != prev.plugin_stamp)
         core::log_warn(
@@ -356,6 +362,9 @@ void Master::end_reload(bool ok, const std::string& message) {
         if (r.committed) core::log_error("reload ({}) ended with errors: {}", r.source, message);
         answer = {{"ok", false}, {"error", message}};
     }
+    emit(
+        "reload.finished",
+        {{"source", r.source}, {"id", r.id}, {"ok", ok}, {"ms", ms}, {"error", ok ? "" : message}});
     for (auto& reply : r.replies) reply(answer);
     if (!stopping_) notify_.ready(ok ? "reloaded" : "reload failed: " + message);
     if (reload_again_ && !stopping_) {

@@ -505,6 +505,73 @@ class KeepAliveLoad:
             t.join()
 
 
+class Events:
+    """`herd events --json` against a running Herd: wait_for(event, **fields) returns the
+    first event (a dict) at or after index `after` with that name and those field values.
+    Tests wait on these rather than on log wording. Use as a context manager."""
+
+    def __init__(self, herd):
+        self.herd = herd
+        self.events = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen([HERD_BIN, "events", "--json", "-c", herd.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.wait_for("events.subscribed")  # nothing after this is missed
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            event = json.loads(raw)
+            with self.cond:
+                self.events.append(event)
+                self.cond.notify_all()
+        with self.cond:
+            self.events.append(None)  # the stream ended
+            self.cond.notify_all()
+
+    def mark(self):
+        with self.cond:
+            return len(self.events)
+
+    def wait_for(self, name, after=0, seconds=10, **fields):
+        deadline = time.monotonic() + timeout(seconds)
+        i = after
+        with self.cond:
+            while True:
+                while i < len(self.events):
+                    e = self.events[i]
+                    if e is None:
+                        raise AssertionError("the event stream ended before %s %s; events:\n%s" %
+                                             (name, fields, self._dump()))
+                    if e.get("event") == name and all(e.get(k) == v for k, v in fields.items()):
+                        return e
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("timed out waiting for event %s %s; events:\n%s" %
+                                         (name, fields, self._dump()))
+                self.cond.wait(left)
+
+    def ended(self, seconds=10):
+        """Waits for the stream's end (herd stopped); returns `herd events`' exit code."""
+        return self.proc.wait(timeout(seconds))
+
+    def _dump(self):
+        return "\n".join(json.dumps(e) for e in self.events)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
 def wait_answers(results, lock, count):
     """Waits until a burst() has collected at least `count` answers."""
     def enough():

@@ -1,0 +1,30 @@
+// The master's event stream (`herd events`): what happened to workers, apps, reloads and the
+// broker, as one JSON object per event, to every client of the control socket that asked.
+#include <time.h>
+
+#include "master/master.hpp"
+
+namespace herd::master {
+
+nlohmann::json Master::about(const WorkerProc& w) const {
+    return {{"app", w.app->config.name},
+            {"slot", w.slot},
+            {"pid", w.pid},
+            {"generation", w.generation}};
+}
+
+void Master::emit(std::string_view event, nlohmann::json fields) {
+    if (!control_) return;
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    tm utc{};
+    gmtime_r(&now.tv_sec, &utc);
+    char stamp[40];
+    std::size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", now.tv_nsec / 1000000);
+    nlohmann::json out = {{"time", stamp}, {"event", event}};
+    if (fields.is_object()) out.update(fields);
+    control_->publish(out);
+}
+
+}  // namespace herd::master
