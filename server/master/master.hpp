@@ -13,6 +13,7 @@
 
 #include "balance/strategy.hpp"
 #include "broker/state_config.hpp"
+#include "core/acceptor.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -113,6 +114,9 @@ class Master {
         core::RequestStats retired_stats;                         // of its workers that are gone
         StartFailures start_failures;
         bool failed = false;  // gave up after start failures: no worker is started for it
+        // By socket: the master accepts on these (round-robin, least-conn, retiring slots).
+        // Last, so destroyed first: each stops watching before its socket can close.
+        std::map<int, std::unique_ptr<core::Acceptor>> acceptors;
     };
 
     // A reload in progress: the CLI clients waiting for its answer.
@@ -211,11 +215,11 @@ class Master {
     void retire_slot_worker(App& app, WorkerProc& w);
     nlohmann::json status() const;
     MasterMetrics metrics() const;
-    void accept_for(App& app, int listen_fd);
+    // Places what is accepted on `fd` (the app's placement socket or a retiring slot's).
+    void accept_on(App& app, int fd, const std::string& name);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
     void scale(App& app, int workers);
     void close_retired_slot(App& app, int slot);
-    void pause_accepting(App& app, int listen_fd, const std::string& why);
     // Gives a connection the master accepted to a worker of the app, or queues it.
     void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
     void flush_pending(App& app);
