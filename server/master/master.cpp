@@ -222,9 +222,9 @@ int Master::run() {
     watchdog();
     // The broker first: each worker then gets its channel to it at fork, and the state
     // before it reports ready.
-    spawn_broker();
+    start_broker();
     for (auto& app : apps_)
-        for (int slot = 0; slot < app->config.workers; ++slot) spawn_worker(*app, slot);
+        for (int slot = 0; slot < app->config.workers; ++slot) start_worker(*app, slot);
 
     loop_.run();
     return exit_code_;
@@ -881,15 +881,7 @@ void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
         });
         if (stopping_ || app.failed || app.removed || slot >= app.config.workers || occupied)
             return;
-        try {
-            spawn_worker(app, slot);
-        } catch (const core::Error& e) {
-            core::log_error("cannot restart app \"{}\" slot {}: {}; next try in 1 s",
-                            app.config.name, slot, e.what());
-            loop_.add_timer(std::chrono::seconds(1), [this, id = app.id, slot] {
-                if (App* again = find_app(id)) restart_slot(*again, slot, {});
-            });
-        }
+        start_worker(app, slot);
     };
     if (delay.count() == 0) {
         start();
@@ -909,10 +901,13 @@ void Master::scale(App& app, int workers) {
     if (workers > old) {
         try {
             app.strategy->bind(app.config.listen, app.config.backlog, workers);
-            for (int slot = old; slot < workers; ++slot) spawn_worker(app, slot);
         } catch (const core::Error& e) {
-            core::log_error("app \"{}\": cannot add workers: {}", app.config.name, e.what());
+            core::log_error("app \"{}\": cannot add workers: {}; staying at {}", app.config.name,
+                            e.what(), old);
+            app.config.workers = old;
+            return;
         }
+        for (int slot = old; slot < workers; ++slot) start_worker(app, slot);
         return;
     }
     for (auto& [pid, w] : workers_)

@@ -26,6 +26,10 @@
 
 namespace herd::master {
 
+// The shortest wait before another try after fork, pipe or socketpair failed: a first
+// failure would otherwise be retried at once, in the same breath.
+inline constexpr std::chrono::milliseconds min_spawn_retry{100};
+
 class Master {
   public:
     Master(core::Config config, broker::StateConfig state);
@@ -148,6 +152,9 @@ class Master {
         nlohmann::json status;  // its last heartbeat
     };
     void spawn_broker();
+    // spawn_broker(), and on failure (fork, pipe, socketpair) a log line and another try
+    // after the broker's back-off.
+    void start_broker();
     void on_broker_message(core::Message& m);
     void on_broker_exit(int status);
     // Gives the broker its end of a worker's channel.
@@ -166,6 +173,11 @@ class Master {
     App* find_app(const std::string& name);
     // Starts the app's worker for `slot`, of the next generation when `next` (a canary).
     WorkerProc* spawn_worker(App& app, int slot, bool next = false);
+    // spawn_worker() for a slot that must be filled (start-up, restart, scale-up). A worker
+    // that cannot be spawned (fork, pipe or socketpair failed: out of processes, descriptors
+    // or memory) counts as a failed start of its slot: logged, and tried again after the
+    // slot's back-off (spawn_retry.cpp). Returns null then.
+    WorkerProc* start_worker(App& app, int slot);
     // After a fatal report: start the slot's replacement now; the old worker drains once the
     // replacement is ready.
     void replace_worker(WorkerProc& w, const std::string& kind, const std::string& why);
