@@ -127,9 +127,9 @@ void MetricsServer::listen(const core::SocketAddress& address) {
     } catch (const core::Error& e) {
         throw core::Error(std::string("metrics: ") + e.what());
     }
-    acceptor_ =
-        std::make_unique<core::Acceptor>(loop_, socket_.get(), "metrics endpoint " + address.text,
-                                         [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
+    acceptor_ = std::make_unique<core::Acceptor>(
+        loop_, socket_.get(), "metrics endpoint " + core::local_address(socket_.get()),
+        [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
     acceptor_->start();
     sweep();
 }

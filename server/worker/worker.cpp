@@ -18,6 +18,7 @@
 #include "core/acceptor.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/socket.hpp"
 #include "worker/connection.hpp"
 #include "worker/crash_report.hpp"
 #include "worker/throw_trace.hpp"
@@ -172,7 +173,8 @@ int Worker::run() {
         options.gate = [this] { return accept_gate(); };
         options.context = [this] { return fmt::format("{} connections open", open_connections_); };
         acceptor_ = std::make_unique<core::Acceptor>(
-            loop_, spec_.listen.get(), "app \"" + spec_.app.name + "\" on " + spec_.app.listen.text,
+            loop_, spec_.listen.get(),
+            "app \"" + spec_.app.name + "\" on " + core::local_address(spec_.listen.get()),
             [this](core::UniqueFd fd) { adopt(std::move(fd)); }, std::move(options));
         acceptor_->start();
     }
