@@ -25,7 +25,7 @@ constexpr auto state_request_timeout = std::chrono::seconds(10);
 void Master::spawn_broker() {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
-        core::throw_errno("socketpair() for the broker");
+        core::throw_errno("socketpair() for the broker's channel");
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
     ChildPipes pipes = make_child_pipes();
     std::vector<int> keep{theirs.get()};
@@ -157,16 +157,22 @@ void Master::on_broker_exit(int status) {
         "broker (pid {}) {} unexpectedly; workers keep their state; restarting in {} ms", b.pid,
         how, delay.count());
     loop_.add_timer(delay, [this] {
-        if (stopping_ || broker_) return;
-        try {
-            spawn_broker();
-        } catch (const core::Error& e) {
-            core::log_error("cannot restart the broker: {}; next try in 1 s", e.what());
-            loop_.add_timer(std::chrono::seconds(1), [this] {
-                if (!stopping_ && !broker_) spawn_broker();
-            });
-        }
+        if (!stopping_ && !broker_) start_broker();
     });
+}
+
+void Master::start_broker() {
+    try {
+        spawn_broker();
+    } catch (const std::exception& e) {
+        // Out of processes, descriptors or memory for now: workers keep the state they have.
+        auto now = Clock::now();
+        auto delay = std::max(broker_backoff_.next_delay(now, now), min_spawn_retry);
+        core::log_error("cannot start the broker: {}; next try in {} ms", e.what(), delay.count());
+        loop_.add_timer(delay, [this] {
+            if (!stopping_ && !broker_) start_broker();
+        });
+    }
 }
 
 void Master::stop_broker() {

@@ -45,8 +45,8 @@ ControlServer::ControlServer(core::EventLoop& loop, Handler handler)
 
 ControlServer::~ControlServer() {
     for (auto& [fd, c] : clients_) loop_.remove(fd);
+    acceptor_.reset();
     if (socket_) {
-        loop_.remove(socket_.get());
         (void)::unlink(path_.c_str());  // ours: a new master may bind the path
     }
 }
@@ -75,23 +75,24 @@ void ControlServer::listen(const std::string& path) {
     if (rc < 0) throw core::Error(core::errno_text("bind(control socket " + path + ")", err));
     if (::listen(socket_.get(), 16) < 0) core::throw_errno("listen(control socket " + path + ")");
     path_ = path;
-    loop_.add(socket_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    acceptor_ =
+        std::make_unique<core::Acceptor>(loop_, socket_.get(), "control socket " + path,
+                                         [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
+    acceptor_->start();
 }
 
-void ControlServer::on_accept() {
-    for (int i = 0; i < 16; ++i) {
-        int fd = accept4(socket_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                core::log_warn("{}", core::errno_text("accept4(control socket " + path_ + ")"));
-            return;
-        }
-        auto c = std::make_unique<Client>();
-        c->fd.reset(fd);
-        c->id = next_id_++;
-        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
-        clients_[fd] = std::move(c);
+void ControlServer::on_accept(core::UniqueFd fd) {
+    int key = fd.get();
+    auto c = std::make_unique<Client>();
+    c->fd = std::move(fd);
+    c->id = next_id_++;
+    try {
+        loop_.add(key, EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t ev) { on_client(key, ev); });
+    } catch (const core::Error& e) {
+        core::log_warn("control socket {}: cannot watch a client: {}; closing it", path_, e.what());
+        return;  // closes it
     }
+    clients_[key] = std::move(c);
 }
 
 void ControlServer::on_client(int fd, std::uint32_t events) {

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/acceptor.hpp"
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
 
@@ -47,7 +48,7 @@ class ControlServer {
         std::string out;
         std::size_t written = 0;
     };
-    void on_accept();
+    void on_accept(core::UniqueFd fd);
     void on_client(int fd, std::uint32_t events);
     void answer(std::uint64_t id, const nlohmann::json& answer);
     void write_out(Client& c);
@@ -57,6 +58,7 @@ class ControlServer {
     core::EventLoop& loop_;
     Handler handler_;
     core::UniqueFd socket_;
+    std::unique_ptr<core::Acceptor> acceptor_;  // after socket_: stops before it closes
     std::string path_;
     std::map<int, std::unique_ptr<Client>> clients_;
     std::uint64_t next_id_ = 1;

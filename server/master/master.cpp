@@ -81,14 +81,28 @@ Master::App* Master::find_app(const std::string& name) {
 
 void Master::watch_master_socket(App& app, balance::Strategy& strategy) {
     int fd = strategy.master_socket();
-    if (fd < 0 || loop_.watching(fd)) return;
+    if (fd >= 0 && !app.acceptors.contains(fd))
+        accept_on(app, fd, "app \"" + app.config.name + "\" on " + strategy.bound_address());
+}
+
+void Master::accept_on(App& app, int fd, const std::string& name) {
+    core::Acceptor::Options options;
+    options.batch = 64;
     App* raw = &app;
-    loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+    auto acceptor = std::make_unique<core::Acceptor>(
+        loop_, fd, name, [this, raw](core::UniqueFd c) { place_connection(*raw, std::move(c)); },
+        std::move(options));
+    try {
+        acceptor->start();
+    } catch (const core::Error& e) {
+        core::log_error("{}: {}; trying again in 100 ms", name, e.what());
+        acceptor->pause_for(std::chrono::milliseconds(100));
+    }
+    app.acceptors[fd] = std::move(acceptor);
 }
 
 void Master::close_strategy(App& app, balance::Strategy& strategy) {
-    (void)app;
-    if (int fd = strategy.master_socket(); fd >= 0 && loop_.watching(fd)) loop_.remove(fd);
+    if (int fd = strategy.master_socket(); fd >= 0) app.acceptors.erase(fd);
     strategy.close();
 }
 
@@ -100,42 +114,6 @@ void Master::bind_all() {
                        a.workers, a.balance);
         apps_.push_back(std::move(app));
     }
-}
-
-void Master::accept_for(App& app, int listen_fd) {
-    for (int i = 0; i < 64 && listen_fd >= 0 && !stopping_; ++i) {
-        int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN) return;
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
-                continue;
-            pause_accepting(app, listen_fd,
-                            core::errno_text("accept4() for app \"" + app.config.name + "\""));
-            return;
-        }
-        place_connection(app, core::UniqueFd(fd));
-    }
-}
-
-void Master::pause_accepting(App& app, int listen_fd, const std::string& why) {
-    // EMFILE and friends: the listen socket stays readable, so waiting on it again would
-    // spin. Stop watching it for a moment (nginx's way); the backlog keeps the clients.
-    constexpr auto pause = std::chrono::milliseconds(100);
-    core::log_warn("{}; pausing accept for {} ms", why, pause.count());
-    loop_.remove(listen_fd);
-    loop_.add_timer(pause, [this, id = app.id, listen_fd] {
-        // Still ours? (A stop closes the app's socket; a retired slot's closes with its worker;
-        // a reload may have removed the app or moved it to another address.)
-        App* raw = find_app(id);
-        if (raw == nullptr || raw->removed) return;
-        bool ours = raw->strategy->master_socket() == listen_fd ||
-                    (raw->old_strategy && raw->old_strategy->master_socket() == listen_fd) ||
-                    std::any_of(raw->retiring.begin(), raw->retiring.end(),
-                                [&](const auto& r) { return r.second.get() == listen_fd; });
-        if (stopping_ || !ours || loop_.watching(listen_fd)) return;
-        loop_.add(listen_fd, EPOLLIN,
-                  [this, raw, listen_fd](std::uint32_t) { accept_for(*raw, listen_fd); });
-    });
 }
 
 void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by) {
@@ -244,9 +222,9 @@ int Master::run() {
     watchdog();
     // The broker first: each worker then gets its channel to it at fork, and the state
     // before it reports ready.
-    spawn_broker();
+    start_broker();
     for (auto& app : apps_)
-        for (int slot = 0; slot < app->config.workers; ++slot) spawn_worker(*app, slot);
+        for (int slot = 0; slot < app->config.workers; ++slot) start_worker(*app, slot);
 
     loop_.run();
     return exit_code_;
@@ -986,15 +964,7 @@ void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
         });
         if (stopping_ || app.failed || app.removed || slot >= app.config.workers || occupied)
             return;
-        try {
-            spawn_worker(app, slot);
-        } catch (const core::Error& e) {
-            core::log_error("cannot restart app \"{}\" slot {}: {}; next try in 1 s",
-                            app.config.name, slot, e.what());
-            loop_.add_timer(std::chrono::seconds(1), [this, id = app.id, slot] {
-                if (App* again = find_app(id)) restart_slot(*again, slot, {});
-            });
-        }
+        start_worker(app, slot);
     };
     if (delay.count() == 0) {
         start();
@@ -1015,10 +985,13 @@ void Master::scale(App& app, int workers) {
     if (workers > old) {
         try {
             app.strategy->bind(app.config.listen, app.config.backlog, workers);
-            for (int slot = old; slot < workers; ++slot) spawn_worker(app, slot);
         } catch (const core::Error& e) {
-            core::log_error("app \"{}\": cannot add workers: {}", app.config.name, e.what());
+            core::log_error("app \"{}\": cannot add workers: {}; staying at {}", app.config.name,
+                            e.what(), old);
+            app.config.workers = old;
+            return;
         }
+        for (int slot = old; slot < workers; ++slot) start_worker(app, slot);
         return;
     }
     for (auto& [pid, w] : workers_)
@@ -1031,9 +1004,8 @@ void Master::retire_slot_worker(App& app, WorkerProc& w) {
     if (core::UniqueFd socket = w.strategy->remove_slot(w.slot)) {
         // The slot's queue must not be stranded: from now on the master accepts there and
         // passes connections to the remaining workers.
-        int fd = socket.get();
-        App* raw = &app;
-        loop_.add(fd, EPOLLIN, [this, raw, fd](std::uint32_t) { accept_for(*raw, fd); });
+        accept_on(app, socket.get(),
+                  "app \"" + app.config.name + "\" slot " + std::to_string(w.slot) + " (removed)");
         app.retiring[w.slot] = std::move(socket);
     }
 }
@@ -1043,9 +1015,10 @@ void Master::close_retired_slot(App& app, int slot) {
     if (it == app.retiring.end()) return;
     // Last pass over its queue, then close. A connection that the kernel hashes here between
     // this accept and the close is reset: the window is one system call wide.
-    int fd = it->second.get();
-    accept_for(app, fd);
-    loop_.remove(fd);
+    if (auto a = app.acceptors.find(it->second.get()); a != app.acceptors.end()) {
+        a->second->accept_now();
+        app.acceptors.erase(a);
+    }
     app.retiring.erase(it);
 }
 
@@ -1065,8 +1038,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
         close_strategy(*app, *app->strategy);
         if (app->old_strategy) close_strategy(*app, *app->old_strategy);
         if (app->next && app->next->strategy) close_strategy(*app, *app->next->strategy);
-        for (auto& [slot, socket] : app->retiring)
-            if (loop_.watching(socket.get())) loop_.remove(socket.get());
+        for (auto& [slot, socket] : app->retiring) app->acceptors.erase(socket.get());
         app->retiring.clear();
         app->pending.clear();  // never placed: these clients see the connection close
     }

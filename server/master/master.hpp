@@ -13,6 +13,7 @@
 
 #include "balance/strategy.hpp"
 #include "broker/state_config.hpp"
+#include "core/acceptor.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -25,6 +26,10 @@
 #include "master/spawn.hpp"
 
 namespace herd::master {
+
+// The shortest wait before another try after fork, pipe or socketpair failed: a first
+// failure would otherwise be retried at once, in the same breath.
+inline constexpr std::chrono::milliseconds min_spawn_retry{100};
 
 class Master {
   public:
@@ -132,6 +137,9 @@ class Master {
         core::RequestStats retired_stats;  // of its workers that are gone
         StartFailures start_failures;
         bool failed = false;  // gave up after start failures: no worker is started for it
+        // By socket: the master accepts on these (round-robin, least-conn, retiring slots).
+        // Last, so destroyed first: each stops watching before its socket can close.
+        std::map<int, std::unique_ptr<core::Acceptor>> acceptors;
     };
 
     // A reload in progress: the CLI clients waiting for its answer.
@@ -163,6 +171,9 @@ class Master {
         nlohmann::json status;  // its last heartbeat
     };
     void spawn_broker();
+    // spawn_broker(), and on failure (fork, pipe, socketpair) a log line and another try
+    // after the broker's back-off.
+    void start_broker();
     void on_broker_message(core::Message& m);
     void on_broker_exit(int status);
     // Gives the broker its end of a worker's channel.
@@ -181,6 +192,11 @@ class Master {
     App* find_app(const std::string& name);
     // Starts the app's worker for `slot`, of the next generation when `next` (a canary).
     WorkerProc* spawn_worker(App& app, int slot, bool next = false);
+    // spawn_worker() for a slot that must be filled (start-up, restart, scale-up). A worker
+    // that cannot be spawned (fork, pipe or socketpair failed: out of processes, descriptors
+    // or memory) counts as a failed start of its slot: logged, and tried again after the
+    // slot's back-off (spawn_retry.cpp). Returns null then.
+    WorkerProc* start_worker(App& app, int slot);
     // After a fatal report: start the slot's replacement now; the old worker drains once the
     // replacement is ready.
     void replace_worker(WorkerProc& w, const std::string& kind, const std::string& why);
@@ -239,11 +255,11 @@ class Master {
     void emit(std::string_view event, nlohmann::json fields = nlohmann::json::object());
     nlohmann::json about(const WorkerProc& w) const;
     MasterMetrics metrics() const;
-    void accept_for(App& app, int listen_fd);
+    // Places what is accepted on `fd` (the app's placement socket or a retiring slot's).
+    void accept_on(App& app, int fd, const std::string& name);
     // TTIN / TTOU: one worker more or fewer; a removed slot's worker drains first.
     void scale(App& app, int workers);
     void close_retired_slot(App& app, int slot);
-    void pause_accepting(App& app, int listen_fd, const std::string& why);
     // Gives a connection the master accepted to a worker of the app, or queues it.
     void place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by = nullptr);
     void flush_pending(App& app);

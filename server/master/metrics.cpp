@@ -118,7 +118,7 @@ MetricsServer::MetricsServer(core::EventLoop& loop, Source source)
 
 MetricsServer::~MetricsServer() {
     for (auto& [fd, c] : clients_) loop_.remove(fd);
-    if (socket_) loop_.remove(socket_.get());
+    acceptor_.reset();
 }
 
 void MetricsServer::listen(const core::SocketAddress& address) {
@@ -127,7 +127,10 @@ void MetricsServer::listen(const core::SocketAddress& address) {
     } catch (const core::Error& e) {
         throw core::Error(std::string("metrics: ") + e.what());
     }
-    loop_.add(socket_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    acceptor_ = std::make_unique<core::Acceptor>(
+        loop_, socket_.get(), "metrics endpoint " + core::local_address(socket_.get()),
+        [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
+    acceptor_->start();
     sweep();
 }
 
@@ -135,27 +138,22 @@ std::string MetricsServer::bound_address() const {
     return core::local_address(socket_.get());
 }
 
-void MetricsServer::on_accept() {
-    for (int i = 0; i < 16; ++i) {
-        int fd = accept4(socket_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                core::log_warn("{}", core::errno_text("accept4(metrics)"));
-            return;
-        }
-        if (clients_.size() >= max_clients) {
-            ::close(fd);  // a scraper is one client; this many is abuse
-            continue;
-        }
-        auto c = std::make_unique<Client>();
-        c->fd.reset(fd);
-        c->limits.max_header_bytes = 8 << 10;
-        c->limits.max_body_bytes = 4 << 10;
-        c->parser = std::make_unique<worker::HttpParser>(c->limits);
-        c->since = core::EventLoop::Clock::now();
-        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t ev) { on_client(fd, ev); });
-        clients_[fd] = std::move(c);
+void MetricsServer::on_accept(core::UniqueFd fd) {
+    if (clients_.size() >= max_clients) return;  // a scraper is one client; this many is abuse
+    int key = fd.get();
+    auto c = std::make_unique<Client>();
+    c->fd = std::move(fd);
+    c->limits.max_header_bytes = 8 << 10;
+    c->limits.max_body_bytes = 4 << 10;
+    c->parser = std::make_unique<worker::HttpParser>(c->limits);
+    c->since = core::EventLoop::Clock::now();
+    try {
+        loop_.add(key, EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t ev) { on_client(key, ev); });
+    } catch (const core::Error& e) {
+        core::log_warn("metrics endpoint: cannot watch a client: {}; closing it", e.what());
+        return;  // closes it
     }
+    clients_[key] = std::move(c);
 }
 
 void MetricsServer::on_client(int fd, std::uint32_t events) {

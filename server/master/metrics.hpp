@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/acceptor.hpp"
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
 #include "core/socket.hpp"
@@ -61,7 +62,7 @@ class MetricsServer {
 
   private:
     struct Client;
-    void on_accept();
+    void on_accept(core::UniqueFd fd);
     void on_client(int fd, std::uint32_t events);
     void drop(int fd);
     void sweep();
@@ -69,6 +70,7 @@ class MetricsServer {
     core::EventLoop& loop_;
     Source source_;
     core::UniqueFd socket_;
+    std::unique_ptr<core::Acceptor> acceptor_;  // after socket_: stops before it closes
     std::map<int, std::unique_ptr<Client>> clients_;
 };
 

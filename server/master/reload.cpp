@@ -379,8 +379,7 @@ void Master::remove_app(App& app) {
     app.rolling = false;
     close_strategy(app, *app.strategy);
     if (app.old_strategy) close_strategy(app, *app.old_strategy);
-    for (auto& [slot, socket] : app.retiring)
-        if (loop_.watching(socket.get())) loop_.remove(socket.get());
+    for (auto& [slot, socket] : app.retiring) app.acceptors.erase(socket.get());
     app.retiring.clear();
     app.pending.clear();
     int draining = 0;

@@ -15,8 +15,10 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "core/acceptor.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/socket.hpp"
 #include "worker/connection.hpp"
 #include "worker/crash_report.hpp"
 #include "worker/throw_trace.hpp"
@@ -160,9 +162,21 @@ int Worker::run() {
                     ? static_cast<std::size_t>(nofile.rlim_cur)
                     : 1u << 20;
     if (spec_.listen) {
-        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
-                  [this](std::uint32_t) { on_accept(); });
-        accepting_ = true;
+        // One connection per wake-up, served at once: a worker about to block in a slow
+        // handler never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to
+        // idle workers. On EMFILE it pauses; in shared mode another worker may take the
+        // connection meanwhile.
+        core::Acceptor::Options options;
+        options.batch = 1;
+        options.events = EPOLLIN | EPOLLEXCLUSIVE;
+        options.pause = accept_pause;
+        options.gate = [this] { return accept_gate(); };
+        options.context = [this] { return fmt::format("{} connections open", open_connections_); };
+        acceptor_ = std::make_unique<core::Acceptor>(
+            loop_, spec_.listen.get(),
+            "app \"" + spec_.app.name + "\" on " + core::local_address(spec_.listen.get()),
+            [this](core::UniqueFd fd) { adopt(std::move(fd)); }, std::move(options));
+        acceptor_->start();
     }
     if (spec_.board != nullptr) busy_word_ = &spec_.board->slot(spec_.slot).state;
     set_busy(false);  // present and idle on the load board
@@ -209,34 +223,17 @@ bool Worker::plugin_message(std::string_view mount, const nlohmann::json& messag
                                      {"data", message}});
 }
 
-void Worker::on_accept() {
+bool Worker::accept_gate() {
     if (spec_.board != nullptr && !stepped_back_ &&
         spec_.board->should_yield(spec_.slot, spec_.app.workers)) {
-        step_back();
-        return;
+        // Step back for a millisecond so an idle, less loaded sibling takes the next one; at
+        // most once in a row, never a stall.
+        stepped_back_ = true;
+        acceptor_->pause_for(std::chrono::milliseconds(1));
+        return false;
     }
     stepped_back_ = false;
-    // One connection per wake-up, served at once: a worker about to block in a slow handler
-    // never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to idle workers.
-    for (;;) {
-        int fd = accept4(spec_.listen.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            adopt(core::UniqueFd(fd));
-            return;
-        }
-        switch (errno) {
-            case EAGAIN:
-                return;
-            case EINTR:
-            case ECONNABORTED:
-            case EPROTO:
-            case EPERM:  // a firewall rule refused this one
-                continue;
-            default:  // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected
-                pause_accepting(core::errno_text("accept4() on " + spec_.app.listen.text));
-                return;
-        }
-    }
+    return true;
 }
 
 void Worker::adopt(core::UniqueFd fd) {
@@ -266,21 +263,6 @@ void Worker::report_load() {
     });
 }
 
-void Worker::pause_accepting(const std::string& why) {
-    // nginx's answer to EMFILE: stop accepting for a moment instead of spinning on a listen
-    // socket that stays readable; in shared mode another worker may take the connection.
-    core::log_warn("{}; pausing accept for {} ms ({} connections open)", why, accept_pause.count(),
-                   open_connections_);
-    loop_.remove(spec_.listen.get());
-    accepting_ = false;
-    loop_.add_timer(accept_pause, [this] {
-        if (responses_close() || accepting_ || !spec_.listen) return;
-        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
-                  [this](std::uint32_t) { on_accept(); });
-        accepting_ = true;
-    });
-}
-
 void Worker::on_plugin_failure(const std::string& description) {
     core::log_error("{}; thrown at:\n{}", description, last_throw_trace());
     retire({{"type", "fatal"}, {"phase", "run"}, {"reason", description}});
@@ -304,8 +286,7 @@ void Worker::retire(const nlohmann::json& report) {
     retiring_ = true;
     responses_close_ = true;
     busy_word_ = nullptr;  // absent on the board from now on
-    if (accepting_) loop_.remove(spec_.listen.get());
-    accepting_ = false;
+    if (acceptor_) acceptor_->stop();
     if (spec_.board != nullptr)
         spec_.board->slot(spec_.slot)
             .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
@@ -313,18 +294,6 @@ void Worker::retire(const nlohmann::json& report) {
     master_->send(report);
     core::log_info("retiring ({}): accepting no more connections; {} open",
                    report.value("reason", std::string()), open_connections_);
-}
-
-void Worker::step_back() {
-    stepped_back_ = true;
-    loop_.remove(spec_.listen.get());
-    accepting_ = false;
-    loop_.add_timer(std::chrono::milliseconds(1), [this] {
-        if (responses_close() || accepting_ || !spec_.listen) return;
-        loop_.add(spec_.listen.get(), EPOLLIN | EPOLLEXCLUSIVE,
-                  [this](std::uint32_t) { on_accept(); });
-        accepting_ = true;
-    });
 }
 
 void Worker::publish_open() {
@@ -388,8 +357,7 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
         spec_.board->slot(spec_.slot)
             .state.store(static_cast<std::uint32_t>(balance::SlotState::absent),
                          std::memory_order_relaxed);
-    if (accepting_) loop_.remove(spec_.listen.get());
-    accepting_ = false;
+    acceptor_.reset();  // before its socket closes
     // Our copy only: the master keeps the socket (and, in reuseport mode, its queue) for the
     // next worker; other workers keep accepting on theirs.
     spec_.listen.reset();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "balance/load_board.hpp"
+#include "core/acceptor.hpp"
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
@@ -82,13 +83,11 @@ class Worker final : public MessageSink, public ConnectionHost {
     void on_master_message(core::Message&& m);
     bool plugin_message(std::string_view mount, const nlohmann::json& message,
                         bool broadcast) override;
-    void on_accept();
+    // Asked before each accept (shared mode): false when this worker steps back.
+    bool accept_gate();
     // Serves a connection accepted here or passed by the master.
     void adopt(core::UniqueFd fd);
     void report_load();
-    void pause_accepting(const std::string& why);
-    // Stops accepting for a millisecond so an idle, less loaded sibling takes the next one.
-    void step_back();
     void publish_open();
     void start_drain(bool close_idle, int deadline_ms);
     // The worker leaves: what is still in flight is answered 503 (or its stream ended) and
@@ -111,6 +110,7 @@ class Worker final : public MessageSink, public ConnectionHost {
     // Before plugins_: the plugins' loops refer to it, and it outlives their blocking work.
     std::unique_ptr<BlockingPool> pool_;
     PluginHost plugins_;
+    std::unique_ptr<core::Acceptor> acceptor_;  // on spec_.listen, when the worker accepts
     HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
@@ -132,7 +132,6 @@ class Worker final : public MessageSink, public ConnectionHost {
     bool draining_ = false;
     std::chrono::milliseconds drain_idle_grace_{1000};
     bool retiring_ = false;
-    bool accepting_ = false;
     int exit_code_ = exit_ok;
     std::string identity_;
 };

@@ -73,6 +73,7 @@ class Herd:
         self.args = args
         self.env = env  # added to the environment herd starts with
         self.nofile = nofile  # RLIMIT_NOFILE for herd and its workers, to provoke EMFILE
+        self.starved = False  # set_master_nofile() took the master's descriptors away
         self.wait_ready = wait_ready  # used by `with`: wait for "all apps ready" 
         self.proc = None
         self.lines = []
@@ -94,6 +95,21 @@ class Herd:
 
     def _limits(self):
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
+    def set_master_nofile(self, soft):
+        """Sets the running master's RLIMIT_NOFILE soft limit (prlimit: its live children keep
+        theirs) and returns the one it had. At 3 or below it can open no descriptor at all,
+        whichever it closes meanwhile: a shortage that lasts until the test ends it."""
+        old_soft, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        self.starved = True
+        return old_soft
+
+    def cpu_seconds(self):
+        """The master's CPU time so far, user and system (/proc/PID/stat utime + stime)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def _read(self):
         for raw in self.proc.stdout:
@@ -194,7 +210,7 @@ class Herd:
     def _sanitizer_reports(self):
         lines = self.lines
         reports = [i for i, l in enumerate(lines) if SANITIZER_REPORT.search(l)]
-        if self.nofile and any("EMFILE" in l for l in lines):
+        if (self.nofile or self.starved) and any("EMFILE" in l for l in lines):
             # UBSan checks a vptr by reading the vtable through a pipe; with no descriptor
             # left it cannot make one and reports any virtual call as "invalid vptr", memory
             # unprintable (a ten-line program that exhausts its descriptors, then calls a
