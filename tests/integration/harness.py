@@ -31,6 +31,14 @@ def timeout(seconds):
     return seconds * SCALE
 
 
+def ms(milliseconds):
+    """A time limit for herd's config (watchdog_ms, drain_timeout_ms, header_timeout_ms, ...),
+    scaled like every wait of the tests: a sanitizer build on a busy machine is several times
+    slower, and a limit it misses fails the test for the wrong reason. A test that checks a
+    limit fires waits for it through wait_for/timeout(), which scale the same way."""
+    return int(milliseconds * SCALE)
+
+
 def plugin(name):
     return os.path.join(PLUGIN_DIR, "lib%s.so" % name)
 
