@@ -32,7 +32,10 @@ def timeout(seconds):
 
 
 def ms(milliseconds):
-    """A time limit for herd's config, scaled like the tests' own waits (HERD_TIMEOUT_SCALE)."""
+    """A time limit for herd's config (watchdog_ms, drain_timeout_ms, header_timeout_ms, ...),
+    scaled like every wait of the tests: a sanitizer build on a busy machine is several times
+    slower, and a limit it misses fails the test for the wrong reason. A test that checks a
+    limit fires waits for it through wait_for/timeout(), which scale the same way."""
     return int(milliseconds * SCALE)
 
 

@@ -14,14 +14,16 @@ import time
 import unittest
 
 import harness
-from harness import Client, Herd, app, plugin, timeout, wait_until
+from harness import Client, Herd, app, ms, plugin, timeout, wait_until
 
 PROBE = [{"mount": "/", "path": plugin("probe")}]
 
 
 def probe_app(**extra):
-    # A short watchdog: heartbeats (and with them the figures read here) every 250 ms.
-    extra.setdefault("watchdog_ms", 1000)
+    # The default watchdog (30 s; heartbeats, and with them the figures read here, every
+    # second): nothing here tests the watchdog, and a worker busy for long stretches on
+    # purpose (1,000 connections at once, a plugin writing 100,000 pieces in one turn of the
+    # loop) went past 1 s under ASan on a loaded machine and was killed.
     return app(plugins=PROBE, **extra)
 
 
@@ -223,13 +225,14 @@ class TestAnswersLater(harness.HerdTestCase):
             self.assertEqual(json.loads(stats.body)["pid"], pid)
 
     def test_deferred_connection_is_not_idle(self):
-        # keepalive 1 s and header timeout 1 s (below): a 2.5 s wait is not cut short.
-        with Herd({"apps": [probe_app(workers=1, keepalive_timeout_ms=1000,
-                                      header_timeout_ms=1000)]}) as herd:
+        # keepalive 1 s and header timeout 1 s (below): a 2.5 s wait is not cut short. All
+        # three scaled: the client's next request must come within the keep-alive timeout.
+        with Herd({"apps": [probe_app(workers=1, keepalive_timeout_ms=ms(1000),
+                                      header_timeout_ms=ms(1000))]}) as herd:
             with Client(herd.port(), seconds=30) as c:
-                r = c.request("GET", "/wait?ms=2500")
+                r = c.request("GET", "/wait?ms=%d" % ms(2500))
                 self.assertEqual(r.status, 200)
-                r = c.request("GET", "/stream?chunks=2&ms=2500")
+                r = c.request("GET", "/stream?chunks=2&ms=%d" % ms(2500))
                 self.assertEqual(r.chunks, [b"chunk 0\n", b"chunk 1\n"])
 
 
@@ -343,10 +346,13 @@ class TestDeadline(unittest.TestCase):
 
 class TestDrain(unittest.TestCase):
     def test_stop_lets_deferred_requests_finish(self):
-        with Herd({"apps": [probe_app(workers=2, drain_timeout_ms=10000)]}) as herd:
+        # The requests must finish before the drain deadline: it scales.
+        with Herd({"apps": [probe_app(workers=2, drain_timeout_ms=ms(10000))]}) as herd:
             port = herd.port()
             conns = Connections(port, 20)
-            conns.send_all(b"GET /wait?ms=500&tag=%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(20))
+            # Long enough for a heartbeat (one a second) to show all 20 waiting at once.
+            conns.send_all(b"GET /wait?ms=%d&tag=%d HTTP/1.1\r\nHost: h\r\n\r\n" % (ms(3000), i)
+                           for i in range(20))
             wait_until(lambda: figures(herd).get("waiting", 0) == 20, what="20 deferred requests")
             herd.signal(signal.SIGTERM)
             results = conns.read_all(1)

@@ -59,14 +59,15 @@ class SlowRequestsSpread(unittest.TestCase):
 
     # Where the worker picks (shared) or the master picks (round-robin, least-conn), four
     # concurrent slow requests go to four different workers: none waits behind another.
+    # The requests last a (scaled) second: all four must arrive before the first ends.
     def test_shared(self):
-        self.assertEqual(len(set(self.check("shared", 4, 1000))), 4)
+        self.assertEqual(len(set(self.check("shared", 4, harness.ms(1000)))), 4)
 
     def test_round_robin(self):
-        self.assertEqual(len(set(self.check("round-robin", 4, 1000))), 4)
+        self.assertEqual(len(set(self.check("round-robin", 4, harness.ms(1000)))), 4)
 
     def test_least_conn(self):
-        self.assertEqual(len(set(self.check("least-conn", 4, 1000))), 4)
+        self.assertEqual(len(set(self.check("least-conn", 4, harness.ms(1000)))), 4)
 
     def test_reuseport(self):
         # The kernel hashes connections over the slots' sockets: with 64 connections every

@@ -15,10 +15,13 @@ from harness import app, plugin
 
 
 def probe_app(workers=2):
+    # The default watchdog: test_stop_and_stop_now holds a worker in a 20 s handler for
+    # `stop --now` to cut off, which a short watchdog would do first (and under ASan, a busy
+    # worker could miss a short one anywhere).
     return app(workers=workers, plugins=[
         {"mount": "/", "path": plugin("hello")},
         {"mount": "/probe", "path": plugin("probe")},
-    ], watchdog_ms=400)
+    ])
 
 
 def cli(herd, *args):

@@ -205,10 +205,10 @@ class TestHostile(harness.HerdTestCase):
     # -- slowloris --------------------------------------------------------------------------
     def test_slowloris_headers_one_byte_at_a_time(self):
         head = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: slowloris\r\nX-Pad: " + b"a" * 4000
+        started = time.monotonic()  # before the connections: a lower bound of their age
         slow = [socket.create_connection(("127.0.0.1", self.port)) for _ in range(50)]
         sent = [0] * len(slow)
         answered = {}
-        started = time.monotonic()
         deadline = started + harness.timeout(30)
         while len(answered) < len(slow):
             self.assertLess(time.monotonic(), deadline, "slowloris clients never cut off")
@@ -284,10 +284,13 @@ class TestHostile(harness.HerdTestCase):
             # Each says one request and keeps the connection: the worker holds them all.
             request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
             for batch in range(0, IDLE_CONNECTIONS, 500):
-                socks = [socket.create_connection(("127.0.0.1", self.port), timeout=harness.timeout(30))
-                         for _ in range(500)]
-                for s in socks:
+                # Each sends its request as it connects: a silent connection has only the
+                # header timeout, which opening the rest of a batch must not race.
+                socks = []
+                for _ in range(500):
+                    s = socket.create_connection(("127.0.0.1", self.port), timeout=harness.timeout(30))
                     s.sendall(request)
+                    socks.append(s)
                 for s in socks:
                     data = b""
                     while not data.endswith(b"Hello, World!"):

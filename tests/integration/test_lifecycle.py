@@ -7,7 +7,8 @@ import unittest
 import harness
 from harness import app, plugin
 
-PROBE_APP = app(workers=2, drain_timeout_ms=5000, plugins=[
+# The drain deadline scales: the request in flight must finish before it.
+PROBE_APP = app(workers=2, drain_timeout_ms=harness.ms(5000), plugins=[
     {"mount": "/", "path": plugin("hello")},
     {"mount": "/probe", "path": plugin("probe")},
 ])

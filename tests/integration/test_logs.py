@@ -32,7 +32,9 @@ def wait_in_file(path, pattern, seconds=10):
 
 
 class PluginOutput(harness.HerdTestCase):
-    config = {"apps": [probe_app(watchdog_ms=400)]}
+    # The default watchdog: a worker printing a 20,000-line flood blocks on the pipe while
+    # the master copies it, longer than a short watchdog allows under ASan.
+    config = {"apps": [probe_app()]}
 
     def test_stdout_and_stderr_lines_carry_the_worker(self):
         pid = int(harness.get(self.port, "/probe/pid").body)

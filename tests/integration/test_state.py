@@ -138,13 +138,16 @@ class FileBackend(harness.HerdTestCase):
         current["entries"]["n"] = 2
         current["version"] = current.get("version", 0) + 1
         write_file(self.state_file(), json.dumps(current, separators=(",", ":")))
-        wait_all(self.herd, self.port, "n", 2)
+        # Parsing 600 KB takes seconds under ASan on a busy machine, and the broker's own
+        # watchdog (10 s, not scaled) may kill it once; a start that loads the file converges
+        # all the same, and a kill loop never does. Hence waits of 30 s (scaled).
+        wait_all(self.herd, self.port, "n", 2, seconds=30)
         mark = self.herd.mark()
         os.kill(self.broker_pid(), signal.SIGKILL)
-        self.herd.wait_for(r"broker \(pid \d+\) ready", after=mark)
+        self.herd.wait_for(r"broker \(pid \d+\) ready", after=mark, seconds=30)
         code, out = cli(self.herd, "state", "set", "n", "3")
         self.assertEqual(code, 0, out)
-        wait_all(self.herd, self.port, "n", 3)
+        wait_all(self.herd, self.port, "n", 3, seconds=30)
         code, out = cli(self.herd, "state", "del", "big")
         self.assertEqual(code, 0, out)
 

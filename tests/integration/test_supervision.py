@@ -44,9 +44,13 @@ class UncaughtError(unittest.TestCase):
             port = herd.port()
             throws = []
             with harness.KeepAliveLoad(port, "/probe/pid") as load:
-                for _ in range(15):  # a /throw every 200 ms for 3 s (pacing, not a wait)
+                for _ in range(15):
+                    # Paced by the load, not the clock: 10 answers between throws, however
+                    # slow the build, so the throws meet a load that is running.
+                    done = load.answered()
+                    harness.wait_until(lambda: load.answered() >= done + 10 or load.failures,
+                                       what="10 more answers to the load")
                     throws.append(harness.get(port, "/probe/throw").status)
-                    time.sleep(0.2)
             self.assertEqual(throws, [500] * 15)
             self.assertEqual(load.failures, [])
             self.assertGreater(load.ok, 100)
@@ -110,13 +114,16 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
             self.assertEqual(harness.get(port).status, 200)
 
     def test_watchdog_kills_and_replaces_a_stuck_worker(self):
-        with harness.Herd({"apps": [probe_app(2, watchdog_ms=500)]}) as herd:
+        # Scaled: the worker that is not stuck must never miss it (the stuck one always does).
+        watchdog_ms = harness.ms(500)
+        with harness.Herd({"apps": [probe_app(2, watchdog_ms=watchdog_ms)]}) as herd:
             port = herd.port()
             with harness.Client(port) as c:
                 victim = int(c.request("GET", "/probe/pid").body)
                 mark = herd.mark()
                 c.send("GET /probe/spin HTTP/1.1\r\nHost: x\r\n\r\n")  # never answers
-                herd.wait_for(r"\(pid %d\): no heartbeat for \d+ ms \(watchdog_ms 500\)" % victim, after=mark)
+                herd.wait_for(r"\(pid %d\): no heartbeat for \d+ ms \(watchdog_ms %d\)" % (victim, watchdog_ms),
+                              after=mark)
                 herd.wait_for(r"\(pid %d\) killed by signal 9" % victim, after=mark)
                 herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark)
                 self.assertTrue(c.closed_by_server())
@@ -226,7 +233,9 @@ class Recycling(unittest.TestCase):
             herd.wait_for(r"replaced by worker web/\d \(pid \d+\); draining it")
 
     def test_max_rss_mb_recycles_a_worker_that_grew(self):
-        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, watchdog_ms=400, drain_timeout_ms=1000)]}) as herd:
+        # The default watchdog (30 s): touching 100 MiB takes seconds under ASan, and a short
+        # watchdog killed the worker before its heartbeat could show the memory.
+        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, drain_timeout_ms=1000)]}) as herd:
             with harness.Client(herd.port()) as c:
                 pid = int(c.request("GET", "/probe/alloc?mb=100").body)
                 herd.wait_for(r"replacing worker web/\d \(pid %d\) \(max_rss_mb: resident \d+ MiB\)" % pid)
