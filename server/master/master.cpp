@@ -49,12 +49,20 @@ Master::Master(core::Config config, broker::StateConfig state)
 
 Master::~Master() = default;
 
+std::shared_ptr<const PluginFiles> PluginFiles::open(const core::AppConfig& app) {
+    auto files = std::make_shared<PluginFiles>();
+    for (const core::PluginConfig& p : app.plugins)
+        files->fds.emplace_back(::open(p.path.c_str(), O_RDONLY | O_CLOEXEC));
+    return files;
+}
+
 std::unique_ptr<Master::App> Master::make_app(const core::AppConfig& a) {
     auto app = std::make_unique<App>();
     app->id = next_app_id_++;
     app->config = a;
     app->file_config = a;
     app->plugin_stamp = plugin_stamp(a);
+    app->plugin_files = PluginFiles::open(a);
     auto mode = balance::parse_mode(a.balance);
     if (!mode) throw core::Error("app \"" + a.name + "\": unknown balance \"" + a.balance + "\"");
     app->strategy = balance::make_strategy(*mode);
@@ -232,6 +240,10 @@ int Master::run() {
 
 Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     const core::AppConfig& config = next ? app.next->config : app.config;
+    std::shared_ptr<const PluginFiles> files = next ? app.next->plugin_files : app.plugin_files;
+    std::vector<int> plugin_fds;
+    if (files)
+        for (const core::UniqueFd& fd : files->fds) plugin_fds.push_back(fd ? fd.get() : -1);
     std::shared_ptr<balance::Strategy> strategy =
         next && app.next->strategy ? app.next->strategy : app.strategy;
     int pair[2];
@@ -262,6 +274,8 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     for (auto& fd : pipes.write_ends) keep.push_back(fd.get());
     if (listen_fd >= 0) keep.push_back(listen_fd);
     if (worker_end) keep.push_back(worker_end.get());
+    for (int fd : plugin_fds)
+        if (fd >= 0) keep.push_back(fd);
     pid_t pid = -1;
     try {
         pid = spawn_process(keep, [&] {
@@ -274,6 +288,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
             spec.channel = core::UniqueFd(child_end);
             if (listen_fd >= 0) spec.listen = core::UniqueFd(listen_fd);
             spec.board = board;
+            spec.plugin_files = plugin_fds;
             spec.broker = std::move(worker_end);
             spec.await_state = true;  // the broker always runs (restarted when it dies)
             for (const auto& [k, v] : config.env) setenv(k.c_str(), v.c_str(), 1);

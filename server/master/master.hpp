@@ -31,6 +31,15 @@ namespace herd::master {
 // failure would otherwise be retried at once, in the same breath.
 inline constexpr std::chrono::milliseconds min_spawn_retry{100};
 
+// A generation's plugin files, opened when it begins (config order; an invalid descriptor
+// where the file could not be opened: the worker then fails on the path, saying why). Its
+// workers load these very files, so a roll back starts the previous build even after a new
+// one was renamed over the path.
+struct PluginFiles {
+    std::vector<core::UniqueFd> fds;
+    static std::shared_ptr<const PluginFiles> open(const core::AppConfig& app);
+};
+
 class Master {
   public:
     Master(core::Config config, broker::StateConfig state);
@@ -92,6 +101,7 @@ class Master {
         core::AppConfig config;       // what runs (scaling changes `workers`)
         core::AppConfig file_config;  // as last read from the file, for the next reload
         std::string plugin_stamp;     // its plugin files when this generation began
+        std::shared_ptr<const PluginFiles> plugin_files;  // and those files, open
         std::shared_ptr<balance::Strategy> strategy;
         std::string bound;  // the address actually bound ("127.0.0.1:39117")
         int generation = 1;
@@ -100,6 +110,7 @@ class Master {
         struct Next {
             core::AppConfig config;
             std::string plugin_stamp;
+            std::shared_ptr<const PluginFiles> plugin_files;
             std::shared_ptr<balance::Strategy> strategy;
             int generation = 0;
         };
@@ -109,6 +120,7 @@ class Master {
         struct Previous {
             core::AppConfig config, file_config;
             std::string plugin_stamp;
+            std::shared_ptr<const PluginFiles> plugin_files;
             int generation = 0;
         };
         std::optional<Previous> previous;

@@ -106,6 +106,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                     App::Next n;
                     n.config = *cfg;
                     n.plugin_stamp = plugin_stamp(*cfg);
+                    n.plugin_files = PluginFiles::open(*cfg);
                     n.generation = app.generation + 1;
                     if (change.new_listen) {
                         n.strategy = balance::make_strategy(*balance::parse_mode(cfg->balance));
@@ -212,11 +213,12 @@ void Master::commit_reload() {
             watch_master_socket(*app, *app->strategy);
         }
         int before = app->config.workers;
-        app->previous =
-            App::Previous{app->config, app->file_config, app->plugin_stamp, app->generation};
+        app->previous = App::Previous{app->config, app->file_config, app->plugin_stamp,
+                                      app->plugin_files, app->generation};
         app->config = n.config;
         app->file_config = n.config;
         app->plugin_stamp = n.plugin_stamp;
+        app->plugin_files = std::move(n.plugin_files);
         app->generation = n.generation;
         app->failed = false;
         app->start_failures = StartFailures();
@@ -300,9 +302,9 @@ void Master::roll_back(App& app, const std::string& why) {
          {{"app", app.config.name}, {"generation", prev.generation}, {"reason", why}});
     if (reload_) reload_->errors.push_back(error);
     if (plugin_stamp(prev.config) != prev.plugin_stamp)
-        core::log_warn(
-            "app \"{}\": the plugin files of generation {} were replaced on disk since; the "
-            "rollback starts the files there now",
+        core::log_info(
+            "app \"{}\": the plugin files of generation {} were replaced on disk since; its "
+            "workers load the files it began with (kept open)",
             app.config.name, prev.generation);
     if (app.old_strategy) {
         // It had moved to a new address: back to the old one, which closes the new one once
@@ -315,6 +317,7 @@ void Master::roll_back(App& app, const std::string& why) {
     app.config = std::move(prev.config);
     app.file_config = std::move(prev.file_config);
     app.plugin_stamp = std::move(prev.plugin_stamp);
+    app.plugin_files = std::move(prev.plugin_files);
     app.generation = prev.generation;
     app.start_failures = StartFailures();
     app.failed = false;

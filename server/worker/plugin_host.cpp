@@ -163,16 +163,31 @@ std::string abi_refusal(std::uint32_t plugin_abi) {
     return {};
 }
 
-void open_plugin(MountedPlugin& m, const std::string& path) {
+void open_plugin(MountedPlugin& m, const std::string& path, int fd) {
     std::string who = "plugin \"" + m.mount + "\" (" + path + ")";
     struct stat st {};
-    if (stat(path.c_str(), &st) < 0)
+    if ((fd >= 0 ? fstat(fd, &st) : stat(path.c_str(), &st)) < 0)
         throw PluginError(who + ": cannot open: " + std::strerror(errno));
     if (!S_ISREG(st.st_mode)) throw PluginError(who + ": not a regular file");
     refuse_unsafe_plugin(who, path, st);
     boost::system::error_code ec;
+    // By its path while that still names the generation's file (stack traces and dladdr()
+    // then name it); else by the kernel's name for the open file, so that dlopen() reaches
+    // the very inode the generation began with (a roll back after a new build was renamed
+    // over the path). A rename between this check and dlopen() is not caught.
+    std::string load_path = path;
+    struct stat now {};
+    if (fd >= 0 &&
+        (stat(path.c_str(), &now) < 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino)) {
+        load_path = "/proc/self/fd/" + std::to_string(fd);
+        core::log_info(
+            "{}: the file was replaced since this generation began; loading the "
+            "generation's own file ({} in stack traces)",
+            who, load_path);
+    }
     // RTLD_NOW: an unresolved symbol is a load error now, not a crash at the first request.
-    m.library.load(path, ec, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    m.library.load(load_path, ec,
+                   boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     if (ec) throw PluginError(who + ": cannot load: " + ec.message());
     if (!m.library.has("herd_plugin_abi") || !m.library.has("herd_plugin_create"))
         throw PluginError(
@@ -217,7 +232,8 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
     }
     failed_ = std::move(services.failed);
     if (!failed_) failed_ = [](const std::string& what) { core::log_error("{}", what); };
-    for (const core::PluginConfig& pc : app.plugins) {
+    for (std::size_t i = 0; i < app.plugins.size(); ++i) {
+        const core::PluginConfig& pc = app.plugins[i];
         auto m = std::make_unique<MountedPlugin>();
         m->mount = pc.mount;
         m->who = "plugin \"" + pc.mount + "\" (" + pc.path + ")";
@@ -225,7 +241,7 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
         m->loop = std::make_unique<PluginLoop>(*loop, services.pool, m->who, &failed_);
         m->context = std::make_unique<PluginContext>(app, pc, worker_id, services.sink,
                                                      services.state, *m->loop);
-        open_plugin(*m, pc.path);
+        open_plugin(*m, pc.path, i < services.files.size() ? services.files[i] : -1);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
     }

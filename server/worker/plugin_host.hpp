@@ -61,7 +61,11 @@ struct PluginServices {
     BlockingPool* pool = nullptr;     // null: blocking work fails, saying so
     MessageSink* sink = nullptr;      // null: messages go nowhere and send() returns false
     StateReplica* state = nullptr;    // null: the state is empty and writes fail
-    FailureHandler failed;            // null: plugin failures are only logged
+    // One descriptor per plugin of the app, in config order, or empty: the file each plugin
+    // is loaded from (the master opened it when the generation began, so a build renamed over
+    // the path since is not what this worker loads). -1: load by path.
+    std::vector<int> files;
+    FailureHandler failed;  // null: plugin failures are only logged
 };
 
 class PluginHost {
@@ -108,6 +112,8 @@ bool mount_matches(std::string_view mount, std::string_view path);
 std::string abi_refusal(std::uint32_t plugin_abi);
 
 // Loads a plugin file, checks it and constructs its object; used by load() and `herd check`.
-void open_plugin(MountedPlugin& m, const std::string& path);
+// With `fd` (an open descriptor of the file), that file is loaded whatever `path` now names;
+// `path` still names it in errors and is checked for unsafe folders.
+void open_plugin(MountedPlugin& m, const std::string& path, int fd = -1);
 
 }  // namespace herd::worker

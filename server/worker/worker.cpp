@@ -147,7 +147,10 @@ int Worker::run() {
         services.sink = this;
         services.state = &state_;
         services.failed = [this](const std::string& what) { on_plugin_failure(what); };
+        services.files = spec_.plugin_files;
         plugins_.load(spec_.app, spec_.slot, std::move(services));
+        for (int fd : spec_.plugin_files) (void)::close(fd);  // loaded: mapped, not needed
+        spec_.plugin_files.clear();
         plugins_.start();
     } catch (const std::exception& e) {
         core::log_error("cannot start: {}", e.what());

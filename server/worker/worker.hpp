@@ -38,6 +38,9 @@ struct WorkerSpec {
     core::UniqueFd broker;     // our end of the channel to the state broker; empty while it is down
     bool await_state = false;  // a broker is supervised: wait for its snapshot before on_start
     balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
+    // The generation's plugin files, opened by the master (PluginServices::files); closed
+    // once loaded.
+    std::vector<int> plugin_files;
 };
 
 class Worker final : public MessageSink, public ConnectionHost {

@@ -169,9 +169,9 @@ class Canary(unittest.TestCase):
             self.assertIn('balance cannot change from "shared" to "reuseport"', out)
 
 
-def greeting_and_probe(greeting, hang_slots=(), **extra):
+def greeting_and_probe(greeting, hang_slots=(), path=None, **extra):
     return app(workers=3, plugins=[
-        {"mount": "/", "path": plugin("hello"), "config": {"greeting": greeting}},
+        {"mount": "/", "path": path or plugin("hello"), "config": {"greeting": greeting}},
         {"mount": "/probe", "path": plugin("probe"),
          "config": {"hang_on_start_slots": list(hang_slots)}},
     ], **extra)
@@ -210,6 +210,43 @@ class RollBack(unittest.TestCase):
 
     def test_second_slot_hangs(self):
         self.check(1)
+
+    def test_a_build_renamed_over_the_path_is_rolled_back_to_the_old_build(self):
+        # Generation 1 runs hello from PATH; a new build (echo) is renamed over PATH and the
+        # reload's slot 1 hangs. Slot 0, already rolled, comes back as generation 1 loading
+        # the file generation 1 began with (the master keeps it open), not the one on disk.
+        limit = harness.ms(1000)
+        tmp = tempfile.mkdtemp(prefix="herd-rollback-")
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "libapp.so")
+        shutil.copy(plugin("hello"), path)
+        # Round-robin: the master passes connections in turn, so one soon reaches slot 0.
+        config = greeting_and_probe("one", path=path, start_timeout_ms=limit,
+                                    balance="round-robin")
+        with harness.Herd({"apps": [config]}) as herd:
+            port = herd.port()
+            shutil.copy(plugin("echo"), path + ".new")
+            os.replace(path + ".new", path)
+            write_config(herd, {"apps": [greeting_and_probe("one", [1], path=path,
+                                                            start_timeout_ms=limit,
+                                                            balance="round-robin")]})
+            code, out = cli(herd, "reload")
+            self.assertEqual(code, 1, out)
+            self.assertIn("rolled back to generation 1", out)
+            workers = status(herd)["apps"][0]["workers"]
+            self.assertEqual(sorted((w["slot"], w["generation"]) for w in workers),
+                             [(0, 1), (1, 1), (2, 1)])
+            slot0 = [w["pid"] for w in workers if w["slot"] == 0][0]
+            # Find slot 0's connection, then ask it.
+            for _ in range(30):
+                with harness.Client(port) as c:
+                    if int(c.request("GET", "/probe/pid").body) == slot0:
+                        self.assertEqual(c.request("GET", "/").body, b"one")
+                        break
+            else:
+                self.fail("no connection reached slot 0 (pid %d) in 30 tries" % slot0)
+            herd.wait_for(r"\[worker web/0:\d+\] plugin \"/\" \(%s\): the file was replaced "
+                          r"since this generation began" % re.escape(path))
 
     def test_last_slot_hangs(self):
         self.check(2)
