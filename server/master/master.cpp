@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
+#include "master/exit_policy.hpp"
 #include "master/reload_plan.hpp"
 #include "master/spawn.hpp"
 #include "worker/worker.hpp"
@@ -867,69 +868,89 @@ void Master::on_worker_exit(pid_t pid, int status) {
                              (w->state == WorkerState::draining && w->killed == Overdue::none);
         emit("worker.exited", fields);
     }
-    if (stopping_) {
-        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                       fmt::format("{} {} after {:.1f} s, generation {}", w->name, how,
-                                   seconds_since(w->started), w->generation));
-        return;
-    }
-    if (w->canary && reload_ && !reload_->committed) {
-        // The reload's canary never got going: the reload fails, the old generation serves on.
-        std::string reason = w->start_failure.empty() ? how + " before it was ready"
-                                                      : "failed to start: " + w->start_failure;
-        core::log_error("{} (canary of generation {}) {}", w->name, w->generation, how);
-        abort_reload(w->name + " (the canary) " + reason);
-        forget_app_if_empty(*w->app);
-        return;
-    }
-    if (w->replaced_by != 0 || w->leaving || w->app->removed) {
-        // Expected: it reported a fatal error and its replacement took the slot, or a reload
-        // moved its slot to a new generation, or its app left the config.
-        std::string why = w->replaced_by != 0 ? "replaced by pid " + std::to_string(w->replaced_by)
-                          : w->app->removed   ? "app removed"
-                          : !w->leave_reason.empty() ? w->leave_reason
-                                                     : "slot rolled over";
-        record_exit(cause.empty() ? why : cause);
-        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                       fmt::format("{} {} after {:.1f} s, generation {} ({})", w->name, how,
-                                   seconds_since(w->started), w->generation, why));
-        if (w->slot >= w->app->config.workers) close_retired_slot(*w->app, w->slot);
-        if (w->app->rolling) advance_roll(*w->app);
-        forget_app_if_empty(*w->app);
-        return;
-    }
-    if (w->slot >= w->app->config.workers) {
-        // Its slot was removed (scale-down): it is not replaced.
-        record_exit("slot removed");
-        core::log_info("{} {} after {:.1f} s; slot {} removed", w->name, how,
-                       seconds_since(w->started), w->slot);
-        close_retired_slot(*w->app, w->slot);
-        return;
-    }
-    core::log_error("{} {} unexpectedly after {:.1f} s, generation {}", w->name, how,
-                    seconds_since(w->started), w->generation);
-    ++w->app->restarts[w->slot];
-    record_exit(cause);
     App& app = *w->app;
-    bool never_ready = w->state == WorkerState::starting;
-    bool start_failed = !w->start_failure.empty() ||
-                        (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
-    ++app.restarts_by_reason[start_failed || never_ready      ? "start_failure"
-                             : w->killed == Overdue::watchdog ? "watchdog"
-                             : WIFSIGNALED(status)            ? "signal"
-                                                              : "exit"];
-    if (start_failed || never_ready) {
-        std::string reason =
-            w->start_failure.empty() ? "worker " + how + " before it was ready" : w->start_failure;
-        if (app.rolling && app.previous && w->generation == app.generation) {
-            // A slot of the new generation cannot start: like a failed canary, the reload
-            // fails and the previous generation comes back.
-            roll_back(app, w->name + " of generation " + std::to_string(w->generation) +
-                               " could not start: " + reason);
+    WorkerExit facts;
+    facts.state = w->state;
+    facts.killed = w->killed;
+    facts.signaled = WIFSIGNALED(status);
+    facts.start_failed = !w->start_failure.empty() ||
+                         (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
+    facts.stopping = stopping_;
+    facts.canary_pending = w->canary && reload_ && !reload_->committed;
+    facts.leaving = w->leaving;
+    facts.replaced = w->replaced_by != 0;
+    facts.app_removed = app.removed;
+    facts.slot_removed = w->slot >= app.config.workers;
+    facts.app_failed = app.failed;
+    facts.rolling_its_generation = app.rolling && app.previous && w->generation == app.generation;
+    RestartOptions options;
+    options.initial_delay = std::chrono::milliseconds(app.config.restart_backoff_ms);
+    options.max_delay = std::chrono::milliseconds(app.config.restart_backoff_max_ms);
+    options.healthy_after = std::chrono::milliseconds(app.config.healthy_after_ms);
+    SlotBackoff& backoff = app.backoff.try_emplace(w->slot, options).first->second;
+    ExitDecision d = decide_exit(facts, backoff, app.start_failures, w->started, Clock::now());
+
+    std::string after =
+        fmt::format("after {:.1f} s, generation {}", seconds_since(w->started), w->generation);
+    std::string reason = !w->start_failure.empty() ? w->start_failure
+                         : d.start_failure         ? "worker " + how + " before it was ready"
+                                                   : "";
+    switch (d.action) {
+        case ExitAction::none:
+            if (stopping_)
+                core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
+                               fmt::format("{} {} {}", w->name, how, after));
+            break;
+        case ExitAction::abort_reload:
+            // The reload's canary never got going: the reload fails, the old generation
+            // serves on.
+            core::log_error("{} (canary of generation {}) {}", w->name, w->generation, how);
+            abort_reload(w->name + " (the canary) " +
+                         (w->start_failure.empty() ? how + " before it was ready"
+                                                   : "failed to start: " + w->start_failure));
+            forget_app_if_empty(app);
+            return;
+        case ExitAction::expected: {
+            // It reported a fatal error and its replacement took the slot, or a reload moved
+            // its slot to a new generation, or its app left the config.
+            std::string why = w->replaced_by != 0
+                                  ? "replaced by pid " + std::to_string(w->replaced_by)
+                              : app.removed              ? "app removed"
+                              : !w->leave_reason.empty() ? w->leave_reason
+                                                         : "slot rolled over";
+            record_exit(cause.empty() ? why : cause);
+            core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
+                           fmt::format("{} {} {} ({})", w->name, how, after, why));
+            if (w->slot >= app.config.workers) close_retired_slot(app, w->slot);
+            if (app.rolling) advance_roll(app);
+            forget_app_if_empty(app);
             return;
         }
-        // It was the replacement of a worker that reported a fatal error: that one drains now,
-        // and the slot restarts with the back-off below.
+        case ExitAction::slot_removed:
+            record_exit("slot removed");
+            core::log_info("{} {} {}; slot {} removed", w->name, how, after, w->slot);
+            close_retired_slot(app, w->slot);
+            return;
+        case ExitAction::roll_back:
+        case ExitAction::app_failed:
+        case ExitAction::restart:
+            break;
+    }
+    if (!d.unexpected) return;
+    core::log_error("{} {} unexpectedly {}", w->name, how, after);
+    ++app.restarts[w->slot];
+    ++app.restarts_by_reason[d.reason];
+    record_exit(cause);
+    if (d.action == ExitAction::roll_back) {
+        // A slot of the new generation cannot start: like a failed canary, the reload fails
+        // and the previous generation comes back.
+        roll_back(app, w->name + " of generation " + std::to_string(w->generation) +
+                           " could not start: " + reason);
+        return;
+    }
+    if (d.start_failure)
+        // It was the replacement of a worker that reported a fatal error: that one drains
+        // now, and the slot restarts with its back-off.
         for (auto& [pid, old] : workers_)
             if (old->replaced_by == w->pid && !old->exited) {
                 core::log_error("{}: its replacement could not start; draining it", old->name);
@@ -938,34 +959,25 @@ void Master::on_worker_exit(pid_t pid, int status) {
                 old->leave_reason = "its replacement could not start";
                 drain_worker(*old, false);
             }
-        if (app.start_failures.record_failure()) {
-            // A worker that cannot start will not start on the next fork either: no fork
-            // storm. Other apps keep running.
-            app.failed = true;
-            core::log_error(
-                "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
-                "No more workers are started for it",
-                app.config.name, app.start_failures.count(), reason);
-            emit("app.failed", {{"app", app.config.name}, {"reason", reason}});
-            if (app.rolling) {
-                // The canary started, later slots do not: the roll stops where it is.
-                app.rolling = false;
-                if (reload_)
-                    reload_->errors.push_back("app \"" + app.config.name +
-                                              "\" failed during the rollout of generation " +
-                                              std::to_string(app.generation) + ": " + reason);
-                finish_reload();
-            }
-            return;
+    if (d.action == ExitAction::app_failed) {
+        app.failed = true;
+        core::log_error(
+            "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
+            "No more workers are started for it",
+            app.config.name, app.start_failures.count(), reason);
+        emit("app.failed", {{"app", app.config.name}, {"reason", reason}});
+        if (app.rolling) {
+            // The roll stops where it is.
+            app.rolling = false;
+            if (reload_)
+                reload_->errors.push_back("app \"" + app.config.name +
+                                          "\" failed during the rollout of generation " +
+                                          std::to_string(app.generation) + ": " + reason);
+            finish_reload();
         }
+        return;
     }
-    if (app.failed) return;  // a worker already under way when the app failed
-    RestartOptions options;
-    options.initial_delay = std::chrono::milliseconds(app.config.restart_backoff_ms);
-    options.max_delay = std::chrono::milliseconds(app.config.restart_backoff_max_ms);
-    options.healthy_after = std::chrono::milliseconds(app.config.healthy_after_ms);
-    SlotBackoff& backoff = app.backoff.try_emplace(w->slot, options).first->second;
-    restart_slot(app, w->slot, backoff.next_delay(w->started, Clock::now()));
+    if (d.action == ExitAction::restart) restart_slot(app, w->slot, d.delay);
 }
 
 void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
