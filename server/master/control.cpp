@@ -38,6 +38,16 @@ core::UniqueFd connect_to(const std::string& path) {
     return fd;
 }
 
+// Sends the request. A master that refuses the client (too many at once) has written its
+// answer and closed without reading: a broken pipe then still leaves that answer to read.
+void send_request(int fd, const std::string& path, const nlohmann::json& request) {
+    std::string line = request.dump() + "\n";
+    ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(line.size())) return;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) return;
+    core::throw_errno("send() to " + path);
+}
+
 }  // namespace
 
 ControlServer::ControlServer(core::EventLoop& loop, Handler handler)
@@ -92,7 +102,22 @@ void ControlServer::on_accept(core::UniqueFd fd) {
         core::log_warn("control socket {}: cannot watch a client: {}; closing it", path_, e.what());
         return;  // closes it
     }
+    std::uint64_t id = c->id;
     clients_[key] = std::move(c);
+    if (clients_.size() >= max_clients && acceptor_) {
+        // Full: the next ones wait in the backlog until one leaves (drop()).
+        core::log_warn("control socket {}: {} clients at once; accepting more once one leaves",
+                       path_, max_clients);
+        acceptor_->stop();
+        full_ = true;
+    }
+    loop_.add_timer(request_timeout, [this, key, id] {
+        auto it = clients_.find(key);
+        if (it == clients_.end() || it->second->id != id || it->second->asked) return;
+        core::log_warn("control socket {}: a client sent no whole request in {} ms; dropping it",
+                       path_, request_timeout.count());
+        drop(key);
+    });
 }
 
 void ControlServer::on_client(int fd, std::uint32_t events) {
@@ -212,6 +237,15 @@ void ControlServer::publish(const nlohmann::json& event) {
 void ControlServer::drop(int fd) {
     loop_.remove(fd);
     clients_.erase(fd);
+    if (full_ && clients_.size() < max_clients && acceptor_) {
+        full_ = false;
+        try {
+            acceptor_->start();
+        } catch (const core::Error& e) {
+            core::log_error("control socket {}: {}; trying again in 100 ms", path_, e.what());
+            acceptor_->pause_for(std::chrono::milliseconds(100));
+        }
+    }
 }
 
 void control_stream(const std::string& path, const nlohmann::json& request,
@@ -219,10 +253,7 @@ void control_stream(const std::string& path, const nlohmann::json& request,
     core::UniqueFd fd = connect_to(path);
     if (!fd)
         throw core::Error(core::errno_text("no herd master is running at " + path + " (connect)"));
-    std::string line = request.dump() + "\n";
-    if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(line.size()))
-        core::throw_errno("send() to " + path);
+    send_request(fd.get(), path, request);
     std::string in;
     char buf[65536];
     for (;;) {
@@ -247,10 +278,7 @@ nlohmann::json control_request(const std::string& path, const nlohmann::json& re
     core::UniqueFd fd = connect_to(path);
     if (!fd)
         throw core::Error(core::errno_text("no herd master is running at " + path + " (connect)"));
-    std::string line = request.dump() + "\n";
-    if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(line.size()))
-        core::throw_errno("send() to " + path);
+    send_request(fd.get(), path, request);
     std::string answer;
     char buf[65536];
     for (;;) {

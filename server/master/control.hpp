@@ -4,6 +4,7 @@
 // Non-blocking in the master's loop: a slow or silent client never holds the master up.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -37,6 +38,11 @@ class ControlServer {
     // max_event_backlog bytes pile up is disconnected (it sees the stream end), not waited on.
     void publish(const nlohmann::json& event);
     static constexpr std::size_t max_event_backlog = 4 << 20;
+    // A client that has not sent its whole request within this is dropped; with max_clients
+    // at once (events clients included) no more are accepted until one leaves, so that
+    // silent clients cannot take the master's descriptors.
+    static constexpr std::chrono::milliseconds request_timeout{10000};
+    static constexpr std::size_t max_clients = 128;
 
   private:
     struct Client {
@@ -62,6 +68,7 @@ class ControlServer {
     std::string path_;
     std::map<int, std::unique_ptr<Client>> clients_;
     std::uint64_t next_id_ = 1;
+    bool full_ = false;  // max_clients reached: not accepting until one leaves
 };
 
 // The CLI side: sends one request to the socket and returns the answer. Throws core::Error

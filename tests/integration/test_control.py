@@ -127,5 +127,37 @@ class Control(unittest.TestCase):
                 os.kill(stopped, signal.SIGCONT)
 
 
+class SilentClients(unittest.TestCase):
+    """Clients that connect to the control socket and say nothing cannot take the master's
+    descriptors: with 128 at once the master accepts no more (the next ones wait in the
+    backlog), and each is dropped 10 s after it connected without a whole request."""
+
+    def test_silent_clients_are_capped_then_dropped(self):
+        import socket as sockets
+        with harness.Herd({"apps": [probe_app(1)]}) as herd:
+            path = os.path.join(herd.tmpdir, "herd.sock")
+            mark = herd.mark()
+            silent = []
+            try:
+                for _ in range(128):
+                    s = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+                    s.connect(path)
+                    silent.append(s)
+                herd.wait_for(r"control socket .*: 128 clients at once; accepting more once one "
+                              r"leaves", after=mark)
+                # The next client waits in the backlog, and is answered once the silent ones
+                # are dropped, ten seconds after they connected.
+                code, out = harness.run_herd("status", "-c", herd.config_path, seconds=60)
+                self.assertEqual(code, 0, out)
+                herd.wait_for(r"a client sent no whole request in 10000 ms; dropping it",
+                              after=mark)
+                for s in silent:
+                    s.settimeout(harness.timeout(30))
+                    self.assertEqual(s.recv(1), b"")  # closed by the master
+            finally:
+                for s in silent:
+                    s.close()
+
+
 if __name__ == "__main__":
     harness.main()
