@@ -15,32 +15,13 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
+#include "master/describe.hpp"
 #include "master/exit_policy.hpp"
 #include "master/reload_plan.hpp"
 #include "master/spawn.hpp"
 #include "worker/worker.hpp"
 
 namespace herd::master {
-namespace {
-
-using Clock = core::EventLoop::Clock;
-
-std::string describe_status(int status) {
-    if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) {
-        std::string s = "killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-                        strsignal(WTERMSIG(status)) + ")";
-        if (WCOREDUMP(status)) s += ", core dumped";
-        return s;
-    }
-    return "changed state " + std::to_string(status);
-}
-
-double seconds_since(Clock::time_point t) {
-    return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-}  // namespace
 
 Master::Master(core::Config config, broker::StateConfig state)
     : config_(std::move(config)), state_config_(std::move(state)) {
@@ -88,33 +69,6 @@ Master::App* Master::find_app(const std::string& name) {
     return nullptr;
 }
 
-void Master::watch_master_socket(App& app, balance::Strategy& strategy) {
-    int fd = strategy.master_socket();
-    if (fd >= 0 && !app.acceptors.contains(fd))
-        accept_on(app, fd, "app \"" + app.config.name + "\" on " + strategy.bound_address());
-}
-
-void Master::accept_on(App& app, int fd, const std::string& name) {
-    core::Acceptor::Options options;
-    options.batch = 64;
-    App* raw = &app;
-    auto acceptor = std::make_unique<core::Acceptor>(
-        loop_, fd, name, [this, raw](core::UniqueFd c) { place_connection(*raw, std::move(c)); },
-        std::move(options));
-    try {
-        acceptor->start();
-    } catch (const core::Error& e) {
-        core::log_error("{}: {}; trying again in 100 ms", name, e.what());
-        acceptor->pause_for(std::chrono::milliseconds(100));
-    }
-    app.acceptors[fd] = std::move(acceptor);
-}
-
-void Master::close_strategy(App& app, balance::Strategy& strategy) {
-    if (int fd = strategy.master_socket(); fd >= 0) app.acceptors.erase(fd);
-    strategy.close();
-}
-
 void Master::bind_all() {
     for (const core::AppConfig& a : config_.apps) {
         std::unique_ptr<App> app = make_app(a);
@@ -122,73 +76,6 @@ void Master::bind_all() {
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
         apps_.push_back(std::move(app));
-    }
-}
-
-void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by) {
-    std::vector<WorkerProc*> workers;
-    std::vector<balance::Candidate> candidates;
-    for (auto& [pid, w] : workers_) {
-        if (w->app != &app) continue;
-        workers.push_back(w.get());
-        balance::Candidate c;
-        c.open = static_cast<std::uint32_t>(w->passed - w->closed);
-        c.accepting = w->state == WorkerState::ready && !w->exited && w.get() != refused_by &&
-                      c.open < w->capacity && !w->channel->closed();
-        candidates.push_back(c);
-    }
-    int i = app.strategy->pick(candidates);
-    if (i < 0) {
-        constexpr std::size_t max_pending = 4096;
-        if (app.pending.size() >= max_pending) {
-            core::log_error(
-                "app \"{}\": no worker can take a connection and {} are waiting; closing this one",
-                app.config.name, app.pending.size());
-            return;  // fd closes here
-        }
-        if (app.pending.empty())
-            core::log_warn(
-                "app \"{}\": no worker can take a connection now (starting, draining or at "
-                "capacity); queueing",
-                app.config.name);
-        app.pending.push_back(std::move(fd));
-        return;
-    }
-    WorkerProc* w = workers[static_cast<std::size_t>(i)];
-    std::vector<core::UniqueFd> fds;
-    fds.push_back(std::move(fd));
-    if (w->channel->send({{"type", "conn"}}, std::move(fds))) ++w->passed;
-    // A failed send closed the channel (and the descriptor): the worker is going away and
-    // its exit will be handled on SIGCHLD.
-}
-
-void Master::recover_unread(WorkerProc& w) {
-    if (!w.unread || w.app->removed) return;  // a removed app's clients are closed, as before
-    std::vector<core::UniqueFd> conns;
-    // If the worker died having read part of a frame, what is left starts in the middle of
-    // one: the decoder stops at it, and the descriptors left are closed as before.
-    core::Channel leftover(loop_, std::move(w.unread), "the unread messages of " + w.name);
-    auto take = [&](core::Message&& m) {
-        if (m.type() == "conn")
-            for (auto& fd : m.fds) conns.push_back(std::move(fd));
-    };
-    leftover.drain_into(take);
-    // And those still queued in the master once the worker's socket was full.
-    if (!w.channel->closed())
-        for (core::Message& m : w.channel->take_unsent()) take(std::move(m));
-    if (conns.empty()) return;
-    core::log_warn("{} left {} connection(s) it had not read; passing them to other workers",
-                   w.name, conns.size());
-    for (auto& fd : conns) place_connection(*w.app, std::move(fd));
-}
-
-void Master::flush_pending(App& app) {
-    while (!app.pending.empty()) {
-        std::size_t before = app.pending.size();
-        core::UniqueFd fd = std::move(app.pending.front());
-        app.pending.pop_front();
-        place_connection(app, std::move(fd));
-        if (app.pending.size() >= before) break;  // still nobody: it went back in the queue
     }
 }
 
@@ -336,66 +223,6 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     return raw;
 }
 
-void Master::reopen_logs() {
-    // logrotate renamed the files: open them again by name. The master's log is written by
-    // the master alone (the workers' lines come through it); access logs by each worker.
-    if (!config_.log_file.empty()) {
-        try {
-            core::open_log_file(config_.log_file);
-        } catch (const core::Error& e) {
-            core::log_error("SIGUSR1: {}; still logging to the file open before", e.what());
-        }
-    }
-    int told = 0;
-    for (auto& [pid, w] : workers_)
-        if (!w->exited && !w->app->config.access_log.empty() &&
-            w->channel->send({{"type", "reopen"}}))
-            ++told;
-    core::log_info("SIGUSR1: log file reopened{}",
-                   told > 0 ? fmt::format("; {} worker(s) reopen their access logs", told) : "");
-}
-
-Master::ChildPipes Master::make_child_pipes() {
-    ChildPipes p;
-    for (int i = 0; i < 3; ++i) {
-        int fds[2];
-        if (pipe2(fds, O_CLOEXEC) < 0) core::throw_errno("pipe2() for a child's output");
-        p.read_ends[i].reset(fds[0]);
-        p.write_ends[i].reset(fds[1]);
-        core::set_nonblocking(fds[0]);
-    }
-    return p;
-}
-
-void Master::ChildPipes::in_child() {
-    core::set_log_fd(write_ends[0].get());
-    if (dup2(write_ends[1].get(), STDOUT_FILENO) < 0 ||
-        dup2(write_ends[2].get(), STDERR_FILENO) < 0)
-        _exit(worker::exit_start_failure);
-    // Line by line: what a plugin prints reaches the log now, not when a buffer fills.
-    setvbuf(stdout, nullptr, _IOLBF, 0);
-}
-
-void Master::watch_child_output(ChildPipes& pipes, const std::string& identity, pid_t pid) {
-    for (auto& fd : pipes.write_ends) fd.reset();
-    watch_output(std::move(pipes.read_ends[0]), [](std::string_view line) { core::log_raw(line); });
-    watch_output(std::move(pipes.read_ends[1]), [identity, pid](std::string_view line) {
-        core::log_line_as(core::LogLevel::info, identity, pid, fmt::format("stdout: {}", line));
-    });
-    watch_output(std::move(pipes.read_ends[2]), [identity, pid](std::string_view line) {
-        core::log_line_as(core::LogLevel::warn, identity, pid, fmt::format("stderr: {}", line));
-    });
-}
-
-void Master::watch_output(core::UniqueFd fd, OutputReader::Sink sink) {
-    int key = fd.get();
-    outputs_[key] =
-        std::make_unique<OutputReader>(loop_, std::move(fd), std::move(sink), [this, key] {
-            // At end of file, from inside the reader: free it after this iteration.
-            loop_.defer([this, key] { outputs_.erase(key); });
-        });
-}
-
 void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::string& why) {
     if (w.canary && reload_ && !reload_->committed) {
         // The new build fails on its first requests: it does not roll out.
@@ -435,127 +262,6 @@ void Master::enter(WorkerProc& w, WorkerState s) {
     if (w.state == s) return;
     w.state = s;
     w.since = Clock::now();
-}
-
-void Master::on_worker_message(WorkerProc& w, core::Message& m) {
-    dispatch_.dispatch(m, w.name, w);
-}
-
-void Master::register_handlers() {
-    dispatch_.on("ready", [this](core::Message& m, WorkerProc& w) { on_ready(w, m); });
-    dispatch_.on("conn.refused",
-                 [this](core::Message& m, WorkerProc& w) { on_conn_refused(w, m); });
-    dispatch_.on("heartbeat", [this](core::Message& m, WorkerProc& w) { on_heartbeat(w, m); });
-    dispatch_.on("retire", [this](core::Message& m, WorkerProc& w) { on_retire(w, m); });
-    dispatch_.on("user", [this](core::Message& m, WorkerProc& w) { on_user(w, m); });
-    dispatch_.on("load", [this](core::Message& m, WorkerProc& w) { on_load(w, m); });
-    dispatch_.on("fatal", [this](core::Message& m, WorkerProc& w) { on_fatal(w, m); });
-    dispatch_.on("draining", [this](core::Message& m, WorkerProc& w) { on_draining(w, m); });
-}
-
-void Master::on_ready(WorkerProc& w, core::Message& m) {
-    if (w.state == WorkerState::starting) enter(w, WorkerState::ready);
-    w.app->start_failures.record_ready();
-    w.last_heartbeat = Clock::now();
-    w.capacity = m.body.value("capacity", w.capacity);
-    core::log_info("{} ready in {:.1f} ms, generation {}", w.name, seconds_since(w.started) * 1000,
-                   w.generation);
-    auto fields = about(w);
-    fields["ms"] = seconds_since(w.started) * 1000;
-    emit("worker.ready", fields);
-    check_all_ready();
-    flush_pending(*w.app);
-    if (w.canary) check_canaries();
-    if (w.app->rolling) advance_roll(*w.app);
-    if (w.replaces != 0) {
-        // Replacement first, then the old one leaves: no moment without a worker.
-        auto old = workers_.find(w.replaces);
-        if (old != workers_.end() && !old->second->exited) {
-            core::log_info("{} replaced by {}; draining it", old->second->name, w.name);
-            drain_worker(*old->second, false);
-        }
-        w.replaces = 0;
-    }
-}
-
-void Master::on_conn_refused(WorkerProc& w, core::Message& m) {
-    // The worker is draining and sent the connection back: someone else takes it.
-    if (w.state == WorkerState::ready) enter(w, WorkerState::draining);
-    if (w.closed < w.passed) ++w.closed;
-    for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
-}
-
-void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
-    w.last_heartbeat = Clock::now();
-    w.requests = m.body.value("requests", std::uint64_t{0});
-    w.open = m.body.value("open", std::uint64_t{0});
-    w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
-    w.state_version = m.body.value("state_version", std::uint64_t{0});
-    // Requests in the plugins' hands and what they registered: shown as sent (a few numbers).
-    if (m.body.contains("async") && m.body["async"].is_object() && m.body["async"].size() <= 16)
-        w.async = m.body["async"];
-    if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
-        core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
-    std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
-    if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
-        replace_worker(w, "max_rss",
-                       "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
-}
-
-void Master::on_retire(WorkerProc& w, core::Message& m) {
-    std::string reason = m.body.value("reason", std::string("(no reason given)"));
-    core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
-    replace_worker(w, reason.starts_with("max_requests") ? "max_requests" : "retire", reason);
-}
-
-void Master::on_user(WorkerProc& w, core::Message& m) {
-    // A plugin's message: "app" goes to the same plugin in every worker of the app, the
-    // sender included; "master" is logged (no plugin code runs in the master).
-    std::string to = m.body.value("to", std::string());
-    std::string mount = m.body.value("mount", std::string());
-    if (to == "app") {
-        nlohmann::json out = {{"type", "user"}, {"mount", mount}, {"from", w.slot}};
-        out["data"] = m.body.contains("data") ? m.body["data"] : nlohmann::json();
-        for (auto& [pid, other] : workers_)
-            if (other->app == w.app) other->channel->send(out);
-    } else if (to == "master") {
-        core::log_info("message from {} plugin \"{}\": {}", w.name, mount,
-                       m.body.contains("data") ? m.body["data"].dump().substr(0, 1000) : "null");
-    } else {
-        core::log_warn("ignoring plugin message with \"to\": \"{}\" from {}", to, w.name);
-    }
-}
-
-void Master::on_load(WorkerProc& w, core::Message& m) {
-    auto closed = m.body.value("closed", std::uint64_t{0});
-    if (closed > w.passed)
-        core::log_error("{} reported {} connections closed but was passed {}; ignoring", w.name,
-                        closed, w.passed);
-    else
-        w.closed = std::max(w.closed, closed);
-    if (!w.app->pending.empty()) flush_pending(*w.app);
-
-    core::log_debug("{} has {} connection(s) open ({} passed, {} closed)", w.name,
-                    w.passed - w.closed, w.passed, w.closed);
-}
-
-void Master::on_draining(WorkerProc& w, core::Message&) {
-    w.stopped_accepting = true;
-    if (w.app->rolling) advance_roll(*w.app);
-}
-
-void Master::on_fatal(WorkerProc& w, core::Message& m) {
-    std::string reason = m.body.value("reason", std::string("(no reason given)"));
-    std::string phase = m.body.value("phase", std::string());
-    if (phase == "start") {
-        w.start_failure = reason;
-        core::log_error("{} failed to start: {}", w.name, reason);
-    } else {
-        core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
-                        reason);
-        // A fatal signal kills the worker at once: its exit brings the replacement.
-        if (phase != "signal") replace_worker(w, "exception", "fatal error");
-    }
 }
 
 void Master::watchdog() {
@@ -601,139 +307,6 @@ void Master::on_overdue(WorkerProc& w, const Verdict& v) {
     w.kill_reason = why;
     if (v.what == Overdue::start_timeout) w.start_failure = why;
     (void)kill(w.pid, SIGKILL);
-}
-
-void Master::on_control(const nlohmann::json& request, ControlServer::Reply reply) {
-    std::string cmd = request.value("cmd", std::string());
-    if (cmd == "status") {
-        reply(status());
-    } else if (cmd == "stop") {
-        bool now = request.value("now", false);
-        reply({{"ok", true}});
-        // After the answer has left: stopping may end the loop.
-        loop_.defer([this, now] {
-            if (now)
-                stop_now();
-            else
-                begin_stop(0, "herd stop");
-        });
-    } else if (cmd == "state") {
-        state_request(request, std::move(reply));
-    } else if (cmd == "reload") {
-        reload("herd reload", std::move(reply));
-    } else if (cmd == "scale") {
-        std::string name = request.value("app", std::string());
-        const nlohmann::json& n = request.contains("workers") ? request["workers"] : nullptr;
-        App* app = find_app(name);
-        if (app == nullptr)
-            reply({{"ok", false}, {"error", "no app named \"" + name + "\""}});
-        else if (!n.is_number_integer() || n.get<std::int64_t>() < 1 ||
-                 n.get<std::int64_t>() > balance::LoadBoard::max_slots)
-            reply({{"ok", false},
-                   {"error", "workers must be an integer from 1 to " +
-                                 std::to_string(balance::LoadBoard::max_slots)}});
-        else if (stopping_)
-            reply({{"ok", false}, {"error", "herd is stopping"}});
-        else {
-            int before = app->config.workers;
-            scale(*app, n.get<int>());
-            reply(
-                {{"ok", true}, {"app", name}, {"from", before}, {"workers", app->config.workers}});
-        }
-    } else {
-        reply({{"ok", false},
-               {"error",
-                "unknown command \"" + cmd + "\" (known: status, reload, scale, state, stop)"}});
-    }
-}
-
-nlohmann::json Master::status() const {
-    auto now = Clock::now();
-    nlohmann::json apps = nlohmann::json::array();
-    for (const auto& app : apps_) {
-        nlohmann::json workers = nlohmann::json::array();
-        for (const auto& [pid, w] : workers_) {
-            if (w->app != app.get()) continue;
-            const char* state = state_name(w->state);
-            auto restarts = app->restarts.find(w->slot);
-            workers.push_back(
-                {{"slot", w->slot},
-                 {"pid", pid},
-                 {"state", state},
-                 {"generation", w->generation},
-                 {"uptime_s", std::chrono::duration<double>(now - w->started).count()},
-                 {"restarts", restarts == app->restarts.end() ? 0 : restarts->second},
-                 {"requests", w->requests},
-                 {"open", w->open},
-                 {"rss_kb", w->rss_kb},
-                 {"async", w->async}});
-        }
-        int ready = 0;
-        for (const auto& [pid, w] : workers_)
-            if (w->app == app.get() && w->state == WorkerState::ready) ++ready;
-        // What serves, said plainly: "running" only when every slot has a ready worker.
-        const char* state = app->failed                    ? "failed"
-                            : app->provisional             ? "starting"
-                            : app->removed                 ? "removing"
-                            : app->rolling                 ? "reloading"
-                            : ready >= app->config.workers ? "running"
-                            : !app->announced_ready        ? "starting"
-                                                           : "degraded";
-        nlohmann::json slots = nlohmann::json::array();
-        for (const auto& [slot, exit] : app->last_exit)
-            slots.push_back(
-                {{"slot", slot},
-                 {"last_exit", exit.reason},
-                 {"last_exit_s_ago", std::chrono::duration<double>(now - exit.at).count()}});
-        apps.push_back({{"name", app->config.name},
-                        {"listen", app->bound},
-                        {"balance", app->config.balance},
-                        {"state", state},
-                        {"ready", ready},
-                        {"workers_wanted", app->config.workers},
-                        {"generation", app->generation},
-                        {"workers", workers},
-                        {"slots", slots}});
-    }
-    nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping_},
-                          {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
-    if (reload_)
-        out["reload"] = {{"source", reload_->source},
-                         {"phase", reload_->committed ? "rolling" : "canary"},
-                         {"running_s", seconds_since(reload_->started)}};
-    return out;
-}
-
-MasterMetrics Master::metrics() const {
-    MasterMetrics m;
-    m.reloads = reloads_done_;
-    m.reload_failures = reloads_failed_;
-    m.broker_restarts = broker_restarts_;
-    if (broker_ && broker_->status.is_object()) {
-        m.state_known = true;
-        m.state_version = broker_->status.value("version", std::uint64_t{0});
-        m.state_up = broker_->status.value("up", false);
-        for (const auto& [pid, w] : workers_)
-            if (w->state == WorkerState::ready && w->state_version < m.state_version)
-                m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);
-    }
-    for (const auto& app : apps_) {
-        if (app->provisional) continue;
-        AppMetrics a;
-        a.name = app->config.name;
-        a.generation = app->generation;
-        a.requests = app->retired_stats;
-        a.restarts = app->restarts_by_reason;
-        for (const auto& [pid, w] : workers_) {
-            if (w->app != app.get()) continue;
-            a.requests += w->stats;
-            a.open_connections += w->open;
-            ++a.workers[state_name(w->state)];
-            a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
-        }
-        m.apps.push_back(std::move(a));
-    }
-    return m;
 }
 
 void Master::check_all_ready() {
@@ -823,11 +396,6 @@ void Master::finish_stop_if_done() {
     }
     drain_outputs();
     loop_.stop();
-}
-
-void Master::drain_outputs() {
-    // The workers are gone; what they wrote is still in the pipes. Read it before exiting.
-    for (auto& [fd, reader] : outputs_) reader->drain();
 }
 
 void Master::on_worker_exit(pid_t pid, int status) {
@@ -978,75 +546,6 @@ void Master::on_worker_exit(pid_t pid, int status) {
         return;
     }
     if (d.action == ExitAction::restart) restart_slot(app, w->slot, d.delay);
-}
-
-void Master::restart_slot(App& app, int slot, std::chrono::milliseconds delay) {
-    auto start = [this, id = app.id, slot] {
-        App* found = find_app(id);
-        if (found == nullptr) return;  // removed by a reload meanwhile
-        App& app = *found;
-        bool occupied = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
-            return other.second->app == &app && other.second->slot == slot &&
-                   !other.second->exited && !other.second->leaving;
-        });
-        if (stopping_ || app.failed || app.removed || slot >= app.config.workers || occupied)
-            return;
-        start_worker(app, slot);
-    };
-    if (delay.count() == 0) {
-        start();
-        return;
-    }
-    core::log_info("restarting app \"{}\" slot {} in {} ms (failure {} in a row)", app.config.name,
-                   slot, delay.count(), app.backoff[slot].streak());
-    loop_.add_timer(delay, start);
-}
-
-void Master::scale(App& app, int workers) {
-    int old = app.config.workers;
-    workers = std::clamp(workers, 1, balance::LoadBoard::max_slots);
-    if (workers == old) return;
-    core::log_info("app \"{}\": {} to {} worker(s)", app.config.name, old, workers);
-    emit("app.scaled", {{"app", app.config.name}, {"from", old}, {"to", workers}});
-    app.config.workers = workers;
-    if (workers > old) {
-        try {
-            app.strategy->bind(app.config.listen, app.config.backlog, workers);
-        } catch (const core::Error& e) {
-            core::log_error("app \"{}\": cannot add workers: {}; staying at {}", app.config.name,
-                            e.what(), old);
-            app.config.workers = old;
-            return;
-        }
-        for (int slot = old; slot < workers; ++slot) start_worker(app, slot);
-        return;
-    }
-    for (auto& [pid, w] : workers_)
-        if (w->app == &app && w->slot >= workers && w->state != WorkerState::draining)
-            retire_slot_worker(app, *w);
-}
-
-void Master::retire_slot_worker(App& app, WorkerProc& w) {
-    drain_worker(w, false);
-    if (core::UniqueFd socket = w.strategy->remove_slot(w.slot)) {
-        // The slot's queue must not be stranded: from now on the master accepts there and
-        // passes connections to the remaining workers.
-        accept_on(app, socket.get(),
-                  "app \"" + app.config.name + "\" slot " + std::to_string(w.slot) + " (removed)");
-        app.retiring[w.slot] = std::move(socket);
-    }
-}
-
-void Master::close_retired_slot(App& app, int slot) {
-    auto it = app.retiring.find(slot);
-    if (it == app.retiring.end()) return;
-    // Last pass over its queue, then close. A connection that the kernel hashes here between
-    // this accept and the close is reset: the window is one system call wide.
-    if (auto a = app.acceptors.find(it->second.get()); a != app.acceptors.end()) {
-        a->second->accept_now();
-        app.acceptors.erase(a);
-    }
-    app.retiring.erase(it);
 }
 
 void Master::begin_stop(int exit_code, const std::string& why) {

@@ -1,0 +1,147 @@
+// What the master tells: control commands, `herd status` and the metrics figures; see master.hpp.
+#include "master/master.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "master/describe.hpp"
+
+namespace herd::master {
+
+void Master::on_control(const nlohmann::json& request, ControlServer::Reply reply) {
+    std::string cmd = request.value("cmd", std::string());
+    if (cmd == "status") {
+        reply(status());
+    } else if (cmd == "stop") {
+        bool now = request.value("now", false);
+        reply({{"ok", true}});
+        // After the answer has left: stopping may end the loop.
+        loop_.defer([this, now] {
+            if (now)
+                stop_now();
+            else
+                begin_stop(0, "herd stop");
+        });
+    } else if (cmd == "state") {
+        state_request(request, std::move(reply));
+    } else if (cmd == "reload") {
+        reload("herd reload", std::move(reply));
+    } else if (cmd == "scale") {
+        std::string name = request.value("app", std::string());
+        const nlohmann::json& n = request.contains("workers") ? request["workers"] : nullptr;
+        App* app = find_app(name);
+        if (app == nullptr)
+            reply({{"ok", false}, {"error", "no app named \"" + name + "\""}});
+        else if (!n.is_number_integer() || n.get<std::int64_t>() < 1 ||
+                 n.get<std::int64_t>() > balance::LoadBoard::max_slots)
+            reply({{"ok", false},
+                   {"error", "workers must be an integer from 1 to " +
+                                 std::to_string(balance::LoadBoard::max_slots)}});
+        else if (stopping_)
+            reply({{"ok", false}, {"error", "herd is stopping"}});
+        else {
+            int before = app->config.workers;
+            scale(*app, n.get<int>());
+            reply(
+                {{"ok", true}, {"app", name}, {"from", before}, {"workers", app->config.workers}});
+        }
+    } else {
+        reply({{"ok", false},
+               {"error",
+                "unknown command \"" + cmd + "\" (known: status, reload, scale, state, stop)"}});
+    }
+}
+
+nlohmann::json Master::status() const {
+    auto now = Clock::now();
+    nlohmann::json apps = nlohmann::json::array();
+    for (const auto& app : apps_) {
+        nlohmann::json workers = nlohmann::json::array();
+        for (const auto& [pid, w] : workers_) {
+            if (w->app != app.get()) continue;
+            const char* state = state_name(w->state);
+            auto restarts = app->restarts.find(w->slot);
+            workers.push_back(
+                {{"slot", w->slot},
+                 {"pid", pid},
+                 {"state", state},
+                 {"generation", w->generation},
+                 {"uptime_s", std::chrono::duration<double>(now - w->started).count()},
+                 {"restarts", restarts == app->restarts.end() ? 0 : restarts->second},
+                 {"requests", w->requests},
+                 {"open", w->open},
+                 {"rss_kb", w->rss_kb},
+                 {"async", w->async}});
+        }
+        int ready = 0;
+        for (const auto& [pid, w] : workers_)
+            if (w->app == app.get() && w->state == WorkerState::ready) ++ready;
+        // What serves, said plainly: "running" only when every slot has a ready worker.
+        const char* state = app->failed                    ? "failed"
+                            : app->provisional             ? "starting"
+                            : app->removed                 ? "removing"
+                            : app->rolling                 ? "reloading"
+                            : ready >= app->config.workers ? "running"
+                            : !app->announced_ready        ? "starting"
+                                                           : "degraded";
+        nlohmann::json slots = nlohmann::json::array();
+        for (const auto& [slot, exit] : app->last_exit)
+            slots.push_back(
+                {{"slot", slot},
+                 {"last_exit", exit.reason},
+                 {"last_exit_s_ago", std::chrono::duration<double>(now - exit.at).count()}});
+        apps.push_back({{"name", app->config.name},
+                        {"listen", app->bound},
+                        {"balance", app->config.balance},
+                        {"state", state},
+                        {"ready", ready},
+                        {"workers_wanted", app->config.workers},
+                        {"generation", app->generation},
+                        {"workers", workers},
+                        {"slots", slots}});
+    }
+    nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping_},
+                          {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
+    if (reload_)
+        out["reload"] = {{"source", reload_->source},
+                         {"phase", reload_->committed ? "rolling" : "canary"},
+                         {"running_s", seconds_since(reload_->started)}};
+    return out;
+}
+
+MasterMetrics Master::metrics() const {
+    MasterMetrics m;
+    m.reloads = reloads_done_;
+    m.reload_failures = reloads_failed_;
+    m.broker_restarts = broker_restarts_;
+    if (broker_ && broker_->status.is_object()) {
+        m.state_known = true;
+        m.state_version = broker_->status.value("version", std::uint64_t{0});
+        m.state_up = broker_->status.value("up", false);
+        for (const auto& [pid, w] : workers_)
+            if (w->state == WorkerState::ready && w->state_version < m.state_version)
+                m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);
+    }
+    for (const auto& app : apps_) {
+        if (app->provisional) continue;
+        AppMetrics a;
+        a.name = app->config.name;
+        a.generation = app->generation;
+        a.requests = app->retired_stats;
+        a.restarts = app->restarts_by_reason;
+        for (const auto& [pid, w] : workers_) {
+            if (w->app != app.get()) continue;
+            a.requests += w->stats;
+            a.open_connections += w->open;
+            ++a.workers[state_name(w->state)];
+            a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
+        }
+        m.apps.push_back(std::move(a));
+    }
+    return m;
+}
+
+}  // namespace herd::master
