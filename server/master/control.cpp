@@ -275,23 +275,13 @@ void control_stream(const std::string& path, const nlohmann::json& request,
 }
 
 nlohmann::json control_request(const std::string& path, const nlohmann::json& request) {
-    core::UniqueFd fd = connect_to(path);
-    if (!fd)
-        throw core::Error(core::errno_text("no herd master is running at " + path + " (connect)"));
-    send_request(fd.get(), path, request);
-    std::string answer;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) core::throw_errno("read() from " + path);
-        if (n == 0) break;
-        answer.append(buf, static_cast<std::size_t>(n));
-    }
-    auto json = nlohmann::json::parse(answer, nullptr, false);
-    if (json.is_discarded() || !json.is_object())
-        throw core::Error("the master at " + path + " gave no valid answer");
-    return json;
+    nlohmann::json answer;
+    control_stream(path, request, [&](const nlohmann::json& line) {
+        answer = line;
+        return false;  // one answer
+    });
+    if (!answer.is_object()) throw core::Error("the master at " + path + " gave no valid answer");
+    return answer;
 }
 
 }  // namespace herd::master
