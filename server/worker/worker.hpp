@@ -14,10 +14,10 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
+#include "http/http_parser.hpp"
 #include "worker/access_log.hpp"
 #include "worker/blocking_pool.hpp"
 #include "worker/connection.hpp"
-#include "worker/http_parser.hpp"
 #include "worker/plugin_host.hpp"
 #include "worker/state_replica.hpp"
 
@@ -56,7 +56,7 @@ class Worker final : public MessageSink, public ConnectionHost {
     // ConnectionHost: for connections.
     core::EventLoop& loop() override { return loop_; }
     const core::AppConfig& app() const override { return spec_.app; }
-    const HttpLimits& limits() const override { return limits_; }
+    const http::HttpLimits& limits() const override { return limits_; }
     MountedPlugin* route(std::string_view path) override { return plugins_.route(path); }
     char* read_buffer() override { return read_buffer_.data(); }
     std::size_t read_buffer_size() const override { return read_buffer_.size(); }
@@ -114,7 +114,7 @@ class Worker final : public MessageSink, public ConnectionHost {
     std::unique_ptr<BlockingPool> pool_;
     PluginHost plugins_;
     std::unique_ptr<core::Acceptor> acceptor_;  // on spec_.listen, when the worker accepts
-    HttpLimits limits_;
+    http::HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
     std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN
