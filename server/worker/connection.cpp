@@ -264,7 +264,7 @@ void Connection::dispatch() {
     responder_out_ = true;
     in_call_ = true;
     host_.set_busy(true);
-    bool returned = guarded(
+    bool returned = core::guarded(
         *mounted->failed, mounted->who, [this] { return describe_request(); },
         [&] { mounted->plugin->respond(herd::Responder(*this)); });
     host_.set_busy(false);
@@ -495,7 +495,7 @@ void Connection::notify_writable_now() {
         return;
     herd::Callback fn = std::move(when_writable_);
     when_writable_ = nullptr;
-    guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
+    core::guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
     loop_.refresh_now();
 }
 
@@ -566,7 +566,7 @@ void Connection::cancel_exchange(const std::string& why) {
     pinned_ = true;  // held while coroutines resume into it
     scope_.cancel(why);
     if (fn && plugin_ != nullptr)
-        guarded(*plugin_->failed, plugin_->who, "in an on_cancel callback", fn);
+        core::guarded(*plugin_->failed, plugin_->who, "in an on_cancel callback", fn);
     pinned_ = was_pinned;
     loop_.refresh_now();
 }
@@ -897,8 +897,8 @@ void Connection::run(herd::Task<> task) {
 void Connection::task_finished(std::coroutine_handle<> frame, std::exception_ptr error) noexcept {
     task_ = nullptr;
     frame.destroy();
-    bool failed = error && report_plugin_error(*plugin_->failed, plugin_->who,
-                                               "in a coroutine " + describe_request(), error);
+    bool failed = error && core::report_plugin_error(*plugin_->failed, plugin_->who,
+                                                     "in a coroutine " + describe_request(), error);
     if (held_) {
         if (failed) {
             // No "dropped" message for this one: the failure is the answer (500).

@@ -15,11 +15,11 @@
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
 #include "http/http_parser.hpp"
+#include "state/state_replica.hpp"
 #include "worker/access_log.hpp"
 #include "worker/blocking_pool.hpp"
 #include "worker/connection.hpp"
 #include "worker/plugin_host.hpp"
-#include "worker/state_replica.hpp"
 
 namespace herd::worker {
 
@@ -109,7 +109,7 @@ class Worker final : public MessageSink, public ConnectionHost {
     core::EventLoop loop_;
     std::unique_ptr<core::Channel> master_;
     core::Dispatcher dispatch_;
-    StateReplica state_;  // before plugins_: the plugins' state views refer to it
+    state::StateReplica state_;  // before plugins_: the plugins' state views refer to it
     // Before plugins_: the plugins' loops refer to it, and it outlives their blocking work.
     std::unique_ptr<BlockingPool> pool_;
     PluginHost plugins_;

@@ -75,7 +75,7 @@ class TestPlugin final : public herd::Plugin {
 // over the test's core loop, and a FailureHandler that records.
 struct PluginSlot {
     std::vector<std::string> failures;
-    worker::FailureHandler failed;
+    core::FailureHandler failed;
     worker::MountedPlugin mounted;
     TestPlugin* plugin = nullptr;
 

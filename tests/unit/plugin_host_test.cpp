@@ -402,12 +402,12 @@ TEST(DescribeExceptionTest, NamesTypeAndMessage) {
     try {
         throw std::out_of_range("index 7");
     } catch (...) {
-        EXPECT_EQ(describe_current_exception(), "std::out_of_range: index 7");
+        EXPECT_EQ(core::describe_current_exception(), "std::out_of_range: index 7");
     }
     try {
         throw 42;
     } catch (...) {
-        EXPECT_EQ(describe_current_exception(), "an exception that is not a std::exception");
+        EXPECT_EQ(core::describe_current_exception(), "an exception that is not a std::exception");
     }
 }
 
