@@ -17,8 +17,8 @@
 #include "broker/codec.hpp"
 #include "broker/file_backend.hpp"
 #include "core/log.hpp"
+#include "state/state_replica.hpp"
 #include "test_util.hpp"
-#include "worker/state_replica.hpp"
 
 namespace herd::broker {
 namespace {
@@ -227,7 +227,7 @@ TEST_F(BrokerTest, EndToEndWithTheWorkerReplica) {
     std::vector<core::UniqueFd> fds;
     fds.push_back(std::move(theirs));
     master->channel.send(encode_attach("web/0/100"), std::move(fds));
-    worker::StateReplica replica(loop);
+    state::StateReplica replica(loop);
     replica.attach(std::move(ours));
     ASSERT_TRUE(replica.wait_for_snapshot(5s));
     auto state = replica.make_view("plugin /");

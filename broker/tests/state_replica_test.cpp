@@ -1,7 +1,7 @@
-// Tests server/worker/state_replica: the worker's copy, driven by a fake broker (the test's
+// Tests server/state/state_replica: the worker's copy, driven by a fake broker (the test's
 // end of a real socketpair): snapshot, deltas, gaps, watches, writes and their acks, a lost
 // or replaced broker, plugin views going away, throwing callbacks, malformed messages.
-#include "worker/state_replica.hpp"
+#include "state/state_replica.hpp"
 
 #include <sys/socket.h>
 
@@ -12,7 +12,7 @@
 #include "broker/codec.hpp"
 #include "test_util.hpp"
 
-namespace herd::worker {
+namespace herd::state {
 namespace {
 
 using broker::Change;
@@ -288,4 +288,4 @@ TEST_F(StateReplicaTest, MalformedMessagesAreLoggedAndAGapIsAssumed) {
 }
 
 }  // namespace
-}  // namespace herd::worker
+}  // namespace herd::state

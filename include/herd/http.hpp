@@ -12,7 +12,7 @@
 
 namespace herd {
 
-namespace worker {
+namespace http {
 class HttpParser;  // the host's parser fills Requests; plugins only read them
 }
 namespace testing {
@@ -78,7 +78,7 @@ class Request {
     bool keep_alive() const noexcept { return keep_alive_; }
 
   private:
-    friend class worker::HttpParser;
+    friend class http::HttpParser;
     friend class testing::RequestBuilder;
     std::string_view method_;
     std::string_view target_;

@@ -10,8 +10,8 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "worker/http_parser.hpp"
-#include "worker/http_response.hpp"
+#include "http/http_parser.hpp"
+#include "http/http_response.hpp"
 
 namespace herd::master {
 namespace {
@@ -106,8 +106,8 @@ std::string render_metrics(const MasterMetrics& m) {
 
 struct MetricsServer::Client {
     core::UniqueFd fd;
-    worker::HttpLimits limits;
-    std::unique_ptr<worker::HttpParser> parser;
+    http::HttpLimits limits;
+    std::unique_ptr<http::HttpParser> parser;
     std::string out;
     std::size_t written = 0;
     core::EventLoop::Clock::time_point since;
@@ -145,7 +145,7 @@ void MetricsServer::on_accept(core::UniqueFd fd) {
     c->fd = std::move(fd);
     c->limits.max_header_bytes = 8 << 10;
     c->limits.max_body_bytes = 4 << 10;
-    c->parser = std::make_unique<worker::HttpParser>(c->limits);
+    c->parser = std::make_unique<http::HttpParser>(c->limits);
     c->since = core::EventLoop::Clock::now();
     try {
         loop_.add(key, EPOLLIN | EPOLLRDHUP, [this, key](std::uint32_t ev) { on_client(key, ev); });
@@ -170,10 +170,10 @@ void MetricsServer::on_client(int fd, std::uint32_t events) {
         }
         std::size_t consumed = 0;
         auto status = c.parser->feed(buf, static_cast<std::size_t>(n), consumed);
-        if (status == worker::HttpParser::Status::need_more) return;
+        if (status == http::HttpParser::Status::need_more) return;
         std::string body, type = "text/plain; charset=utf-8";
         int code = 200;
-        if (status == worker::HttpParser::Status::error) {
+        if (status == http::HttpParser::Status::error) {
             code = c.parser->error_status();
             body = c.parser->error_reason() + "\n";
         } else if (c.parser->request().path() != "/metrics") {
@@ -189,7 +189,7 @@ void MetricsServer::on_client(int fd, std::uint32_t events) {
         c.out = fmt::format(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: "
             "close\r\n\r\n{}",
-            code, worker::reason_phrase(code), type, body.size(), body);
+            code, http::reason_phrase(code), type, body.size(), body);
         loop_.modify(fd, EPOLLOUT);
         events |= EPOLLOUT;
     }

@@ -11,7 +11,7 @@
 #include <charconv>
 
 #include "core/log.hpp"
-#include "worker/http_response.hpp"
+#include "http/http_response.hpp"
 #include "worker/plugin_host.hpp"
 
 namespace herd::worker {
@@ -59,8 +59,8 @@ void Connection::start() {
 }
 
 bool Connection::idle() const {
-    return state_ == State::reading && parser_.phase() == HttpParser::Phase::idle && out_.empty() &&
-           unparsed_.empty() && !input_paused_;
+    return state_ == State::reading && parser_.phase() == http::HttpParser::Phase::idle &&
+           out_.empty() && unparsed_.empty() && !input_paused_;
 }
 
 void Connection::update_interest_now() {
@@ -186,23 +186,24 @@ void Connection::read_held() {
 
 void Connection::process(const char* data, std::size_t size) {
     while (size > 0 && state_ == State::reading) {
-        if (parser_.phase() == HttpParser::Phase::idle) phase_since_ = loop_.cached_now();
+        if (parser_.phase() == http::HttpParser::Phase::idle) phase_since_ = loop_.cached_now();
         std::size_t consumed = 0;
         auto status = parser_.feed(data, size, consumed);
         data += consumed;
         size -= consumed;
-        if (status == HttpParser::Status::need_more) {
+        if (status == http::HttpParser::Status::need_more) {
             // RFC 9110 10.1.1: only once the head is complete (it may still be refused with
             // 413), and never to an HTTP/1.0 client.
             if (parser_.expects_continue() && !continue_sent_ &&
-                parser_.phase() == HttpParser::Phase::body && parser_.request().http_minor() >= 1) {
+                parser_.phase() == http::HttpParser::Phase::body &&
+                parser_.request().http_minor() >= 1) {
                 out_.tail().append("HTTP/1.1 100 Continue\r\n\r\n");
                 continue_sent_ = true;
             }
-            if (parser_.phase() == HttpParser::Phase::body) phase_since_ = loop_.cached_now();
+            if (parser_.phase() == http::HttpParser::Phase::body) phase_since_ = loop_.cached_now();
             return;
         }
-        if (status == HttpParser::Status::error) {
+        if (status == http::HttpParser::Status::error) {
             answer_error(parser_.error_status(), parser_.error_reason());
             return;
         }
@@ -250,8 +251,8 @@ void Connection::dispatch() {
     MountedPlugin* mounted = host_.route(request.path());
     in_dispatch_ = true;  // process() goes on with the next request itself
     if (mounted == nullptr) {
-        encode_error(out_.tail(), 404, close_after_, head_only_, http10_keep_alive_,
-                     loop_.cached_now());
+        http::encode_error(out_.tail(), 404, close_after_, head_only_, http10_keep_alive_,
+                           loop_.cached_now());
         finish_exchange(404, 0);
         in_dispatch_ = false;
         return;
@@ -263,7 +264,7 @@ void Connection::dispatch() {
     responder_out_ = true;
     in_call_ = true;
     host_.set_busy(true);
-    bool returned = guarded(
+    bool returned = core::guarded(
         *mounted->failed, mounted->who, [this] { return describe_request(); },
         [&] { mounted->plugin->respond(herd::Responder(*this)); });
     host_.set_busy(false);
@@ -302,8 +303,8 @@ void Connection::after_call(bool returned) {
             // request that the stale responder could answer, and lives while it is held.
             parser_.keep_views();
             close_after_ = true;
-            encode_error(out_.tail(), 500, true, head_only_, http10_keep_alive_,
-                         loop_.cached_now());
+            http::encode_error(out_.tail(), 500, true, head_only_, http10_keep_alive_,
+                               loop_.cached_now());
             host_.request_done(parser_.request(), 500, 0, request_start_, *this);
             state_ = State::closing;
             cancel_exchange("the handler threw");
@@ -348,7 +349,8 @@ void Connection::after_call(bool returned) {
 void Connection::answer_error(int status, const std::string& reason) {
     core::log_info("answering {} and closing fd {}: {}", status, fd_.get(), reason);
     // RFC 9110 9.3.2: no content in a response to HEAD, herd's own refusals included.
-    encode_error(out_.tail(), status, true, parser_.head_request(), false, loop_.cached_now());
+    http::encode_error(out_.tail(), status, true, parser_.head_request(), false,
+                       loop_.cached_now());
     host_.request_done(parser_.request(), status, 0, phase_since_, *this);
     close_after_ = true;
     state_ = State::closing;  // the caller's flush() stops reading if it must wait
@@ -358,8 +360,8 @@ void Connection::answer_plugin_error(int status) {
     switch (state_) {
         case State::handling:
         case State::waiting:
-            encode_error(out_.tail(), status, close_after_, head_only_, http10_keep_alive_,
-                         loop_.cached_now());
+            http::encode_error(out_.tail(), status, close_after_, head_only_, http10_keep_alive_,
+                               loop_.cached_now());
             finish_exchange(status, 0);
             return;
         case State::streaming:
@@ -469,7 +471,7 @@ void Connection::flush() {
     output_blocked_ = false;
     if (state_ == State::closing ||
         (state_ == State::reading && host_.closing_idle() &&
-         parser_.phase() == HttpParser::Phase::idle && unparsed_.empty() && !input_paused_)) {
+         parser_.phase() == http::HttpParser::Phase::idle && unparsed_.empty() && !input_paused_)) {
         // Draining: a connection whose last response just left closes now, not at the deadline.
         close_after_ = true;
         if (close_at_once_)
@@ -493,7 +495,7 @@ void Connection::notify_writable_now() {
         return;
     herd::Callback fn = std::move(when_writable_);
     when_writable_ = nullptr;
-    guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
+    core::guarded(*plugin_->failed, plugin_->who, "in a when_writable callback", fn);
     loop_.refresh_now();
 }
 
@@ -564,7 +566,7 @@ void Connection::cancel_exchange(const std::string& why) {
     pinned_ = true;  // held while coroutines resume into it
     scope_.cancel(why);
     if (fn && plugin_ != nullptr)
-        guarded(*plugin_->failed, plugin_->who, "in an on_cancel callback", fn);
+        core::guarded(*plugin_->failed, plugin_->who, "in an on_cancel callback", fn);
     pinned_ = was_pinned;
     loop_.refresh_now();
 }
@@ -593,7 +595,7 @@ void Connection::on_deadline() {
     core::log_warn("{}: no answer within request_timeout_ms ({} ms) {}; answering 504",
                    plugin_->who, timeout, describe_request());
     close_after_ = true;
-    encode_error(out_.tail(), 504, true, head_only_, false, loop_.cached_now());
+    http::encode_error(out_.tail(), 504, true, head_only_, false, loop_.cached_now());
     host_.request_done(parser_.request(), 504, 0, request_start_, *this);
     state_ = State::closing;  // the responder may live on: the connection takes no more
     cancel_exchange("request_timeout_ms (" + std::to_string(timeout) +
@@ -605,7 +607,7 @@ void Connection::on_deadline() {
 void Connection::abort(const std::string& why) {
     switch (state_) {
         case State::waiting:
-            encode_error(out_.tail(), 503, true, head_only_, false, loop_.cached_now());
+            http::encode_error(out_.tail(), 503, true, head_only_, false, loop_.cached_now());
             host_.request_done(parser_.request(), 503, 0, request_start_, *this);
             state_ = State::closing;
             cancel_exchange(why);
@@ -669,7 +671,7 @@ void Connection::check_timeouts(Clock::time_point now) {
     }
     if (state_ == State::closing) return;
     switch (parser_.phase()) {
-        case HttpParser::Phase::idle:
+        case http::HttpParser::Phase::idle:
             // A connection that never sent a request gets the header timeout (as nginx's
             // client_header_timeout); between requests, the keep-alive timeout. Either way
             // there is no request to answer: close without a response. A draining worker
@@ -681,10 +683,10 @@ void Connection::check_timeouts(Clock::time_point now) {
                 (host_.closing_idle() && since > host_.drain_idle_grace()))
                 begin_close();
             return;
-        case HttpParser::Phase::headers:
-        case HttpParser::Phase::body:
+        case http::HttpParser::Phase::headers:
+        case http::HttpParser::Phase::body:
             if (since > header_timeout) {
-                answer_error(408, parser_.phase() == HttpParser::Phase::headers
+                answer_error(408, parser_.phase() == http::HttpParser::Phase::headers
                                       ? "request headers not complete within header_timeout_ms"
                                       : "no request body data within header_timeout_ms");
                 flush();
@@ -743,10 +745,11 @@ void Connection::send() {
     std::string error;
     std::string& body = response_.body();
     auto now = loop_.cached_now();
-    if (!encode_head(out, response_, body.size(), close_after_, http10_keep_alive_, error, now)) {
+    if (!http::encode_head(out, response_, body.size(), close_after_, http10_keep_alive_, error,
+                           now)) {
         core::log_error("{} gave an invalid response {}: {}", plugin_->who, describe_request(),
                         error);
-        encode_error(out, 500, close_after_, head_only_, http10_keep_alive_, now);
+        http::encode_error(out, 500, close_after_, head_only_, http10_keep_alive_, now);
         finish_exchange(500, 0);
         return;
     }
@@ -779,11 +782,11 @@ void Connection::begin_stream() {
     if (stream_body_ && !chunked_) close_after_ = true;  // HTTP/1.0: the close ends the body
     std::string error;
     auto now = loop_.cached_now();
-    if (!encode_stream_head(out_.tail(), response_, chunked_, close_after_, http10_keep_alive_,
-                            error, now)) {
+    if (!http::encode_stream_head(out_.tail(), response_, chunked_, close_after_,
+                                  http10_keep_alive_, error, now)) {
         core::log_error("{} gave an invalid response head {}: {}", plugin_->who, describe_request(),
                         error);
-        encode_error(out_.tail(), 500, close_after_, head_only_, http10_keep_alive_, now);
+        http::encode_error(out_.tail(), 500, close_after_, head_only_, http10_keep_alive_, now);
         finish_exchange(500, 0);  // the responder's later writes go nowhere
         return;
     }
@@ -894,8 +897,8 @@ void Connection::run(herd::Task<> task) {
 void Connection::task_finished(std::coroutine_handle<> frame, std::exception_ptr error) noexcept {
     task_ = nullptr;
     frame.destroy();
-    bool failed = error && report_plugin_error(*plugin_->failed, plugin_->who,
-                                               "in a coroutine " + describe_request(), error);
+    bool failed = error && core::report_plugin_error(*plugin_->failed, plugin_->who,
+                                                     "in a coroutine " + describe_request(), error);
     if (held_) {
         if (failed) {
             // No "dropped" message for this one: the failure is the answer (500).

@@ -27,7 +27,7 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
-#include "worker/http_parser.hpp"
+#include "http/http_parser.hpp"
 #include "worker/output_queue.hpp"
 
 namespace herd::worker {
@@ -42,7 +42,7 @@ class ConnectionHost {
 
     virtual core::EventLoop& loop() = 0;
     virtual const core::AppConfig& app() const = 0;
-    virtual const HttpLimits& limits() const = 0;
+    virtual const http::HttpLimits& limits() const = 0;
     // The plugin with the longest mount covering path, or null.
     virtual MountedPlugin* route(std::string_view path) = 0;
     // A buffer for reads, shared by the worker's connections: read into it and use it at once.
@@ -198,7 +198,7 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     char* read_buffer_;           // the worker's, shared by its connections
     std::size_t read_size_;
     core::UniqueFd fd_;
-    HttpParser parser_;
+    http::HttpParser parser_;
     herd::Response response_;
     OutputQueue out_;
     std::string unparsed_;  // input read but not parsed yet (held, or paused for backpressure)

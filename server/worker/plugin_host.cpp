@@ -13,7 +13,7 @@
 #include <boost/core/demangle.hpp>
 
 #include "core/log.hpp"
-#include "worker/state_replica.hpp"
+#include "state/state_replica.hpp"
 
 namespace herd::worker {
 
@@ -40,7 +40,7 @@ class NoState final : public State {
 class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
-                  MessageSink* sink, StateReplica* state, PluginLoop& loop)
+                  MessageSink* sink, state::StateReplica* state, PluginLoop& loop)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
@@ -200,7 +200,7 @@ void open_plugin(MountedPlugin& m, const std::string& path, int fd) {
     try {
         m.plugin = factory();
     } catch (...) {
-        throw PluginError(who + ": constructor threw " + describe_current_exception());
+        throw PluginError(who + ": constructor threw " + core::describe_current_exception());
     }
     if (!m.plugin) throw PluginError(who + ": factory returned no plugin");
     m.path = path;
@@ -256,7 +256,7 @@ void PluginHost::start() {
             m->plugin->on_start(*m->context);
         } catch (...) {
             throw PluginError("plugin \"" + m->mount + "\" (" + m->path + "): on_start threw " +
-                              describe_current_exception());
+                              core::describe_current_exception());
         }
         m->started = true;
     }
@@ -272,7 +272,7 @@ void PluginHost::stop() {
             m->plugin->on_stop();
         } catch (...) {
             core::log_error("plugin \"{}\" ({}): on_stop threw {}", m->mount, m->path,
-                            describe_current_exception());
+                            core::describe_current_exception());
         }
     }
 }
@@ -280,8 +280,8 @@ void PluginHost::stop() {
 bool PluginHost::deliver(std::string_view mount, const nlohmann::json& message, int from_worker) {
     for (MountedPlugin* m : config_order_) {
         if (m->mount != mount || !m->started) continue;
-        guarded(failed_, m->who, "in on_message",
-                [&] { m->plugin->on_message(message, from_worker); });
+        core::guarded(failed_, m->who, "in on_message",
+                      [&] { m->plugin->on_message(message, from_worker); });
         return true;
     }
     return false;

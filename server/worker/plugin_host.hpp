@@ -12,9 +12,13 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
+#include "core/plugin_guard.hpp"
 #include "herd/plugin.hpp"
-#include "worker/plugin_guard.hpp"
 #include "worker/plugin_loop.hpp"
+
+namespace herd::state {
+class StateReplica;
+}
 
 namespace herd::worker {
 
@@ -25,7 +29,6 @@ class PluginError : public core::Error {
 };
 
 class PluginContext;
-class StateReplica;
 
 // Where plugins' messages go: the worker's channel to the master.
 class MessageSink {
@@ -51,21 +54,21 @@ struct MountedPlugin {
     std::string path;
     std::string who;  // "plugin "/api" (/srv/libapi.so)", as messages name it
     // Whom the guard tells of an exception (the host's handler).
-    const FailureHandler* failed = nullptr;
+    const core::FailureHandler* failed = nullptr;
     bool started = false;
 };
 
 // What a host gives its plugins. Null members are fine where noted.
 struct PluginServices {
-    core::EventLoop* loop = nullptr;  // null: the host runs its own (herd check, tests)
-    BlockingPool* pool = nullptr;     // null: blocking work fails, saying so
-    MessageSink* sink = nullptr;      // null: messages go nowhere and send() returns false
-    StateReplica* state = nullptr;    // null: the state is empty and writes fail
+    core::EventLoop* loop = nullptr;       // null: the host runs its own (herd check, tests)
+    BlockingPool* pool = nullptr;          // null: blocking work fails, saying so
+    MessageSink* sink = nullptr;           // null: messages go nowhere and send() returns false
+    state::StateReplica* state = nullptr;  // null: the state is empty and writes fail
     // One descriptor per plugin of the app, in config order, or empty: the file each plugin
     // is loaded from (the master opened it when the generation began, so a build renamed over
     // the path since is not what this worker loads). -1: load by path.
     std::vector<int> files;
-    FailureHandler failed;  // null: plugin failures are only logged
+    core::FailureHandler failed;  // null: plugin failures are only logged
 };
 
 class PluginHost {
@@ -101,7 +104,7 @@ class PluginHost {
     std::vector<std::unique_ptr<MountedPlugin>> plugins_;  // sorted by mount length, longest first
     std::vector<MountedPlugin*> config_order_;
     std::unique_ptr<core::EventLoop> own_loop_;  // when the services brought none
-    FailureHandler failed_;
+    core::FailureHandler failed_;
 };
 
 // Whether mount ("/api") covers path ("/api", "/api/x", but not "/apix").

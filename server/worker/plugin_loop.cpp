@@ -25,7 +25,7 @@ unsigned loop_events(std::uint32_t ev) {
 }  // namespace
 
 PluginLoop::PluginLoop(core::EventLoop& loop, BlockingPool* pool, std::string who,
-                       const FailureHandler* failed)
+                       const core::FailureHandler* failed)
     : loop_(loop), pool_(pool), who_(std::move(who)), failed_(failed) {}
 
 PluginLoop::~PluginLoop() {
@@ -142,7 +142,7 @@ void PluginLoop::fire_once(Id id) {
     if (it == regs_.end()) return;  // cancelled
     herd::Callback fn = std::move(it->second->fn);
     regs_.erase(it);
-    guarded(*failed_, who_, "in a loop callback", fn);
+    core::guarded(*failed_, who_, "in a loop callback", fn);
     loop_.refresh_now();
 }
 
@@ -151,7 +151,7 @@ void PluginLoop::fire_watch(Id id, std::uint32_t events) {
     if (it == regs_.end() || it->second->removed) return;
     Registration& r = *it->second;
     r.running = true;
-    guarded(*failed_, who_, "in a watch callback", [&] { r.io(loop_events(events)); });
+    core::guarded(*failed_, who_, "in a watch callback", [&] { r.io(loop_events(events)); });
     loop_.refresh_now();
     r.running = false;
     if (r.removed) regs_.erase(id);
@@ -162,7 +162,8 @@ void PluginLoop::job_done(Id id, std::exception_ptr error) {
     if (it == regs_.end()) return;  // cancelled: the result goes nowhere
     auto done = std::move(it->second->done);
     regs_.erase(it);
-    guarded(*failed_, who_, "in a blocking work's completion", [&] { done(std::move(error)); });
+    core::guarded(*failed_, who_, "in a blocking work's completion",
+                  [&] { done(std::move(error)); });
     loop_.refresh_now();
 }
 
@@ -195,8 +196,8 @@ void PluginLoop::task_finished(std::coroutine_handle<> frame, std::exception_ptr
         if (spent_scopes_.empty()) loop_.post([this] { spent_scopes_.clear(); });
         spent_scopes_.push_back(std::move(task.mapped()));
     }
-    report_plugin_error(*failed_, who_, "in a background coroutine (Loop::spawn)",
-                        std::move(error));
+    core::report_plugin_error(*failed_, who_, "in a background coroutine (Loop::spawn)",
+                              std::move(error));
 }
 
 void PluginLoop::shutdown() {

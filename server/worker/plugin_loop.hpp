@@ -18,9 +18,9 @@
 #include <herd/loop.hpp>
 
 #include "core/event_loop.hpp"
+#include "core/plugin_guard.hpp"
 #include "core/unique_fd.hpp"
 #include "worker/blocking_pool.hpp"
-#include "worker/plugin_guard.hpp"
 
 namespace herd::worker {
 
@@ -29,7 +29,7 @@ class PluginLoop final : public herd::Loop, private herd::detail::TaskOwner {
     // who: the plugin, as messages name it ("plugin \"/api\" (/srv/libapi.so)"). pool may be
     // null (herd check): blocking work then fails at once with an error saying so.
     PluginLoop(core::EventLoop& loop, BlockingPool* pool, std::string who,
-               const FailureHandler* failed);
+               const core::FailureHandler* failed);
     PluginLoop(const PluginLoop&) = delete;
     PluginLoop& operator=(const PluginLoop&) = delete;
     ~PluginLoop();
@@ -89,7 +89,7 @@ class PluginLoop final : public herd::Loop, private herd::detail::TaskOwner {
     core::EventLoop& loop_;
     BlockingPool* pool_;
     std::string who_;
-    const FailureHandler* failed_;
+    const core::FailureHandler* failed_;
     herd::BasicScope scope_;
     std::unordered_map<Id, std::unique_ptr<Registration>> regs_;
     // Frames of spawned coroutines, by address, each with the scope it runs in: a child of

@@ -14,12 +14,12 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
+#include "http/http_parser.hpp"
+#include "state/state_replica.hpp"
 #include "worker/access_log.hpp"
 #include "worker/blocking_pool.hpp"
 #include "worker/connection.hpp"
-#include "worker/http_parser.hpp"
 #include "worker/plugin_host.hpp"
-#include "worker/state_replica.hpp"
 
 namespace herd::worker {
 
@@ -56,7 +56,7 @@ class Worker final : public MessageSink, public ConnectionHost {
     // ConnectionHost: for connections.
     core::EventLoop& loop() override { return loop_; }
     const core::AppConfig& app() const override { return spec_.app; }
-    const HttpLimits& limits() const override { return limits_; }
+    const http::HttpLimits& limits() const override { return limits_; }
     MountedPlugin* route(std::string_view path) override { return plugins_.route(path); }
     char* read_buffer() override { return read_buffer_.data(); }
     std::size_t read_buffer_size() const override { return read_buffer_.size(); }
@@ -109,12 +109,12 @@ class Worker final : public MessageSink, public ConnectionHost {
     core::EventLoop loop_;
     std::unique_ptr<core::Channel> master_;
     core::Dispatcher dispatch_;
-    StateReplica state_;  // before plugins_: the plugins' state views refer to it
+    state::StateReplica state_;  // before plugins_: the plugins' state views refer to it
     // Before plugins_: the plugins' loops refer to it, and it outlives their blocking work.
     std::unique_ptr<BlockingPool> pool_;
     PluginHost plugins_;
     std::unique_ptr<core::Acceptor> acceptor_;  // on spec_.listen, when the worker accepts
-    HttpLimits limits_;
+    http::HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
     std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN

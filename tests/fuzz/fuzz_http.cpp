@@ -15,14 +15,14 @@
 #include <string_view>
 #include <vector>
 
-#include "worker/http_parser.hpp"
+#include "http/http_parser.hpp"
 
 namespace {
 
 using herd::Header;
 using herd::Request;
-using herd::worker::HttpLimits;
-using herd::worker::HttpParser;
+using herd::http::HttpLimits;
+using herd::http::HttpParser;
 using Status = HttpParser::Status;
 
 [[noreturn]] void violated(const char* what) {

@@ -75,7 +75,7 @@ class TestPlugin final : public herd::Plugin {
 // over the test's core loop, and a FailureHandler that records.
 struct PluginSlot {
     std::vector<std::string> failures;
-    worker::FailureHandler failed;
+    core::FailureHandler failed;
     worker::MountedPlugin mounted;
     TestPlugin* plugin = nullptr;
 
@@ -127,7 +127,7 @@ class FakeHost final : public worker::ConnectionHost {
     }
 
     core::AppConfig config;
-    worker::HttpLimits http_limits;
+    http::HttpLimits http_limits;
     // What the worker sets when it retires or drains (ConnectionHost's fields).
     void set_close_responses(bool on) { responses_close_ = on; }
     void set_close_idle(bool on) { closing_idle_ = on; }
@@ -181,7 +181,7 @@ class FakeHost final : public worker::ConnectionHost {
     // ConnectionHost
     core::EventLoop& loop() override { return loop_; }
     const core::AppConfig& app() const override { return config; }
-    const worker::HttpLimits& limits() const override { return http_limits; }
+    const http::HttpLimits& limits() const override { return http_limits; }
     worker::MountedPlugin* route(std::string_view path) override {
         worker::MountedPlugin* best = nullptr;
         for (worker::MountedPlugin* m : plugins_)

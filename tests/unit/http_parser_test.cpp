@@ -1,5 +1,5 @@
-// Tests server/worker/http_parser: HttpParser over llhttp, bytes in, requests or errors out.
-#include "worker/http_parser.hpp"
+// Tests server/http/http_parser: HttpParser over llhttp, bytes in, requests or errors out.
+#include "http/http_parser.hpp"
 
 #include <string>
 #include <string_view>
@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-namespace herd::worker {
+namespace herd::http {
 namespace {
 
 using Status = HttpParser::Status;
@@ -1073,4 +1073,4 @@ TEST(HttpParserTest, UpgradeWithAChunkedBody) {
 }
 
 }  // namespace
-}  // namespace herd::worker
+}  // namespace herd::http

@@ -1,5 +1,5 @@
-// Tests server/worker/http_response: response heads, refusals of bad plugin headers, errors.
-#include "worker/http_response.hpp"
+// Tests server/http/http_response: response heads, refusals of bad plugin headers, errors.
+#include "http/http_response.hpp"
 
 #include <time.h>
 
@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-namespace herd::worker {
+namespace herd::http {
 namespace {
 
 struct Head {
@@ -353,9 +353,9 @@ TEST(HttpResponseTest, ReasonPhrases) {
 }
 
 }  // namespace
-}  // namespace herd::worker
+}  // namespace herd::http
 
-namespace herd::worker {
+namespace herd::http {
 namespace {
 
 TEST(ResponseTest, SetBodyFromAPartOfItself) {
@@ -379,4 +379,4 @@ TEST(ResponseTest, AddHeaderKeepsOrderAndBytes) {
 }
 
 }  // namespace
-}  // namespace herd::worker
+}  // namespace herd::http

@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/http_parser.hpp"
+#include "http/http_parser.hpp"
 
 #ifndef HERD_PLUGIN_DIR
 #error "HERD_PLUGIN_DIR must name the build's plugins folder"
@@ -55,9 +55,9 @@ std::string load_error(const core::AppConfig& app) {
 }
 
 // Parses one request with the real parser; the parser owns the Request.
-void parse(HttpParser& parser, std::string_view text) {
+void parse(http::HttpParser& parser, std::string_view text) {
     std::size_t consumed = 0;
-    ASSERT_EQ(parser.feed(text.data(), text.size(), consumed), HttpParser::Status::request)
+    ASSERT_EQ(parser.feed(text.data(), text.size(), consumed), http::HttpParser::Status::request)
         << parser.error_reason();
 }
 
@@ -276,7 +276,7 @@ TEST(PluginHostTest, HelloHandlesARequest) {
     ASSERT_NE(m, nullptr);
     EXPECT_EQ(m->mount, "/");
     EXPECT_TRUE(m->started);
-    HttpParser parser{HttpLimits{}};
+    http::HttpParser parser{http::HttpLimits{}};
     parse(parser, "GET /anything HTTP/1.1\r\nHost: h\r\n\r\n");
     Response response;
     m->plugin->handle(parser.request(), response);
@@ -304,7 +304,7 @@ TEST(PluginHostTest, PluginConfigReachesThePlugin) {
     PluginHost host;
     host.load(app_with({plugin("/", plugin_path("hello"), json{{"greeting", "Bonjour"}})}), 0);
     host.start();
-    HttpParser parser{HttpLimits{}};
+    http::HttpParser parser{http::HttpLimits{}};
     parse(parser, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     Response response;
     host.route("/")->plugin->handle(parser.request(), response);
@@ -339,7 +339,7 @@ TEST(PluginHostTest, LongestPrefixRouting) {
     EXPECT_EQ(host.route("/")->mount, "/");
     EXPECT_EQ(host.route("/other/api")->mount, "/");
 
-    HttpParser parser{HttpLimits{}};
+    http::HttpParser parser{http::HttpLimits{}};
     parse(parser,
           "POST /api/users?id=7 HTTP/1.1\r\nX-A: b\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
     MountedPlugin* m = host.route(parser.request().path());
@@ -391,7 +391,7 @@ TEST(PluginHostTest, ManyHostsLoadTheSameLibrary) {
     second.start();
     first->stop();
     first.reset();
-    HttpParser parser{HttpLimits{}};
+    http::HttpParser parser{http::HttpLimits{}};
     parse(parser, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     Response response;
     second.route("/")->plugin->handle(parser.request(), response);
@@ -402,12 +402,12 @@ TEST(DescribeExceptionTest, NamesTypeAndMessage) {
     try {
         throw std::out_of_range("index 7");
     } catch (...) {
-        EXPECT_EQ(describe_current_exception(), "std::out_of_range: index 7");
+        EXPECT_EQ(core::describe_current_exception(), "std::out_of_range: index 7");
     }
     try {
         throw 42;
     } catch (...) {
-        EXPECT_EQ(describe_current_exception(), "an exception that is not a std::exception");
+        EXPECT_EQ(core::describe_current_exception(), "an exception that is not a std::exception");
     }
 }
 

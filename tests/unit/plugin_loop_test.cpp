@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 struct Fixture {
     core::EventLoop loop;
     std::vector<std::string> failures;
-    FailureHandler failed = [this](const std::string& what) { failures.push_back(what); };
+    core::FailureHandler failed = [this](const std::string& what) { failures.push_back(what); };
     std::unique_ptr<BlockingPool> pool;
     std::unique_ptr<PluginLoop> plugin;
 

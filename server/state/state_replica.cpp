@@ -1,13 +1,13 @@
 // The worker's copy of the shared state; see state_replica.hpp.
-#include "worker/state_replica.hpp"
+#include "state/state_replica.hpp"
 
 #include <algorithm>
 
 #include "broker/codec.hpp"
 #include "core/log.hpp"
-#include "worker/plugin_guard.hpp"
+#include "core/plugin_guard.hpp"
 
-namespace herd::worker {
+namespace herd::state {
 
 using nlohmann::json;
 
@@ -109,8 +109,8 @@ void StateReplica::run_done(std::uint64_t owner, const std::string& what,
                             const herd::State::DoneCallback& done, bool ok,
                             const std::string& error) {
     if (!done || !owners_.contains(owner)) return;
-    guarded(on_callback_error_, owners_[owner], "in its state " + what + " callback",
-            [&] { done(ok, error); });
+    core::guarded(on_callback_error_, owners_[owner], "in its state " + what + " callback",
+                  [&] { done(ok, error); });
 }
 
 void StateReplica::complete_later(herd::State::DoneCallback done, bool ok, std::string error,
@@ -234,7 +234,7 @@ void StateReplica::notify(const std::vector<broker::Change>& changes) {
             herd::State::WatchCallback callback = it->second.callback;  // may unwatch itself
             std::uint64_t owner = it->second.owner;
             std::string name = owners_.contains(owner) ? owners_[owner] : "a plugin";
-            guarded(
+            core::guarded(
                 on_callback_error_, name,
                 [&] { return "in its state watch callback for key " + broker::quote_key(c.key); },
                 [&] { callback(c.key, replica_.find(c.key)); });
@@ -260,4 +260,4 @@ void StateReplica::on_closed(const std::string& reason) {
         "it may or may not have been applied");
 }
 
-}  // namespace herd::worker
+}  // namespace herd::state

@@ -11,7 +11,7 @@
 
 #include "herd/http.hpp"
 
-namespace herd::worker {
+namespace herd::http {
 
 // The pure rules of the request head (RFC 9110, 9112), used by HttpParser; here to be tested.
 // A Host field value: empty, or uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2), where a
@@ -204,4 +204,4 @@ class HttpParser {
     } chunked_;
 };
 
-}  // namespace herd::worker
+}  // namespace herd::http

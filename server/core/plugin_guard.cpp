@@ -1,11 +1,11 @@
 // The guard around plugin code; see plugin_guard.hpp.
-#include "worker/plugin_guard.hpp"
+#include "core/plugin_guard.hpp"
 
 #include <boost/core/demangle.hpp>
 
 #include "core/log.hpp"
 
-namespace herd::worker {
+namespace herd::core {
 
 std::string describe_current_exception() {
     try {
@@ -36,4 +36,4 @@ bool report_plugin_error(const FailureHandler& failed, std::string_view who, std
     return true;
 }
 
-}  // namespace herd::worker
+}  // namespace herd::core

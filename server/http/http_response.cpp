@@ -1,5 +1,5 @@
 // Encoding response heads; see http_response.hpp.
-#include "worker/http_response.hpp"
+#include "http/http_response.hpp"
 
 #include <time.h>
 
@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace herd::worker {
+namespace herd::http {
 
 std::string_view reason_phrase(int status) {
     switch (status) {
@@ -342,4 +342,4 @@ void encode_error(std::string& out, int status, bool close, bool head_only, bool
     out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
-}  // namespace herd::worker
+}  // namespace herd::http

@@ -14,7 +14,7 @@
 
 #include <herd/scope.hpp>
 
-namespace herd::worker {
+namespace herd::core {
 
 // Told of every plugin failure: "plugin "/api" (lib.so) threw std::runtime_error: boom in a
 // timer callback". The worker's reacts as above; tests record.
@@ -45,4 +45,4 @@ bool guarded(const FailureHandler& failed, std::string_view who, Entry&& entry, 
     }
 }
 
-}  // namespace herd::worker
+}  // namespace herd::core

@@ -1,5 +1,5 @@
 // HttpParser: llhttp driven one request at a time; see http_parser.hpp.
-#include "worker/http_parser.hpp"
+#include "http/http_parser.hpp"
 
 #include <algorithm>
 #include <array>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <limits>
 
-namespace herd::worker {
+namespace herd::http {
 namespace {
 constexpr std::size_t npos = std::string::npos;
 
@@ -953,4 +953,4 @@ int HttpParser::on_message_complete(llhttp_t* p) {
     return HPE_PAUSED;
 }
 
-}  // namespace herd::worker
+}  // namespace herd::http

@@ -20,7 +20,7 @@
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
 
-namespace herd::worker {
+namespace herd::state {
 
 class StateReplica {
   public:
@@ -106,4 +106,4 @@ class StateReplica {
     std::shared_ptr<char> alive_ = std::make_shared<char>(0);
 };
 
-}  // namespace herd::worker
+}  // namespace herd::state

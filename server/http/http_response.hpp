@@ -7,7 +7,7 @@
 
 #include "herd/http.hpp"
 
-namespace herd::worker {
+namespace herd::http {
 
 std::string_view reason_phrase(int status);
 
@@ -37,4 +37,4 @@ void encode_error(std::string& out, int status, bool close, bool head_only = fal
                   bool http10_keep_alive = false,
                   SteadyTime now = std::chrono::steady_clock::now());
 
-}  // namespace herd::worker
+}  // namespace herd::http
