@@ -80,7 +80,8 @@ class UncaughtError(unittest.TestCase):
                 self.assertTrue(c.closed_by_server())
 
     def test_idle_keep_alive_connection_holds_the_drain_until_its_deadline(self):
-        with harness.Herd({"apps": [probe_app(2, drain_timeout_ms=1000)]}) as herd:
+        with harness.Herd({"apps": [probe_app(2, drain_timeout_ms=1000)]}) as herd, \
+                harness.Events(herd) as events:
             with harness.Client(herd.port()) as c:
                 pid = int(c.request("GET", "/probe/pid").body)
                 mark = herd.mark()
@@ -90,13 +91,14 @@ class UncaughtError(unittest.TestCase):
                               after=mark)
                 herd.wait_for(r"worker web/\d:%d\] drain deadline passed with 1 connection\(s\) open" % pid,
                               after=mark)
-                herd.wait_for(r"\(pid %d\) exited with code 0 .*\(replaced by pid" % pid, after=mark)
+                exited = events.wait_for("worker.exited", pid=pid)
+                self.assertEqual((exited["code"], exited["expected"]), (0, True))
                 self.assertTrue(c.closed_by_server())
 
 
 class FatalSignalsAndWatchdog(unittest.TestCase):
     def test_segv_is_reported_with_a_stack_and_replaced(self):
-        with harness.Herd({"apps": [probe_app(2)]}) as herd:
+        with harness.Herd({"apps": [probe_app(2)]}) as herd, harness.Events(herd) as events:
             port = herd.port()
             with harness.Client(port) as c:
                 victim = int(c.request("GET", "/probe/pid").body)
@@ -106,8 +108,10 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
             herd.wait_for(r"\[worker web/\d:%d\] fatal signal 11 \(Segmentation fault\); stack:" % victim, after=mark)
             herd.wait_for(r"libprobe\.so", after=mark)  # the faulting frame is in the stack
             herd.wait_for(r"\(pid %d\) generation \d+ reported a fatal error: fatal signal 11" % victim, after=mark)
-            herd.wait_for(r"\(pid %d\) killed by signal 11" % victim, after=mark)
-            replacement = int(herd.wait_for(r"worker web/\d \(pid (\d+)\) ready", after=mark).group(1))
+            exited = events.wait_for("worker.exited", pid=victim)
+            self.assertEqual((exited["signal"], exited["expected"]), (11, False))
+            spawned = events.wait_for("worker.spawned", slot=exited["slot"])
+            replacement = events.wait_for("worker.ready", pid=spawned["pid"])["pid"]
             self.assertIn(replacement, herd.worker_pids())
             self.assertNotIn(victim, herd.worker_pids())
             self.assertEqual(len(herd.worker_pids()), 2)
@@ -116,16 +120,22 @@ class FatalSignalsAndWatchdog(unittest.TestCase):
     def test_watchdog_kills_and_replaces_a_stuck_worker(self):
         # Scaled: the worker that is not stuck must never miss it (the stuck one always does).
         watchdog_ms = harness.ms(500)
-        with harness.Herd({"apps": [probe_app(2, watchdog_ms=watchdog_ms)]}) as herd:
+        with harness.Herd({"apps": [probe_app(2, watchdog_ms=watchdog_ms)]}) as herd, \
+                harness.Events(herd) as events:
             port = herd.port()
             with harness.Client(port) as c:
                 victim = int(c.request("GET", "/probe/pid").body)
                 mark = herd.mark()
                 c.send("GET /probe/spin HTTP/1.1\r\nHost: x\r\n\r\n")  # never answers
-                herd.wait_for(r"\(pid %d\): no heartbeat for \d+ ms \(watchdog_ms %d\)" % (victim, watchdog_ms),
-                              after=mark)
-                herd.wait_for(r"\(pid %d\) killed by signal 9" % victim, after=mark)
-                herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark)
+                killed = events.wait_for("worker.killed", pid=victim)
+                self.assertEqual(killed["deadline"], "watchdog")
+                self.assertRegex(killed["reason"], r"no heartbeat for \d+ ms \(watchdog_ms %d\)"
+                                 % watchdog_ms)
+                herd.wait_for(r"\(pid %d\): no heartbeat .* stuck in a plugin\? SIGKILL" % victim,
+                              after=mark)  # and the log says so, for people
+                self.assertEqual(events.wait_for("worker.exited", pid=victim)["signal"], 9)
+                spawned = events.wait_for("worker.spawned", slot=killed["slot"])
+                events.wait_for("worker.ready", pid=spawned["pid"])
                 self.assertTrue(c.closed_by_server())
             self.assertNotIn(victim, herd.worker_pids())
             self.assertEqual(len(herd.worker_pids()), 2)
@@ -159,10 +169,12 @@ class StartTimeout(unittest.TestCase):
         with harness.Herd(config, wait_ready=False) as herd:
             herd.wait_for(r"spawned worker web/0 \(pid \d+\)")
             self.assertEqual(status(herd)["state"], "starting")
-            herd.wait_for(r"worker web/\d \(pid \d+\): not ready within %d ms \(start_timeout_ms\): "
-                          r"stuck in a plugin's on_start\? SIGKILL" % limit, seconds=30)
-            herd.wait_for(r'app "web" failed: 5 workers in a row could not start; the last: '
-                          r"not ready within %d ms \(start_timeout_ms\)" % limit, seconds=60)
+            with harness.Events(herd) as events:
+                killed = events.wait_for("worker.killed", deadline="start_timeout", seconds=30)
+                self.assertEqual(killed["reason"], "not ready within %d ms (start_timeout_ms)" % limit)
+                failed = events.wait_for("app.failed", app="web", seconds=60)
+                self.assertEqual(failed["reason"], "not ready within %d ms (start_timeout_ms)" % limit)
+            herd.wait_for(r'app "web" failed: 5 workers in a row could not start')  # for people
             st = status(herd)
             self.assertEqual(st["state"], "failed")
             self.assertEqual(st["ready"], 0)
@@ -179,12 +191,11 @@ class StartTimeout(unittest.TestCase):
     def test_a_slot_that_cannot_start_makes_the_app_degraded_not_running(self):
         # Slot 1 hangs in on_start; its start timeout is long, so it stays "starting".
         config = {"apps": [hanging_app(1, [1], start_timeout_ms=harness.ms(60000))]}
-        with harness.Herd(config) as herd:
+        with harness.Herd(config) as herd, harness.Events(herd) as events:
             self.assertEqual(status(herd)["state"], "running")
-            mark = herd.mark()
             code, out = harness.run_herd("scale", "web", "2", "-c", herd.config_path)
             self.assertEqual(code, 0, out)
-            herd.wait_for(r"spawned worker web/1", after=mark)
+            events.wait_for("worker.spawned", slot=1)
             st = status(herd)
             self.assertEqual((st["state"], st["ready"], st["workers_wanted"]), ("degraded", 1, 2))
             self.assertEqual(sorted(w["state"] for w in st["workers"]), ["ready", "starting"])
@@ -235,11 +246,16 @@ class Recycling(unittest.TestCase):
     def test_max_rss_mb_recycles_a_worker_that_grew(self):
         # The default watchdog (30 s): touching 100 MiB takes seconds under ASan, and a short
         # watchdog killed the worker before its heartbeat could show the memory.
-        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, drain_timeout_ms=1000)]}) as herd:
+        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, drain_timeout_ms=1000)]}) as herd, \
+                harness.Events(herd) as events:
             with harness.Client(herd.port()) as c:
                 pid = int(c.request("GET", "/probe/alloc?mb=100").body)
-                herd.wait_for(r"replacing worker web/\d \(pid %d\) \(max_rss_mb: resident \d+ MiB\)" % pid)
-                herd.wait_for(r"\(pid %d\) exited with code 0 .*\(replaced by pid" % pid)
+                replacing = events.wait_for("worker.replacing", pid=pid)
+                self.assertEqual(replacing["kind"], "max_rss")
+                self.assertRegex(replacing["reason"], r"^max_rss_mb: resident \d+ MiB$")
+                events.wait_for("worker.ready", pid=replacing["replacement"])
+                exited = events.wait_for("worker.exited", pid=pid)
+                self.assertEqual((exited["code"], exited["expected"]), (0, True))
             self.assertNotIn(pid, herd.worker_pids())
             self.assertEqual(len(herd.worker_pids()), 2)
 
