@@ -60,11 +60,12 @@ class Lifecycle(unittest.TestCase):
             port = herd.port()
             victim = int(harness.get(port, "/probe/pid").body)
             self.assertIn(victim, herd.worker_pids())
-            mark = herd.mark()
-            harness.os.kill(victim, signal.SIGKILL)
-            herd.wait_for(r"worker web/\d \(pid %d\) killed by signal 9" % victim, after=mark)
-            m = herd.wait_for(r"worker web/\d \(pid (\d+)\) ready", after=mark)
-            replacement = int(m.group(1))
+            with harness.Events(herd) as events:
+                harness.os.kill(victim, signal.SIGKILL)
+                exited = events.wait_for("worker.exited", pid=victim)
+                self.assertEqual((exited["signal"], exited["expected"]), (9, False))
+                spawned = events.wait_for("worker.spawned", slot=exited["slot"])
+                replacement = events.wait_for("worker.ready", pid=spawned["pid"])["pid"]
             self.assertNotEqual(replacement, victim)
             pids = herd.worker_pids()
             self.assertEqual(len(pids), 2, pids)

@@ -18,18 +18,21 @@ def probe_app(mode, workers):
 
 class Scale(unittest.TestCase):
     def test_ttin_and_ttou(self):
-        with harness.Herd({"apps": [probe_app("shared", 2)]}) as herd:
+        with harness.Herd({"apps": [probe_app("shared", 2)]}) as herd, \
+                harness.Events(herd) as events:
             port = herd.port()
-            mark = herd.mark()
             herd.signal(signal.SIGTTIN)
-            herd.wait_for(r'app "web": 2 to 3 worker\(s\)', after=mark)
-            herd.wait_for(r"worker web/2 \(pid \d+\) ready", after=mark)
+            scaled = events.wait_for("app.scaled", app="web")
+            self.assertEqual((scaled["from"], scaled["to"]), (2, 3))
+            events.wait_for("worker.ready", slot=2)
             self.assertEqual(len(herd.worker_pids()), 3)
-            mark = herd.mark()
             herd.signal(signal.SIGTTOU)
-            herd.wait_for(r"worker web/2 \(pid \d+\) exited with code 0 after .*; slot 2 removed", after=mark)
+            exited = events.wait_for("worker.exited", slot=2)
+            self.assertEqual((exited["code"], exited["expected"]), (0, True))
             herd.signal(signal.SIGTTOU)
-            herd.wait_for(r"worker web/1 \(pid \d+\) exited with code 0 after .*; slot 1 removed", after=mark)
+            exited = events.wait_for("worker.exited", slot=1)
+            self.assertEqual((exited["code"], exited["expected"]), (0, True))
+            herd.wait_for(r"worker web/1 \(pid \d+\) exited with code 0 after .*; slot 1 removed")
             # At one worker, a further TTOU changes nothing.
             herd.signal(signal.SIGTTOU)
             self.assertEqual(len(herd.worker_pids()), 1)
