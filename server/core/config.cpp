@@ -124,29 +124,9 @@ PluginConfig parse_plugin(const json& j, const std::string& where, const std::st
 
 AppConfig parse_app(const json& j, const std::string& where, const std::string& base_dir) {
     require_object(j, where);
-    reject_unknown_keys(j, where,
-                        {"name",
-                         "listen",
-                         "workers",
-                         "balance",
-                         "plugins",
-                         "env",
-                         "drain_timeout_ms",
-                         "max_body_bytes",
-                         "max_header_bytes",
-                         "header_timeout_ms",
-                         "keepalive_timeout_ms",
-                         "backlog",
-                         "watchdog_ms",
-                         "start_timeout_ms",
-                         "max_requests",
-                         "max_rss_mb",
-                         "restart_backoff_ms",
-                         "restart_backoff_max_ms",
-                         "healthy_after_ms",
-                         "access_log",
-                         "request_timeout_ms",
-                         "blocking_threads"});
+    std::set<std::string> known;
+    for (const AppKey& k : app_keys()) known.insert(k.name);
+    reject_unknown_keys(j, where, known);
     AppConfig a;
     if (!j.contains("name")) fail(where + ".name", "missing");
     a.name = get_string(j["name"], where + ".name");
@@ -204,52 +184,15 @@ AppConfig parse_app(const json& j, const std::string& where, const std::string& 
             a.env[it.key()] = no_nul(get_string(it.value(), ew), ew);
         }
     }
-    if (j.contains("drain_timeout_ms"))
-        a.drain_timeout_ms = static_cast<int>(
-            get_int(j["drain_timeout_ms"], where + ".drain_timeout_ms", 0, 3600000));
-    if (j.contains("max_body_bytes"))
-        a.max_body_bytes = static_cast<std::size_t>(
-            get_int(j["max_body_bytes"], where + ".max_body_bytes", 0, 1LL << 32));
-    if (j.contains("max_header_bytes"))
-        a.max_header_bytes = static_cast<std::size_t>(
-            get_int(j["max_header_bytes"], where + ".max_header_bytes", 1024, 1 << 20));
-    if (j.contains("header_timeout_ms"))
-        a.header_timeout_ms = static_cast<int>(
-            get_int(j["header_timeout_ms"], where + ".header_timeout_ms", 1, 3600000));
-    if (j.contains("keepalive_timeout_ms"))
-        a.keepalive_timeout_ms = static_cast<int>(
-            get_int(j["keepalive_timeout_ms"], where + ".keepalive_timeout_ms", 1, 3600000));
-    if (j.contains("request_timeout_ms"))
-        a.request_timeout_ms = static_cast<int>(
-            get_int(j["request_timeout_ms"], where + ".request_timeout_ms", 0, 86400000));
-    if (j.contains("blocking_threads"))
-        a.blocking_threads =
-            static_cast<int>(get_int(j["blocking_threads"], where + ".blocking_threads", 1, 256));
-    if (j.contains("watchdog_ms"))
-        a.watchdog_ms =
-            static_cast<int>(get_int(j["watchdog_ms"], where + ".watchdog_ms", 200, 3600000));
+    for (const AppKey& k : app_keys()) {
+        if (!j.contains(k.name) || (!k.int_member && !k.size_member && !k.u64_member)) continue;
+        long long v = get_int(j[k.name], where + "." + k.name, k.min, k.max);
+        if (k.int_member) a.*k.int_member = static_cast<int>(v);
+        if (k.size_member) a.*k.size_member = static_cast<std::size_t>(v);
+        if (k.u64_member) a.*k.u64_member = static_cast<std::uint64_t>(v);
+    }
     // Not given: as long as the watchdog's limit, the other "stuck" limit.
-    a.start_timeout_ms = j.contains("start_timeout_ms")
-                             ? static_cast<int>(get_int(j["start_timeout_ms"],
-                                                        where + ".start_timeout_ms", 200, 3600000))
-                             : a.watchdog_ms;
-    if (j.contains("restart_backoff_ms"))
-        a.restart_backoff_ms = static_cast<int>(
-            get_int(j["restart_backoff_ms"], where + ".restart_backoff_ms", 0, 3600000));
-    if (j.contains("restart_backoff_max_ms"))
-        a.restart_backoff_max_ms = static_cast<int>(
-            get_int(j["restart_backoff_max_ms"], where + ".restart_backoff_max_ms", 0, 3600000));
-    if (j.contains("healthy_after_ms"))
-        a.healthy_after_ms = static_cast<int>(
-            get_int(j["healthy_after_ms"], where + ".healthy_after_ms", 0, 86400000));
-    if (j.contains("max_requests"))
-        a.max_requests = static_cast<std::uint64_t>(
-            get_int(j["max_requests"], where + ".max_requests", 0, 1LL << 40));
-    if (j.contains("max_rss_mb"))
-        a.max_rss_mb =
-            static_cast<std::uint64_t>(get_int(j["max_rss_mb"], where + ".max_rss_mb", 0, 1 << 24));
-    if (j.contains("backlog"))
-        a.backlog = static_cast<int>(get_int(j["backlog"], where + ".backlog", 1, 65535));
+    if (!j.contains("start_timeout_ms")) a.start_timeout_ms = a.watchdog_ms;
     if (j.contains("access_log")) {
         a.access_log =
             no_nul(get_string(j["access_log"], where + ".access_log"), where + ".access_log");
@@ -264,6 +207,70 @@ std::string canonical_address(const SocketAddress& a) {
 }
 
 }  // namespace
+
+std::span<const AppKey> app_keys() {
+    using A = AppConfig;
+    // Integer keys: name, bounds and member (read by the loop in parse_app). The others: name
+    // and how two configs differ in it (read one by one in parse_app).
+    static const AppKey keys[] = {
+        {.name = "name", .differs = [](const A& a, const A& b) { return a.name != b.name; }},
+        {.name = "listen",
+         .differs = [](const A& a, const A& b) { return !(a.listen == b.listen); }},
+        {.name = "workers",
+         .differs = [](const A& a, const A& b) { return a.workers != b.workers; }},
+        {.name = "balance",
+         .differs = [](const A& a, const A& b) { return a.balance != b.balance; }},
+        {.name = "plugins",
+         .differs = [](const A& a, const A& b) { return !(a.plugins == b.plugins); }},
+        {.name = "env", .differs = [](const A& a, const A& b) { return a.env != b.env; }},
+        {.name = "access_log",
+         .differs = [](const A& a, const A& b) { return a.access_log != b.access_log; }},
+        {.name = "max_body_bytes", .min = 0, .max = 1LL << 32, .size_member = &A::max_body_bytes},
+        {.name = "max_header_bytes",
+         .min = 1024,
+         .max = 1 << 20,
+         .size_member = &A::max_header_bytes},
+        {.name = "header_timeout_ms",
+         .min = 1,
+         .max = 3600000,
+         .int_member = &A::header_timeout_ms},
+        {.name = "keepalive_timeout_ms",
+         .min = 1,
+         .max = 3600000,
+         .int_member = &A::keepalive_timeout_ms},
+        {.name = "request_timeout_ms",
+         .min = 0,
+         .max = 86400000,
+         .int_member = &A::request_timeout_ms},
+        {.name = "blocking_threads", .min = 1, .max = 256, .int_member = &A::blocking_threads},
+        {.name = "backlog", .min = 1, .max = 65535, .int_member = &A::backlog},
+        {.name = "drain_timeout_ms", .min = 0, .max = 3600000, .int_member = &A::drain_timeout_ms},
+        {.name = "watchdog_ms", .min = 200, .max = 3600000, .int_member = &A::watchdog_ms},
+        {.name = "start_timeout_ms",
+         .min = 200,
+         .max = 3600000,
+         .int_member = &A::start_timeout_ms},
+        {.name = "restart_backoff_ms",
+         .min = 0,
+         .max = 3600000,
+         .int_member = &A::restart_backoff_ms},
+        {.name = "restart_backoff_max_ms",
+         .min = 0,
+         .max = 3600000,
+         .int_member = &A::restart_backoff_max_ms},
+        {.name = "healthy_after_ms", .min = 0, .max = 86400000, .int_member = &A::healthy_after_ms},
+        {.name = "max_requests", .min = 0, .max = 1LL << 40, .u64_member = &A::max_requests},
+        {.name = "max_rss_mb", .min = 0, .max = 1 << 24, .u64_member = &A::max_rss_mb},
+    };
+    return keys;
+}
+
+bool app_key_differs(const AppKey& k, const AppConfig& a, const AppConfig& b) {
+    if (k.int_member) return a.*k.int_member != b.*k.int_member;
+    if (k.size_member) return a.*k.size_member != b.*k.size_member;
+    if (k.u64_member) return a.*k.u64_member != b.*k.u64_member;
+    return k.differs != nullptr && k.differs(a, b);
+}
 
 int cpu_count() {
     cpu_set_t set;

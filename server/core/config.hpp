@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,22 @@ struct Config {
     std::string group;
     bool allow_root = false;
 };
+
+// Every key of an app entry, declared once: its name, how it is read, and whether it differs
+// between two configs. Parsing, the unknown-key check, a reload's "what changed" and the
+// README check (test_docs) all go through this list.
+struct AppKey {
+    const char* name;
+    // Integer keys: their bounds, and the member they fill (one of the three is set).
+    long long min = 0, max = 0;
+    int AppConfig::*int_member = nullptr;
+    std::size_t AppConfig::*size_member = nullptr;
+    std::uint64_t AppConfig::*u64_member = nullptr;
+    // Whether a and b differ in this key.
+    bool (*differs)(const AppConfig& a, const AppConfig& b) = nullptr;
+};
+std::span<const AppKey> app_keys();
+bool app_key_differs(const AppKey& k, const AppConfig& a, const AppConfig& b);
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.
 Config parse_config(const nlohmann::json& json, const std::string& base_dir);

@@ -31,31 +31,9 @@ std::string plugin_stamp(const core::AppConfig& app) {
 }
 
 std::string changed_keys(const core::AppConfig& a, const core::AppConfig& b) {
-    std::vector<std::string> keys;
-    auto check = [&](bool same, const char* key) {
-        if (!same) keys.push_back(key);
-    };
-    check(a.listen == b.listen, "listen");
-    check(a.workers == b.workers, "workers");
-    check(a.balance == b.balance, "balance");
-    check(a.plugins == b.plugins, "plugins");
-    check(a.env == b.env, "env");
-    check(a.drain_timeout_ms == b.drain_timeout_ms, "drain_timeout_ms");
-    check(a.max_body_bytes == b.max_body_bytes, "max_body_bytes");
-    check(a.max_header_bytes == b.max_header_bytes, "max_header_bytes");
-    check(a.header_timeout_ms == b.header_timeout_ms, "header_timeout_ms");
-    check(a.keepalive_timeout_ms == b.keepalive_timeout_ms, "keepalive_timeout_ms");
-    check(a.backlog == b.backlog, "backlog");
-    check(a.watchdog_ms == b.watchdog_ms, "watchdog_ms");
-    check(a.start_timeout_ms == b.start_timeout_ms, "start_timeout_ms");
-    check(a.restart_backoff_ms == b.restart_backoff_ms, "restart_backoff_ms");
-    check(a.restart_backoff_max_ms == b.restart_backoff_max_ms, "restart_backoff_max_ms");
-    check(a.healthy_after_ms == b.healthy_after_ms, "healthy_after_ms");
-    check(a.max_requests == b.max_requests, "max_requests");
-    check(a.max_rss_mb == b.max_rss_mb, "max_rss_mb");
-    check(a.access_log == b.access_log, "access_log");
     std::string out;
-    for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+    for (const core::AppKey& k : core::app_keys())
+        if (core::app_key_differs(k, a, b)) out += (out.empty() ? "" : ", ") + std::string(k.name);
     return out.empty() ? "settings" : out;
 }
 

@@ -102,5 +102,24 @@ class DocsTest(unittest.TestCase):
                               % (doc, path, path))
 
 
+class ConfigReference(unittest.TestCase):
+    """Every key of an app entry, as server/core/config.cpp declares it (app_keys(), the one
+    list that parsing and reload use), has its row in the README's config reference, and the
+    README documents no app key that herd does not know."""
+
+    def test_every_app_key_has_a_readme_row(self):
+        with open(os.path.join(SOURCE, "server", "core", "config.cpp")) as f:
+            source = f.read()
+        table = source[source.index("std::span<const AppKey> app_keys()"):]
+        table = table[:table.index("return keys;")]
+        declared = set(re.findall(r'\.name = "([a-z_]+)"', table))
+        self.assertGreater(len(declared), 20, "the key table was not found in config.cpp")
+        with open(os.path.join(SOURCE, "README.md")) as f:
+            readme = f.read()
+        documented = set(re.findall(r"^\| `apps\[\]\.([a-z_]+)", readme, re.M))
+        self.assertEqual(sorted(declared - documented), [], "keys without a README row")
+        self.assertEqual(sorted(documented - declared), [], "README rows herd does not know")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -130,3 +130,41 @@ TEST(ReloadPlanTest, ABacklogChangeOnTheSameAddressIsNotedAsLater) {
     ASSERT_EQ(p.notes.size(), 1u);
     EXPECT_NE(p.notes[0].find("backlog"), std::string::npos);
 }
+
+TEST(ReloadPlanTest, EveryAppKeyIsNamedWhenItAloneChanges) {
+    using herd::core::AppConfig;
+    const AppConfig a = parse(web).apps[0];
+    int keys = 0;
+    for (const herd::core::AppKey& k : herd::core::app_keys()) {
+        AppConfig b = a;
+        std::string name = k.name;
+        if (k.int_member)
+            b.*k.int_member = static_cast<int>(a.*k.int_member == k.max ? k.min : k.max);
+        else if (k.size_member)
+            b.*k.size_member =
+                static_cast<std::size_t>(a.*k.size_member == std::size_t(k.max) ? k.min : k.max);
+        else if (k.u64_member)
+            b.*k.u64_member = static_cast<std::uint64_t>(
+                a.*k.u64_member == std::uint64_t(k.max) ? k.min : k.max);
+        else if (name == "name")
+            b.name = "other";
+        else if (name == "listen")
+            b.listen = parse(api).apps[0].listen;
+        else if (name == "workers")
+            b.workers = a.workers + 1;
+        else if (name == "balance")
+            b.balance = "least-conn";
+        else if (name == "plugins")
+            b.plugins[0].config = {{"greeting", "hi"}};
+        else if (name == "env")
+            b.env["X"] = "1";
+        else if (name == "access_log")
+            b.access_log = "/var/log/web.log";
+        else
+            ADD_FAILURE() << "no change written for key " << name << ": add one here";
+        EXPECT_FALSE(a == b) << name;
+        EXPECT_EQ(herd::master::changed_keys(a, b), name);
+        ++keys;
+    }
+    EXPECT_EQ(keys, 22);
+}
