@@ -144,8 +144,8 @@ TEST(ReloadPlanTest, EveryAppKeyIsNamedWhenItAloneChanges) {
             b.*k.size_member =
                 static_cast<std::size_t>(a.*k.size_member == std::size_t(k.max) ? k.min : k.max);
         else if (k.u64_member)
-            b.*k.u64_member = static_cast<std::uint64_t>(
-                a.*k.u64_member == std::uint64_t(k.max) ? k.min : k.max);
+            b.*k.u64_member =
+                static_cast<std::uint64_t>(a.*k.u64_member == std::uint64_t(k.max) ? k.min : k.max);
         else if (name == "name")
             b.name = "other";
         else if (name == "listen")
