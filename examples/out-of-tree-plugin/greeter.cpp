@@ -2,9 +2,9 @@
 #include <herd/herd.hpp>
 
 class Greeter final : public herd::Plugin {
-public:
-    void on_start(herd::Context& ctx) override {         // once per worker, before serving
-        name_ = ctx.config().value("name", "world");     // this plugin's "config" object
+  public:
+    void on_start(herd::Context& ctx) override {      // once per worker, before serving
+        name_ = ctx.config().value("name", "world");  // this plugin's "config" object
         ctx.log().info("greeter ready in worker " + std::to_string(ctx.worker_id()));
     }
 
@@ -13,7 +13,7 @@ public:
         response.set_body("Greetings, " + name_ + ", from " + std::string(request.path()) + "\n");
     }
 
-private:
+  private:
     std::string name_;
 };
 
