@@ -244,12 +244,14 @@ class Recycling(unittest.TestCase):
             herd.wait_for(r"replaced by worker web/\d \(pid \d+\); draining it")
 
     def test_max_rss_mb_recycles_a_worker_that_grew(self):
-        # The default watchdog (30 s): touching 100 MiB takes seconds under ASan, and a short
-        # watchdog killed the worker before its heartbeat could show the memory.
-        with harness.Herd({"apps": [probe_app(2, max_rss_mb=64, drain_timeout_ms=1000)]}) as herd, \
-                harness.Events(herd) as events:
+        # The default watchdog (30 s): touching 400 MiB takes seconds under ASan, and a short
+        # watchdog killed the worker before its heartbeat could show the memory. The limit is
+        # well above a fresh worker's resident memory in every build (about 67 MiB under ASan,
+        # its shadow memory: a limit of 64 recycled each replacement again).
+        config = {"apps": [probe_app(2, max_rss_mb=256, drain_timeout_ms=1000)]}
+        with harness.Herd(config) as herd, harness.Events(herd) as events:
             with harness.Client(herd.port()) as c:
-                pid = int(c.request("GET", "/probe/alloc?mb=100").body)
+                pid = int(c.request("GET", "/probe/alloc?mb=400").body)
                 replacing = events.wait_for("worker.replacing", pid=pid)
                 self.assertEqual(replacing["kind"], "max_rss")
                 self.assertRegex(replacing["reason"], r"^max_rss_mb: resident \d+ MiB$")
