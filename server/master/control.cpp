@@ -38,8 +38,8 @@ core::UniqueFd connect_to(const std::string& path) {
     return fd;
 }
 
-// Sends the request. A master that refuses the client (too many at once) has written its
-// answer and closed without reading: a broken pipe then still leaves that answer to read.
+// Sends the request. A master that closed the connection first (it is stopping) may have
+// written why before it did: a broken pipe still leaves that to read.
 void send_request(int fd, const std::string& path, const nlohmann::json& request) {
     std::string line = request.dump() + "\n";
     ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL);
