@@ -426,16 +426,6 @@ void Master::on_worker_exit(pid_t pid, int status) {
         w->app->last_exit[w->slot] = {why.empty() ? how : how + ": " + why, Clock::now()};
     };
     std::string cause = !w->kill_reason.empty() ? w->kill_reason : w->start_failure;
-    {
-        auto fields = about(*w);
-        fields.update({{"status", how}, {"state", state_name(w->state)}, {"reason", cause}});
-        if (WIFEXITED(status)) fields["code"] = WEXITSTATUS(status);
-        if (WIFSIGNALED(status)) fields["signal"] = WTERMSIG(status);
-        // Expected: asked to leave (drain, roll, replaced, removed, herd stopping).
-        fields["expected"] = stopping_ || w->leaving || w->replaced_by != 0 || w->app->removed ||
-                             (w->state == WorkerState::draining && w->killed == Overdue::none);
-        emit("worker.exited", fields);
-    }
     App& app = *w->app;
     WorkerExit facts;
     facts.state = w->state;
@@ -457,6 +447,14 @@ void Master::on_worker_exit(pid_t pid, int status) {
     options.healthy_after = std::chrono::milliseconds(app.config.healthy_after_ms);
     SlotBackoff& backoff = app.backoff.try_emplace(w->slot, options).first->second;
     ExitDecision d = decide_exit(facts, backoff, app.start_failures, w->started, Clock::now());
+    {
+        auto fields = about(*w);
+        fields.update({{"status", how}, {"state", state_name(w->state)}, {"reason", cause}});
+        if (WIFEXITED(status)) fields["code"] = WEXITSTATUS(status);
+        if (WIFSIGNALED(status)) fields["signal"] = WTERMSIG(status);
+        fields["expected"] = !d.unexpected;  // as decide_exit judged it
+        emit("worker.exited", fields);
+    }
 
     std::string after =
         fmt::format("after {:.1f} s, generation {}", seconds_since(w->started), w->generation);
