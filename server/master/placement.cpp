@@ -47,7 +47,7 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
         workers.push_back(w.get());
         balance::Candidate c;
         c.open = static_cast<std::uint32_t>(w->passed - w->closed);
-        c.accepting = w->state == WorkerState::ready && !w->exited && w.get() != refused_by &&
+        c.accepting = takes_connections(w->state) && !w->exited && w.get() != refused_by &&
                       c.open < w->capacity && !w->channel->closed();
         candidates.push_back(c);
     }
