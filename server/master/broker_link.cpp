@@ -16,8 +16,6 @@
 
 namespace herd::master {
 namespace {
-// A broker silent this long is stuck: it is killed and restarted. Its heartbeat is 1 s.
-constexpr auto broker_watchdog = std::chrono::seconds(10);
 // A CLI request the broker does not answer in this time gets an error.
 constexpr auto state_request_timeout = std::chrono::seconds(10);
 }  // namespace
@@ -46,7 +44,7 @@ void Master::spawn_broker() {
     broker_ = std::make_unique<BrokerProc>();
     broker_->pid = pid;
     broker_->started = Clock::now();
-    broker_->last_heartbeat = broker_->started;
+    sup_.broker_spawned(pid, broker_->started);
     std::string name = "broker (pid " + std::to_string(pid) + ")";
     broker_->channel = std::make_unique<core::Channel>(loop_, std::move(ours), name);
     broker_->channel->start([this](core::Message&& m) { on_broker_message(m); },
@@ -73,7 +71,7 @@ void Master::send_broker_end(WorkerProc& w, core::UniqueFd broker_end) {
 
 void Master::attach_all_to_broker() {
     for (auto& [pid, w] : workers_) {
-        if (w->exited || w->channel->closed()) continue;
+        if (w->channel->closed()) continue;
         int bp[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, bp) < 0) {
             core::log_error("{}", core::errno_text("socketpair() to the broker for " + w->name));
@@ -94,8 +92,7 @@ void Master::on_broker_message(core::Message& m) {
 void Master::register_broker_handlers() {
     broker_dispatch_.on("ready", [this](core::Message& m) {
         if (!broker_) return;
-        broker_->ready = true;
-        broker_->last_heartbeat = Clock::now();
+        sup_.broker_ready(Clock::now());
         core::log_info(
             "broker (pid {}) ready in {:.1f} ms, backend {}", broker_->pid,
             std::chrono::duration<double, std::milli>(Clock::now() - broker_->started).count(),
@@ -105,7 +102,7 @@ void Master::register_broker_handlers() {
     broker_dispatch_.on("heartbeat", [this](core::Message& m) {
         if (!broker_) return;
         bool was_up = !broker_->status.is_object() || broker_->status.value("up", true);
-        broker_->last_heartbeat = Clock::now();
+        sup_.broker_heartbeat(Clock::now());
         broker_->status = m.body;
         broker_->status.erase("type");
         bool up = m.body.value("up", false);
@@ -142,36 +139,15 @@ void Master::on_broker_exit(int status) {
     for (auto& [id, reply] : state_requests_)
         reply({{"ok", false}, {"error", "the broker exited before it answered"}});
     state_requests_.clear();
-    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    std::string how = WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
-                                        : "killed by signal " + std::to_string(WTERMSIG(status));
-    emit("broker.exited", {{"pid", b.pid}, {"status", how}, {"expected", stopping_}});
-    if (stopping_) {
-        core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                       fmt::format("broker (pid {}) {}", b.pid, how));
-        return;
-    }
-    ++broker_restarts_;
-    auto delay = broker_backoff_.next_delay(b.started, Clock::now());
-    core::log_error(
-        "broker (pid {}) {} unexpectedly; workers keep their state; restarting in {} ms", b.pid,
-        how, delay.count());
-    loop_.add_timer(delay, [this] {
-        if (!stopping_ && !broker_) start_broker();
-    });
+    apply(sup_.broker_exited(status, Clock::now()));
 }
 
 void Master::start_broker() {
     try {
         spawn_broker();
     } catch (const std::exception& e) {
-        // Out of processes, descriptors or memory for now: workers keep the state they have.
-        auto now = Clock::now();
-        auto delay = std::max(broker_backoff_.next_delay(now, now), min_spawn_retry);
-        core::log_error("cannot start the broker: {}; next try in {} ms", e.what(), delay.count());
-        loop_.add_timer(delay, [this] {
-            if (!stopping_ && !broker_) start_broker();
-        });
+        std::string what = e.what();
+        apply(sup_.broker_spawn_failed(what, Clock::now()));
     }
 }
 
@@ -202,7 +178,7 @@ void Master::state_request(const nlohmann::json& request, ControlServer::Reply r
         return reply({{"ok", false},
                       {"error", "unknown state operation \"" + op + "\" (get, set, del, list)"}});
     }
-    if (!broker_ || !broker_->ready || broker_->channel->closed())
+    if (!broker_ || !sup_.broker_ready() || broker_->channel->closed())
         return reply({{"ok", false}, {"error", "the broker is not running (it is restarting)"}});
     std::uint64_t id = next_state_request_++;
     out["id"] = id;
@@ -221,22 +197,12 @@ void Master::state_request(const nlohmann::json& request, ControlServer::Reply r
 nlohmann::json Master::state_status() const {
     nlohmann::json s = {{"backend", state_config_.backend_name()},
                         {"broker_pid", broker_ ? broker_->pid : 0},
-                        {"broker_restarts", broker_restarts_}};
+                        {"broker_restarts", sup_.broker_restarts()}};
     if (broker_ && !broker_->status.is_null())
         for (auto it = broker_->status.begin(); it != broker_->status.end(); ++it)
             if (it.key() != "details") s[it.key()] = it.value();
     if (!broker_) s["up"] = false;
     return s;
-}
-
-void Master::check_broker() {
-    if (!broker_ || !broker_->ready || stopping_) return;
-    if (Clock::now() - broker_->last_heartbeat > broker_watchdog) {
-        core::log_error("broker (pid {}) sent no heartbeat for {} s: SIGKILL", broker_->pid,
-                        std::chrono::duration_cast<std::chrono::seconds>(broker_watchdog).count());
-        broker_->ready = false;  // once
-        (void)kill(broker_->pid, SIGKILL);
-    }
 }
 
 }  // namespace herd::master

@@ -10,10 +10,10 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/exit_codes.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
 #include "master/describe.hpp"
-#include "worker/worker.hpp"  // exit_start_failure: the exit code of a child that cannot start
 
 namespace herd::master {
 
@@ -29,7 +29,7 @@ void Master::reopen_logs() {
     }
     int told = 0;
     for (auto& [pid, w] : workers_)
-        if (!w->exited && !w->app->config.access_log.empty() &&
+        if (!w->channel->closed() && !w->app->config.access_log.empty() &&
             w->channel->send({{"type", "reopen"}}))
             ++told;
     core::log_info("SIGUSR1: log file reopened{}",
@@ -52,7 +52,7 @@ void Master::ChildPipes::in_child() {
     core::set_log_fd(write_ends[0].get());
     if (dup2(write_ends[1].get(), STDOUT_FILENO) < 0 ||
         dup2(write_ends[2].get(), STDERR_FILENO) < 0)
-        _exit(worker::exit_start_failure);
+        _exit(core::exit_start_failure);
     // Line by line: what a plugin prints reaches the log now, not when a buffer fills.
     setvbuf(stdout, nullptr, _IOLBF, 0);
 }

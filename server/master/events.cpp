@@ -6,13 +6,6 @@
 
 namespace herd::master {
 
-nlohmann::json Master::about(const WorkerProc& w) const {
-    return {{"app", w.app->config.name},
-            {"slot", w.slot},
-            {"pid", w.pid},
-            {"generation", w.generation}};
-}
-
 void Master::emit(std::string_view event, nlohmann::json fields) {
     if (!control_) return;
     timespec now{};

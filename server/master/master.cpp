@@ -16,7 +16,6 @@
 #include "core/log.hpp"
 #include "core/socket.hpp"
 #include "master/describe.hpp"
-#include "master/exit_policy.hpp"
 #include "master/reload_plan.hpp"
 #include "master/spawn.hpp"
 #include "worker/worker.hpp"
@@ -57,7 +56,7 @@ std::unique_ptr<Master::App> Master::make_app(const core::AppConfig& a) {
     return app;
 }
 
-Master::App* Master::find_app(std::uint64_t id) {
+Master::App* Master::find_app(AppId id) {
     for (auto& app : apps_)
         if (app->id == id) return app.get();
     return nullptr;
@@ -65,7 +64,9 @@ Master::App* Master::find_app(std::uint64_t id) {
 
 Master::App* Master::find_app(const std::string& name) {
     for (auto& app : apps_)
-        if (app->config.name == name && !app->removed && !app->provisional) return app.get();
+        if (const SupervisedApp* a = sup_.app(app->id);
+            a != nullptr && app->config.name == name && !a->removed && !a->provisional)
+            return app.get();
     return nullptr;
 }
 
@@ -75,6 +76,7 @@ void Master::bind_all() {
         watch_master_socket(*app, *app->strategy);
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
+        sup_.add_app(app->id, AppSettings::of(a));
         apps_.push_back(std::move(app));
     }
 }
@@ -119,14 +121,17 @@ int Master::run() {
     // The broker first: each worker then gets its channel to it at fork, and the state
     // before it reports ready.
     start_broker();
-    for (auto& app : apps_)
-        for (int slot = 0; slot < app->config.workers; ++slot) start_worker(*app, slot);
+    apply(sup_.start(Clock::now()));
 
     loop_.run();
     return exit_code_;
 }
 
 Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
+    const SupervisedApp* supervised = sup_.app(app.id);
+    if (supervised == nullptr || (next && (!app.next || !supervised->next)))
+        throw core::Error("app \"" + app.config.name + "\" has no config to start slot " +
+                          std::to_string(slot) + " with");
     const core::AppConfig& config = next ? app.next->config : app.config;
     std::shared_ptr<const PluginFiles> files = next ? app.next->plugin_files : app.plugin_files;
     std::vector<int> plugin_fds;
@@ -139,7 +144,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
         core::throw_errno("socketpair() for app \"" + config.name + "\" slot " +
                           std::to_string(slot));
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
-    int generation = next ? app.next->generation : app.generation;
+    int generation = next ? supervised->next->generation : supervised->generation;
     int child_end = theirs.get(), listen_fd = strategy->worker_socket(slot);
     balance::LoadBoard* board = strategy->load_board();
     if (board != nullptr && slot < balance::LoadBoard::max_slots) {
@@ -195,12 +200,9 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     auto w = std::make_unique<WorkerProc>();
     w->app = &app;
     w->strategy = strategy;
-    w->canary = next;
     w->slot = slot;
     w->generation = generation;
     w->pid = pid;
-    w->started = w->since = w->last_heartbeat = Clock::now();
-    w->limits = LifecycleLimits::of(config);
     w->name = "worker " + app.config.name + "/" + std::to_string(slot) + " (pid " +
               std::to_string(pid) + ")";
     w->channel = std::make_unique<core::Channel>(loop_, std::move(ours), w->name);
@@ -217,120 +219,21 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
                             else
                                 core::log_error("{} disconnected: {}", raw->name, reason);
                         });
-    core::log_info("spawned {} generation {}", raw->name, generation);
-    emit("worker.spawned", about(*raw));
     if (broker_end) send_broker_end(*raw, std::move(broker_end));
     return raw;
 }
 
-void Master::replace_worker(WorkerProc& w, const std::string& kind, const std::string& why) {
-    if (w.canary && reload_ && !reload_->committed) {
-        // The new build fails on its first requests: it does not roll out.
-        abort_reload(w.name + " (the canary) " + why);
-        return;
-    }
-    if (w.replaced_by != 0 || w.leaving || stopping_ || w.slot >= w.app->config.workers ||
-        w.app->removed)
-        return;
-    ++w.app->restarts_by_reason[kind];
-    enter(w, WorkerState::replacing);  // no more connections passed to it
-    try {
-        WorkerProc* next = spawn_worker(*w.app, w.slot);
-        next->replaces = w.pid;
-        w.replaced_by = next->pid;
-        core::log_info("replacing {} ({}) by pid {}", w.name, why, next->pid);
-        auto fields = about(w);
-        fields.update({{"kind", kind}, {"reason", why}, {"replacement", next->pid}});
-        emit("worker.replacing", fields);
-    } catch (const core::Error& e) {
-        core::log_error("cannot replace {}: {}; draining it anyway", w.name, e.what());
-        drain_worker(w, false);
-    }
-}
-
-void Master::drain_worker(WorkerProc& w, bool close_idle) {
-    enter(w, WorkerState::draining);
-    // The worker keeps its own deadline; watchdog() is the backstop for one that is stuck.
-    if (!w.channel->send({{"type", "drain"},
-                          {"close_idle", close_idle},
-                          {"deadline_ms", w.limits.drain.count()}}))
-        (void)kill(w.pid, SIGTERM);  // no channel: the worker drains on TERM as well
-    emit("worker.draining", about(w));
-}
-
-void Master::enter(WorkerProc& w, WorkerState s) {
-    if (w.state == s) return;
-    w.state = s;
-    w.since = Clock::now();
+void Master::send_drain(pid_t pid, bool close_idle, std::chrono::milliseconds deadline) {
+    auto it = workers_.find(pid);
+    if (it == workers_.end()) return;
+    if (!it->second->channel->send(
+            {{"type", "drain"}, {"close_idle", close_idle}, {"deadline_ms", deadline.count()}}))
+        (void)kill(pid, SIGTERM);  // no channel: the worker drains on TERM as well
 }
 
 void Master::watchdog() {
-    auto now = Clock::now();
-    auto period = std::chrono::milliseconds(1000);
-    std::vector<std::pair<WorkerProc*, Verdict>> overdue;  // acting may change workers_
-    for (auto& [pid, w] : workers_) {
-        period = std::min(period, check_period(w->limits));
-        if (w->exited || w->killed != Overdue::none) continue;
-        WorkerTimes times{w->since, w->last_heartbeat};
-        if (Verdict v = check(w->state, times, w->limits, now)) overdue.emplace_back(w.get(), v);
-    }
-    for (auto& [w, v] : overdue) on_overdue(*w, v);
-    for (auto& app : apps_)
-        period = std::min(period, check_period(LifecycleLimits::of(app->config)));
-    check_broker();
-    loop_.add_timer(period, [this] { watchdog(); });
-}
-
-void Master::on_overdue(WorkerProc& w, const Verdict& v) {
-    std::string why = describe(v);
-    if (v.what == Overdue::replacement) {
-        // Its replacement is still not ready: stop waiting, it drains now (the replacement
-        // meets its own start timeout).
-        core::log_error("{}: {}; draining it", w.name, why);
-        w.replaced_by = 0;
-        w.leaving = true;
-        w.leave_reason = why;
-        drain_worker(w, false);
-        return;
-    }
-    const char* hint = v.what == Overdue::start_timeout ? "stuck in a plugin's on_start?"
-                       : v.what == Overdue::watchdog    ? "stuck in a plugin?"
-                                                        : "stuck in its drain";
-    core::log_error("{}: {}: {} SIGKILL", w.name, why, hint);
-    auto fields = about(w);
-    fields.update({{"deadline", v.what == Overdue::start_timeout ? "start_timeout"
-                                : v.what == Overdue::watchdog    ? "watchdog"
-                                                                 : "drain"},
-                   {"reason", why}});
-    emit("worker.killed", fields);
-    w.killed = v.what;
-    w.kill_reason = why;
-    if (v.what == Overdue::start_timeout) w.start_failure = why;
-    (void)kill(w.pid, SIGKILL);
-}
-
-void Master::check_all_ready() {
-    bool all = true;
-    for (auto& app : apps_) {
-        int ready = 0;
-        for (auto& [pid, w] : workers_)
-            if (w->app == app.get() && w->state == WorkerState::ready &&
-                w->generation == app->generation)
-                ++ready;
-        if (ready >= app->config.workers && !app->announced_ready) {
-            app->announced_ready = true;
-            core::log_info("app \"{}\" ready on {} with {} worker(s)", app->config.name, app->bound,
-                           ready);
-            emit("app.ready",
-                 {{"app", app->config.name}, {"generation", app->generation}, {"workers", ready}});
-        }
-        all = all && app->announced_ready;
-    }
-    if (all && !all_ready_logged_) {
-        all_ready_logged_ = true;
-        core::log_info("all apps ready");
-        notify_.ready(std::to_string(apps_.size()) + " app(s) ready");
-    }
+    apply(sup_.tick(Clock::now()));
+    loop_.add_timer(sup_.check_period(), [this] { watchdog(); });
 }
 
 void Master::on_signal() {
@@ -348,16 +251,18 @@ void Master::on_signal() {
                 reopen_logs();
                 break;
             case SIGTTIN:
-            case SIGTTOU:
-                if (stopping_) break;
+            case SIGTTOU: {
+                if (stopping()) break;
+                std::vector<App*> apps;
                 for (auto& app : apps_)
-                    if (!app->removed && !app->provisional)
-                        scale(*app, app->config.workers + (sig == SIGTTIN ? 1 : -1));
+                    if (find_app(app->config.name) == app.get()) apps.push_back(app.get());
+                for (App* app : apps) scale(*app, app->config.workers + (sig == SIGTTIN ? 1 : -1));
                 break;
+            }
             case SIGTERM:
             case SIGINT:
             case SIGQUIT:
-                if (stopping_ && sig != SIGQUIT) {
+                if (stopping() && sig != SIGQUIT) {
                     core::log_warn("second {}: stopping at once", strsignal(sig));
                     stop_now();
                 } else {
@@ -388,7 +293,7 @@ void Master::reap() {
 }
 
 void Master::finish_stop_if_done() {
-    if (!stopping_ || !workers_.empty()) return;
+    if (!stopping() || !workers_.empty()) return;
     // The broker leaves last: a draining worker may still write state.
     if (broker_) {
         stop_broker();
@@ -405,159 +310,33 @@ void Master::on_worker_exit(pid_t pid, int status) {
         return;
     }
     // Read what the dead worker sent before deciding anything: its "ready" or "fatal" may be
-    // unread when several children are reaped at once. It is gone, so take it out of the
-    // candidates first, or its "ready" would have connections passed to it.
-    it->second->exited = true;
+    // unread when several children are reaped at once. It is gone, so it is no candidate for
+    // connections any more, or its "ready" would have some passed to it.
+    sup_.reaped(pid);
     if (!it->second->channel->closed()) it->second->channel->drain_input();
+    it = workers_.find(pid);
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
-    if (!stopping_) recover_unread(*w);
+    if (!stopping()) recover_unread(*w);
     w->unread.reset();
     w->app->retired_stats += w->stats;
-    bool slot_taken = std::any_of(workers_.begin(), workers_.end(), [&](const auto& other) {
-        return other.second->app == w->app && other.second->slot == w->slot;
-    });
     if (balance::LoadBoard* board = w->strategy->load_board();
-        board != nullptr && w->slot < balance::LoadBoard::max_slots && !slot_taken)
+        board != nullptr && w->slot < balance::LoadBoard::max_slots &&
+        !sup_.slot_taken(w->app->id, w->slot, pid))
         board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
-    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    std::string how = describe_status(status);
-    auto record_exit = [&](const std::string& why) {
-        w->app->last_exit[w->slot] = {why.empty() ? how : how + ": " + why, Clock::now()};
-    };
-    std::string cause = !w->kill_reason.empty() ? w->kill_reason : w->start_failure;
-    App& app = *w->app;
-    WorkerExit facts;
-    facts.state = w->state;
-    facts.killed = w->killed;
-    facts.signaled = WIFSIGNALED(status);
-    facts.start_failed = !w->start_failure.empty() ||
-                         (WIFEXITED(status) && WEXITSTATUS(status) == worker::exit_start_failure);
-    facts.stopping = stopping_;
-    facts.canary_pending = w->canary && reload_ && !reload_->committed;
-    facts.leaving = w->leaving;
-    facts.replaced = w->replaced_by != 0;
-    facts.app_removed = app.removed;
-    facts.slot_removed = w->slot >= app.config.workers;
-    facts.app_failed = app.failed;
-    facts.rolling_its_generation = app.rolling && app.previous && w->generation == app.generation;
-    RestartOptions options;
-    options.initial_delay = std::chrono::milliseconds(app.config.restart_backoff_ms);
-    options.max_delay = std::chrono::milliseconds(app.config.restart_backoff_max_ms);
-    options.healthy_after = std::chrono::milliseconds(app.config.healthy_after_ms);
-    SlotBackoff& backoff = app.backoff.try_emplace(w->slot, options).first->second;
-    ExitDecision d = decide_exit(facts, backoff, app.start_failures, w->started, Clock::now());
-    {
-        auto fields = about(*w);
-        fields.update({{"status", how}, {"state", state_name(w->state)}, {"reason", cause}});
-        if (WIFEXITED(status)) fields["code"] = WEXITSTATUS(status);
-        if (WIFSIGNALED(status)) fields["signal"] = WTERMSIG(status);
-        fields["expected"] = !d.unexpected;  // as decide_exit judged it
-        emit("worker.exited", fields);
-    }
-
-    std::string after =
-        fmt::format("after {:.1f} s, generation {}", seconds_since(w->started), w->generation);
-    std::string reason = !w->start_failure.empty() ? w->start_failure
-                         : d.start_failure         ? "worker " + how + " before it was ready"
-                                                   : "";
-    switch (d.action) {
-        case ExitAction::none:
-            if (stopping_)
-                core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                               fmt::format("{} {} {}", w->name, how, after));
-            break;
-        case ExitAction::abort_reload:
-            // The reload's canary never got going: the reload fails, the old generation
-            // serves on.
-            core::log_error("{} (canary of generation {}) {}", w->name, w->generation, how);
-            abort_reload(w->name + " (the canary) " +
-                         (w->start_failure.empty() ? how + " before it was ready"
-                                                   : "failed to start: " + w->start_failure));
-            forget_app_if_empty(app);
-            return;
-        case ExitAction::expected: {
-            // It reported a fatal error and its replacement took the slot, or a reload moved
-            // its slot to a new generation, or its app left the config.
-            std::string why = w->replaced_by != 0
-                                  ? "replaced by pid " + std::to_string(w->replaced_by)
-                              : app.removed              ? "app removed"
-                              : !w->leave_reason.empty() ? w->leave_reason
-                                                         : "slot rolled over";
-            record_exit(cause.empty() ? why : cause);
-            core::log_line(clean ? core::LogLevel::info : core::LogLevel::warn,
-                           fmt::format("{} {} {} ({})", w->name, how, after, why));
-            if (w->slot >= app.config.workers) close_retired_slot(app, w->slot);
-            if (app.rolling) advance_roll(app);
-            forget_app_if_empty(app);
-            return;
-        }
-        case ExitAction::slot_removed:
-            record_exit("slot removed");
-            core::log_info("{} {} {}; slot {} removed", w->name, how, after, w->slot);
-            close_retired_slot(app, w->slot);
-            return;
-        case ExitAction::roll_back:
-        case ExitAction::app_failed:
-        case ExitAction::restart:
-            break;
-    }
-    if (!d.unexpected) return;
-    core::log_error("{} {} unexpectedly {}", w->name, how, after);
-    ++app.restarts[w->slot];
-    ++app.restarts_by_reason[d.reason];
-    record_exit(cause);
-    if (d.action == ExitAction::roll_back) {
-        // A slot of the new generation cannot start: like a failed canary, the reload fails
-        // and the previous generation comes back.
-        roll_back(app, w->name + " of generation " + std::to_string(w->generation) +
-                           " could not start: " + reason);
-        return;
-    }
-    if (d.start_failure)
-        // It was the replacement of a worker that reported a fatal error: that one drains
-        // now, and the slot restarts with its back-off.
-        for (auto& [pid, old] : workers_)
-            if (old->replaced_by == w->pid && !old->exited) {
-                core::log_error("{}: its replacement could not start; draining it", old->name);
-                old->replaced_by = 0;
-                old->leaving = true;
-                old->leave_reason = "its replacement could not start";
-                drain_worker(*old, false);
-            }
-    if (d.action == ExitAction::app_failed) {
-        app.failed = true;
-        core::log_error(
-            "app \"{}\" failed: {} workers in a row could not start; the last: {}. "
-            "No more workers are started for it",
-            app.config.name, app.start_failures.count(), reason);
-        emit("app.failed", {{"app", app.config.name}, {"reason", reason}});
-        if (app.rolling) {
-            // The roll stops where it is.
-            app.rolling = false;
-            if (reload_)
-                reload_->errors.push_back("app \"" + app.config.name +
-                                          "\" failed during the rollout of generation " +
-                                          std::to_string(app.generation) + ": " + reason);
-            finish_reload();
-        }
-        return;
-    }
-    if (d.action == ExitAction::restart) restart_slot(app, w->slot, d.delay);
+    apply(sup_.exited(pid, status, Clock::now()));
 }
 
 void Master::begin_stop(int exit_code, const std::string& why) {
-    if (stopping_) return;
-    stopping_ = true;
+    if (stopping()) return;
     exit_code_ = exit_code;
     notify_.stopping("stopping (" + why + ")");
-    emit("herd.stopping", {{"reason", why}, {"exit_code", exit_code}});
-    if (reload_) end_reload(false, "herd is stopping (" + why + ")");
     int deadline = 0;
     for (auto& app : apps_) deadline = std::max(deadline, app->config.drain_timeout_ms);
     core::log_line(exit_code == 0 ? core::LogLevel::info : core::LogLevel::error,
                    fmt::format("stopping ({}): draining {} worker(s), deadline {} ms", why,
                                workers_.size(), deadline));
+    Actions actions = sup_.stop(why, exit_code, Clock::now());
     for (auto& app : apps_) {
         close_strategy(*app, *app->strategy);
         if (app->old_strategy) close_strategy(*app, *app->old_strategy);
@@ -566,13 +345,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
         app->retiring.clear();
         app->pending.clear();  // never placed: these clients see the connection close
     }
-    for (auto& [pid, w] : workers_) {
-        enter(*w, WorkerState::draining);
-        if (!w->channel->send({{"type", "drain"},
-                               {"close_idle", true},
-                               {"deadline_ms", w->app->config.drain_timeout_ms}}))
-            (void)kill(pid, SIGTERM);  // no channel: the worker drains on TERM as well
-    }
+    apply(std::move(actions));
     // The workers keep their own deadline; ours is the backstop for one that is stuck.
     loop_.add_timer(std::chrono::milliseconds(deadline + 1000), [this] {
         if (broker_) (void)kill(broker_->pid, SIGKILL);

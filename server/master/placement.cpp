@@ -47,7 +47,7 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
         workers.push_back(w.get());
         balance::Candidate c;
         c.open = static_cast<std::uint32_t>(w->passed - w->closed);
-        c.accepting = takes_connections(w->state) && !w->exited && w.get() != refused_by &&
+        c.accepting = sup_.takes_connections(pid) && w.get() != refused_by &&
                       c.open < w->capacity && !w->channel->closed();
         candidates.push_back(c);
     }
@@ -77,7 +77,9 @@ void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* ref
 }
 
 void Master::recover_unread(WorkerProc& w) {
-    if (!w.unread || w.app->removed) return;  // a removed app's clients are closed, as before
+    const SupervisedApp* app = sup_.app(w.app->id);
+    // A removed app's clients are closed, as before.
+    if (!w.unread || app == nullptr || app->removed) return;
     std::vector<core::UniqueFd> conns;
     // If the worker died having read part of a frame, what is left starts in the middle of
     // one: the decoder stops at it, and the descriptors left are closed as before.

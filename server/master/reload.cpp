@@ -14,7 +14,7 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
         emit("reload.refused", {{"source", source}, {"error", why}});
         if (reply) reply({{"ok", false}, {"error", why}});
     };
-    if (stopping_) return refuse("herd is stopping");
+    if (stopping()) return refuse("herd is stopping");
     if (reload_) {
         if (!reply) {
             // A signal cannot wait for an answer: run once more when this one ends, so that
@@ -46,7 +46,8 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
 
     std::vector<RunningApp> running;
     for (const auto& app : apps_)
-        if (!app->removed) running.push_back({app->file_config, app->plugin_stamp, app->failed});
+        if (const SupervisedApp* a = sup_.app(app->id); a != nullptr && !a->removed)
+            running.push_back({app->file_config, app->plugin_stamp, a->failed});
     ReloadPlan plan = plan_reload(std::span<const RunningApp>(running), next,
                                   [](const core::AppConfig& a) { return plugin_stamp(a); });
     if (!plan.errors.empty()) {
@@ -81,8 +82,11 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
     emit("reload.started", {{"source", source}, {"id", reload_->id}});
     if (reply) reload_->replies.push_back(std::move(reply));
 
-    // Bind every new address first: a busy port fails the reload before any worker starts.
-    std::vector<App*> canaries;
+    // Bind every new address first: a busy port fails the reload before any worker starts,
+    // and before the supervisor hears of it.
+    ReloadStart start;
+    std::vector<std::unique_ptr<App>> added;
+    std::vector<std::pair<App*, App::Next>> changed;
     try {
         for (const AppChange& change : plan.apps) {
             const core::AppConfig* cfg = nullptr;
@@ -90,15 +94,20 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                 if (a.name == change.name) cfg = &a;
             switch (change.kind) {
                 case AppChange::Kind::unchanged:
+                    break;
                 case AppChange::Kind::removed:
+                    start.removed.push_back(find_app(change.name)->id);
+                    core::log_info(
+                        "reload: app \"{}\" is no longer in the config; it stops once the "
+                        "canaries are ready",
+                        change.name);
                     break;
                 case AppChange::Kind::added: {
                     std::unique_ptr<App> app = make_app(*cfg);
-                    app->provisional = true;
                     core::log_info("reload: app \"{}\" added, listening on {}", cfg->name,
                                    app->bound);
-                    canaries.push_back(app.get());
-                    apps_.push_back(std::move(app));
+                    start.canaries.push_back({app->id, AppSettings::of(*cfg), true});
+                    added.push_back(std::move(app));
                     break;
                 }
                 case AppChange::Kind::changed: {
@@ -107,7 +116,6 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                     n.config = *cfg;
                     n.plugin_stamp = plugin_stamp(*cfg);
                     n.plugin_files = PluginFiles::open(*cfg);
-                    n.generation = app.generation + 1;
                     if (change.new_listen) {
                         n.strategy = balance::make_strategy(*balance::parse_mode(cfg->balance));
                         try {
@@ -119,193 +127,52 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
                         app.strategy->bind(cfg->listen, cfg->backlog, cfg->workers);
                     }
                     core::log_info("reload: app \"{}\": {}; generation {}{}", cfg->name, change.why,
-                                   n.generation,
+                                   sup_.app(app.id)->generation + 1,
                                    n.strategy ? " on " + n.strategy->bound_address() : "");
-                    app.next = std::move(n);
-                    canaries.push_back(&app);
+                    start.canaries.push_back({app.id, AppSettings::of(*cfg), false});
+                    changed.emplace_back(&app, std::move(n));
                     break;
                 }
             }
         }
-        reload_->config = std::move(next);
-        for (App* app : canaries) {
-            WorkerProc* w = spawn_worker(*app, 0, /*next=*/!app->provisional);
-            w->canary = true;
-        }
     } catch (const core::Error& e) {
-        abort_reload(e.what());
+        // Nothing started: what was bound for the reload closes with `added` and `changed`.
+        end_reload(false, false, std::string("reload failed, nothing changed: ") + e.what());
         return;
     }
-    for (const AppChange& change : plan.apps)
-        if (change.kind == AppChange::Kind::removed)
-            core::log_info(
-                "reload: app \"{}\" is no longer in the config; it stops once the "
-                "canaries are ready",
-                change.name);
-
-    // A canary that hangs in its start-up does not hold the reload: its start_timeout_ms
-    // kills it (watchdog()), and its exit fails the reload.
-    check_canaries();
+    for (auto& app : added) {
+        sup_.add_app(app->id, AppSettings::of(app->config), /*provisional=*/true);
+        apps_.push_back(std::move(app));
+    }
+    for (auto& [app, n] : changed) app->next = std::move(n);
+    apply(sup_.begin_reload(start, Clock::now()));
 }
 
-void Master::check_canaries() {
-    if (!reload_ || reload_->committed) return;
-    for (auto& [pid, w] : workers_)
-        if (w->canary && w->state != WorkerState::ready) return;
-    bool any = std::any_of(workers_.begin(), workers_.end(),
-                           [](const auto& entry) { return entry.second->canary; });
-    if (any) commit_reload();
+void Master::adopt_next(App& app) {
+    App::Next n = std::move(*app.next);
+    app.next.reset();
+    if (n.strategy) {
+        app.old_strategy = std::move(app.strategy);
+        app.strategy = std::move(n.strategy);
+        app.bound = app.strategy->bound_address();
+        watch_master_socket(app, *app.strategy);
+    }
+    app.previous = App::Previous{app.config, app.file_config, app.plugin_stamp, app.plugin_files};
+    app.config = n.config;
+    app.file_config = n.config;
+    app.plugin_stamp = n.plugin_stamp;
+    app.plugin_files = std::move(n.plugin_files);
 }
 
-void Master::abort_reload(const std::string& why) {
-    if (!reload_ || reload_->committed) return;
-    core::log_error("reload ({}) failed: {}; the running generation keeps serving", reload_->source,
-                    why);
-    for (auto& [pid, w] : workers_) {
-        if (!w->canary || w->exited) continue;
-        w->canary = false;
-        w->leaving = true;
-        if (w->state != WorkerState::draining) drain_worker(*w, false);
-    }
-    for (auto& app : apps_) {
-        if (app->next) {
-            if (app->next->strategy) close_strategy(*app, *app->next->strategy);
-            app->next.reset();
-        }
-        if (app->provisional) {
-            app->provisional = false;
-            remove_app(*app);
-        }
-    }
-    end_reload(false, "reload failed, nothing changed: " + why);
-}
-
-void Master::commit_reload() {
-    Reload& r = *reload_;
-    r.committed = true;
-    core::log_info("reload ({}): every canary is ready after {:.1f} ms; rolling out", r.source,
-                   std::chrono::duration<double, std::milli>(Clock::now() - r.started).count());
-    emit("reload.rolling", {{"source", r.source}, {"id", r.id}});
-    for (auto& [pid, w] : workers_) w->canary = false;
-    std::vector<App*> gone;
-    for (auto& app : apps_) {
-        if (app->removed) continue;
-        bool kept =
-            std::any_of(r.config.apps.begin(), r.config.apps.end(),
-                        [&](const core::AppConfig& a) { return a.name == app->config.name; });
-        if (!kept) {
-            gone.push_back(app.get());
-            continue;
-        }
-        if (app->provisional) {
-            app->provisional = false;
-            app->rolling = true;
-            watch_master_socket(*app, *app->strategy);
-            continue;
-        }
-        if (!app->next) continue;
-        App::Next n = std::move(*app->next);
-        app->next.reset();
-        if (n.strategy) {
-            app->old_strategy = std::move(app->strategy);
-            app->strategy = std::move(n.strategy);
-            app->bound = app->strategy->bound_address();
-            watch_master_socket(*app, *app->strategy);
-        }
-        int before = app->config.workers;
-        app->previous = App::Previous{app->config, app->file_config, app->plugin_stamp,
-                                      app->plugin_files, app->generation};
-        app->config = n.config;
-        app->file_config = n.config;
-        app->plugin_stamp = n.plugin_stamp;
-        app->plugin_files = std::move(n.plugin_files);
-        app->generation = n.generation;
-        app->failed = false;
-        app->start_failures = StartFailures();
-        app->announced_ready = false;
-        app->rolling = true;
-        if (app->config.workers < before)
-            core::log_info("app \"{}\": {} to {} worker(s)", app->config.name, before,
-                           app->config.workers);
-    }
-    for (App* app : gone) remove_app(*app);
-    for (auto& app : apps_)
-        if (app->rolling) advance_roll(*app);
-    finish_reload();
-}
-
-void Master::advance_roll(App& app) {
-    if (!app.rolling || stopping_ || app.removed) return;
-    int g = app.generation;
-    for (int slot = 0; slot < app.config.workers; ++slot) {
-        WorkerProc* fresh = nullptr;
-        for (auto& [pid, w] : workers_)
-            if (w->app == &app && w->slot == slot && w->generation == g && !w->exited &&
-                !w->leaving &&
-                (w->state == WorkerState::starting || w->state == WorkerState::ready))
-                fresh = w.get();
-        if (fresh == nullptr) {
-            if (app.failed) return;
-            try {
-                spawn_worker(app, slot);
-            } catch (const core::Error& e) {
-                core::log_error("reload: app \"{}\" slot {}: {}; trying again in 1 s",
-                                app.config.name, slot, e.what());
-                loop_.add_timer(std::chrono::seconds(1), [this, id = app.id] {
-                    if (App* again = find_app(id)) advance_roll(*again);
-                });
-            }
-            return;  // one slot at a time
-        }
-        if (fresh->state != WorkerState::ready) return;
-        // The new generation serves this slot: the other workers of the slot leave (older
-        // ones, or newer ones when rolling back).
-        for (auto& [pid, w] : workers_)
-            if (w->app == &app && w->slot == slot && w->generation != g && !w->exited &&
-                !w->leaving && w->state != WorkerState::draining) {
-                w->leaving = true;
-                drain_worker(*w, false);
-            }
-    }
-    for (auto& [pid, w] : workers_)
-        if (w->app == &app && w->slot >= app.config.workers && !w->exited && !w->leaving &&
-            w->state != WorkerState::draining) {
-            w->leaving = true;
-            retire_slot_worker(app, *w);
-        }
-    // Done once no older worker accepts any more: from then on every new connection meets
-    // the new generation (what `herd reload` promises when it returns).
-    for (auto& [pid, w] : workers_)
-        if (w->app == &app && w->generation != g && !w->exited && !w->stopped_accepting) return;
-    app.rolling = false;
-    app.previous.reset();
-    if (app.old_strategy) {
-        // The old address closes only now that the new one is served on every slot.
-        core::log_info("app \"{}\": closing its previous listen address", app.config.name);
-        close_strategy(app, *app.old_strategy);
-        app.old_strategy.reset();
-    }
-    core::log_info("app \"{}\": generation {} serves on all {} slot(s)", app.config.name, g,
-                   app.config.workers);
-    emit("app.rolled", {{"app", app.config.name}, {"generation", g}});
-    check_all_ready();
-    finish_reload();
-}
-
-void Master::roll_back(App& app, const std::string& why) {
+void Master::restore_previous(App& app) {
+    if (!app.previous) return;
     App::Previous prev = std::move(*app.previous);
     app.previous.reset();
-    std::string error = "app \"" + app.config.name + "\": " + why + "; rolled back to generation " +
-                        std::to_string(prev.generation);
-    core::log_error("reload: {}", error);
-    emit("app.rolled_back",
-         {{"app", app.config.name}, {"generation", prev.generation}, {"reason", why}});
-    if (reload_) reload_->errors.push_back(error);
     if (plugin_stamp(prev.config) != prev.plugin_stamp)
         core::log_info(
             "app \"{}\": the plugin files of generation {} were replaced on disk since; its "
             "workers load the files it began with (kept open)",
-            app.config.name, prev.generation);
+            app.config.name, sup_.app(app.id)->generation);
     if (app.old_strategy) {
         // It had moved to a new address: back to the old one, which closes the new one once
         // the roll back is done.
@@ -318,9 +185,6 @@ void Master::roll_back(App& app, const std::string& why) {
     app.file_config = std::move(prev.file_config);
     app.plugin_stamp = std::move(prev.plugin_stamp);
     app.plugin_files = std::move(prev.plugin_files);
-    app.generation = prev.generation;
-    app.start_failures = StartFailures();
-    app.failed = false;
     if (app.config.workers > workers) {
         try {
             app.strategy->bind(app.config.listen, app.config.backlog, app.config.workers);
@@ -328,24 +192,20 @@ void Master::roll_back(App& app, const std::string& why) {
             core::log_error("app \"{}\": rolling back: {}", app.config.name, e.what());
         }
     }
-    app.rolling = true;
-    advance_roll(app);
 }
 
-void Master::finish_reload() {
-    if (!reload_ || !reload_->committed) return;
-    for (auto& app : apps_)
-        if (app->rolling) return;
-    if (reload_->errors.empty()) {
-        end_reload(true, "");
-        return;
+void Master::rolled(App& app) {
+    app.previous.reset();
+    if (app.old_strategy) {
+        // The old address closes only now that the new one is served on every slot.
+        core::log_info("app \"{}\": closing its previous listen address", app.config.name);
+        close_strategy(app, *app.old_strategy);
+        app.old_strategy.reset();
     }
-    std::string all;
-    for (const auto& e : reload_->errors) all += (all.empty() ? "" : "; ") + e;
-    end_reload(false, all);
 }
 
-void Master::end_reload(bool ok, const std::string& message) {
+void Master::end_reload(bool ok, bool committed, const std::string& message) {
+    if (!reload_) return;
     Reload r = std::move(*reload_);
     reload_.reset();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - r.started).count();
@@ -355,55 +215,43 @@ void Master::end_reload(bool ok, const std::string& message) {
         core::log_info("reload ({}) complete in {:.1f} ms", r.source, ms);
         nlohmann::json apps = nlohmann::json::array();
         for (const auto& app : apps_)
-            if (!app->removed)
+            if (const SupervisedApp* a = sup_.app(app->id); a != nullptr && !a->removed)
                 apps.push_back({{"name", app->config.name},
-                                {"generation", app->generation},
+                                {"generation", a->generation},
                                 {"listen", app->bound}});
         answer = {{"ok", true}, {"ms", ms}, {"apps", apps}};
     } else {
         ++reloads_failed_;
-        if (r.committed) core::log_error("reload ({}) ended with errors: {}", r.source, message);
+        if (committed)
+            core::log_error("reload ({}) ended with errors: {}", r.source, message);
+        else
+            core::log_error("reload ({}): {}; the running generation keeps serving", r.source,
+                            message);
         answer = {{"ok", false}, {"error", message}};
     }
     emit(
         "reload.finished",
         {{"source", r.source}, {"id", r.id}, {"ok", ok}, {"ms", ms}, {"error", ok ? "" : message}});
     for (auto& reply : r.replies) reply(answer);
-    if (!stopping_) notify_.ready(ok ? "reloaded" : "reload failed: " + message);
-    if (reload_again_ && !stopping_) {
+    if (!stopping()) notify_.ready(ok ? "reloaded" : "reload failed: " + message);
+    if (reload_again_ && !stopping()) {
         reload_again_ = false;
         loop_.defer([this] { reload("SIGHUP (queued)", {}); });
     }
 }
 
-void Master::remove_app(App& app) {
-    if (app.removed) return;
-    app.removed = true;
-    app.rolling = false;
+void Master::close_app(App& app) {
     close_strategy(app, *app.strategy);
     if (app.old_strategy) close_strategy(app, *app.old_strategy);
     for (auto& [slot, socket] : app.retiring) app.acceptors.erase(socket.get());
     app.retiring.clear();
     app.pending.clear();
-    int draining = 0;
-    for (auto& [pid, w] : workers_) {
-        if (w->app != &app || w->exited) continue;
-        w->leaving = true;
-        ++draining;
-        if (w->state != WorkerState::draining) drain_worker(*w, false);
-    }
-    core::log_info("app \"{}\" removed: {} worker(s) draining", app.config.name, draining);
-    forget_app_if_empty(app);
 }
 
-void Master::forget_app_if_empty(App& app) {
-    if (!app.removed) return;
-    for (auto& [pid, w] : workers_)
-        if (w->app == &app) return;
+void Master::forget_app(App& app) {
     auto it =
         std::find_if(apps_.begin(), apps_.end(), [&](const auto& a) { return a.get() == &app; });
     if (it == apps_.end()) return;
-    core::log_info("app \"{}\" stopped", app.config.name);
     // After this iteration: the caller may still hold the reference.
     std::shared_ptr<App> keep(std::move(*it));
     apps_.erase(it);

@@ -40,7 +40,7 @@ void Master::on_control(const nlohmann::json& request, ControlServer::Reply repl
             reply({{"ok", false},
                    {"error", "workers must be an integer from 1 to " +
                                  std::to_string(balance::LoadBoard::max_slots)}});
-        else if (stopping_)
+        else if (stopping())
             reply({{"ok", false}, {"error", "herd is stopping"}});
         else {
             int before = app->config.workers;
@@ -59,36 +59,27 @@ nlohmann::json Master::status() const {
     auto now = Clock::now();
     nlohmann::json apps = nlohmann::json::array();
     for (const auto& app : apps_) {
+        const SupervisedApp* a = sup_.app(app->id);
+        if (a == nullptr) continue;
         nlohmann::json workers = nlohmann::json::array();
         for (const auto& [pid, w] : workers_) {
-            if (w->app != app.get()) continue;
-            const char* state = state_name(w->state);
-            auto restarts = app->restarts.find(w->slot);
+            const SupervisedWorker* s = sup_.worker(pid);
+            if (w->app != app.get() || s == nullptr) continue;
+            auto restarts = a->restarts.find(w->slot);
             workers.push_back(
                 {{"slot", w->slot},
                  {"pid", pid},
-                 {"state", state},
+                 {"state", state_name(s->state)},
                  {"generation", w->generation},
-                 {"uptime_s", std::chrono::duration<double>(now - w->started).count()},
-                 {"restarts", restarts == app->restarts.end() ? 0 : restarts->second},
+                 {"uptime_s", std::chrono::duration<double>(now - s->started).count()},
+                 {"restarts", restarts == a->restarts.end() ? 0 : restarts->second},
                  {"requests", w->requests},
                  {"open", w->open},
                  {"rss_kb", w->rss_kb},
                  {"async", w->async}});
         }
-        int ready = 0;
-        for (const auto& [pid, w] : workers_)
-            if (w->app == app.get() && w->state == WorkerState::ready) ++ready;
-        // What serves, said plainly: "running" only when every slot has a ready worker.
-        const char* state = app->failed                    ? "failed"
-                            : app->provisional             ? "starting"
-                            : app->removed                 ? "removing"
-                            : app->rolling                 ? "reloading"
-                            : ready >= app->config.workers ? "running"
-                            : !app->announced_ready        ? "starting"
-                                                           : "degraded";
         nlohmann::json slots = nlohmann::json::array();
-        for (const auto& [slot, exit] : app->last_exit)
+        for (const auto& [slot, exit] : a->last_exit)
             slots.push_back(
                 {{"slot", slot},
                  {"last_exit", exit.reason},
@@ -96,18 +87,18 @@ nlohmann::json Master::status() const {
         apps.push_back({{"name", app->config.name},
                         {"listen", app->bound},
                         {"balance", app->config.balance},
-                        {"state", state},
-                        {"ready", ready},
-                        {"workers_wanted", app->config.workers},
-                        {"generation", app->generation},
+                        {"state", sup_.app_state(app->id)},
+                        {"ready", sup_.ready_count(app->id)},
+                        {"workers_wanted", a->settings.workers},
+                        {"generation", a->generation},
                         {"workers", workers},
                         {"slots", slots}});
     }
-    nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping_},
+    nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping()},
                           {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
     if (reload_)
         out["reload"] = {{"source", reload_->source},
-                         {"phase", reload_->committed ? "rolling" : "canary"},
+                         {"phase", sup_.reload_committed() ? "rolling" : "canary"},
                          {"running_s", seconds_since(reload_->started)}};
     return out;
 }
@@ -116,27 +107,28 @@ MasterMetrics Master::metrics() const {
     MasterMetrics m;
     m.reloads = reloads_done_;
     m.reload_failures = reloads_failed_;
-    m.broker_restarts = broker_restarts_;
+    m.broker_restarts = sup_.broker_restarts();
     if (broker_ && broker_->status.is_object()) {
         m.state_known = true;
         m.state_version = broker_->status.value("version", std::uint64_t{0});
         m.state_up = broker_->status.value("up", false);
         for (const auto& [pid, w] : workers_)
-            if (w->state == WorkerState::ready && w->state_version < m.state_version)
+            if (sup_.takes_connections(pid) && w->state_version < m.state_version)
                 m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);
     }
     for (const auto& app : apps_) {
-        if (app->provisional) continue;
+        const SupervisedApp* s = sup_.app(app->id);
+        if (s == nullptr || s->provisional) continue;
         AppMetrics a;
         a.name = app->config.name;
-        a.generation = app->generation;
+        a.generation = s->generation;
         a.requests = app->retired_stats;
-        a.restarts = app->restarts_by_reason;
+        a.restarts = s->restarts_by_reason;
         for (const auto& [pid, w] : workers_) {
             if (w->app != app.get()) continue;
             a.requests += w->stats;
             a.open_connections += w->open;
-            ++a.workers[state_name(w->state)];
+            if (const SupervisedWorker* sw = sup_.worker(pid)) ++a.workers[state_name(sw->state)];
             a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
         }
         m.apps.push_back(std::move(a));

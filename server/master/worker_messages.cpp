@@ -29,39 +29,18 @@ void Master::register_handlers() {
 }
 
 void Master::on_ready(WorkerProc& w, core::Message& m) {
-    if (w.state == WorkerState::starting) enter(w, WorkerState::ready);
-    w.app->start_failures.record_ready();
-    w.last_heartbeat = Clock::now();
     w.capacity = m.body.value("capacity", w.capacity);
-    core::log_info("{} ready in {:.1f} ms, generation {}", w.name, seconds_since(w.started) * 1000,
-                   w.generation);
-    auto fields = about(w);
-    fields["ms"] = seconds_since(w.started) * 1000;
-    emit("worker.ready", fields);
-    check_all_ready();
-    flush_pending(*w.app);
-    if (w.canary) check_canaries();
-    if (w.app->rolling) advance_roll(*w.app);
-    if (w.replaces != 0) {
-        // Replacement first, then the old one leaves: no moment without a worker.
-        auto old = workers_.find(w.replaces);
-        if (old != workers_.end() && !old->second->exited) {
-            core::log_info("{} replaced by {}; draining it", old->second->name, w.name);
-            drain_worker(*old->second, false);
-        }
-        w.replaces = 0;
-    }
+    apply(sup_.ready(w.pid, Clock::now()));
 }
 
 void Master::on_conn_refused(WorkerProc& w, core::Message& m) {
     // The worker is draining and sent the connection back: someone else takes it.
-    if (w.state == WorkerState::ready) enter(w, WorkerState::draining);
+    apply(sup_.refused(w.pid, Clock::now()));
     if (w.closed < w.passed) ++w.closed;
     for (auto& fd : m.fds) place_connection(*w.app, std::move(fd), &w);
 }
 
 void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
-    w.last_heartbeat = Clock::now();
     w.requests = m.body.value("requests", std::uint64_t{0});
     w.open = m.body.value("open", std::uint64_t{0});
     w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
@@ -71,16 +50,12 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
         w.async = m.body["async"];
     if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
         core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
-    std::uint64_t limit_kb = w.app->config.max_rss_mb * 1024;
-    if (limit_kb != 0 && w.rss_kb > limit_kb && w.state == WorkerState::ready)
-        replace_worker(w, "max_rss",
-                       "max_rss_mb: resident " + std::to_string(w.rss_kb / 1024) + " MiB");
+    apply(sup_.heartbeat(w.pid, w.rss_kb, Clock::now()));
 }
 
 void Master::on_retire(WorkerProc& w, core::Message& m) {
     std::string reason = m.body.value("reason", std::string("(no reason given)"));
-    core::log_info("{} generation {} asks to be recycled: {}", w.name, w.generation, reason);
-    replace_worker(w, reason.starts_with("max_requests") ? "max_requests" : "retire", reason);
+    apply(sup_.retire(w.pid, reason, Clock::now()));
 }
 
 void Master::on_user(WorkerProc& w, core::Message& m) {
@@ -115,22 +90,13 @@ void Master::on_load(WorkerProc& w, core::Message& m) {
 }
 
 void Master::on_draining(WorkerProc& w, core::Message&) {
-    w.stopped_accepting = true;
-    if (w.app->rolling) advance_roll(*w.app);
+    apply(sup_.stopped_accepting(w.pid, Clock::now()));
 }
 
 void Master::on_fatal(WorkerProc& w, core::Message& m) {
     std::string reason = m.body.value("reason", std::string("(no reason given)"));
     std::string phase = m.body.value("phase", std::string());
-    if (phase == "start") {
-        w.start_failure = reason;
-        core::log_error("{} failed to start: {}", w.name, reason);
-    } else {
-        core::log_error("{} generation {} reported a fatal error: {}", w.name, w.generation,
-                        reason);
-        // A fatal signal kills the worker at once: its exit brings the replacement.
-        if (phase != "signal") replace_worker(w, "exception", "fatal error");
-    }
+    apply(sup_.fatal(w.pid, phase, reason, Clock::now()));
 }
 
 }  // namespace herd::master

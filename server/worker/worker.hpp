@@ -13,6 +13,7 @@
 #include "core/channel.hpp"
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
+#include "core/exit_codes.hpp"
 #include "core/request_stats.hpp"
 #include "http/http_parser.hpp"
 #include "state/state_replica.hpp"
@@ -23,11 +24,10 @@
 
 namespace herd::worker {
 
-// Exit codes the master understands (nginx's idea: a start-up failure is not respawned
-// like a crash).
-inline constexpr int exit_ok = 0;
-inline constexpr int exit_start_failure = 3;
-inline constexpr int exit_master_gone = 4;
+// Exit codes the master understands (core/exit_codes.hpp).
+using core::exit_master_gone;
+using core::exit_ok;
+using core::exit_start_failure;
 
 struct WorkerSpec {
     core::AppConfig app;
