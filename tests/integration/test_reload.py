@@ -139,12 +139,15 @@ class Canary(unittest.TestCase):
             self.assertEqual(harness.get(port).body, b"two")
 
     def test_an_invalid_config_is_refused_by_signal_and_cli(self):
-        with harness.Herd({"apps": [hello("one")]}) as herd:
+        with harness.Herd({"apps": [hello("one")]}) as herd, harness.Events(herd) as events:
             port = herd.port()
             with open(herd.config_path, "w") as f:
                 f.write('{"apps": [')
             mark = herd.mark()
             herd.signal(signal.SIGHUP)
+            refusal = events.wait_for("reload.refused", source="SIGHUP")
+            self.assertRegex(refusal["error"], r"^the config is invalid, nothing changed: .*herd\.json")
+            # A signal has no one to answer: the log says why, for a person.
             herd.wait_for(r"reload \(SIGHUP\) refused: the config is invalid, nothing changed: .*herd\.json",
                           after=mark)
             # The CLI still finds the master beside the broken file; the master says why not.
@@ -281,7 +284,7 @@ class Deploy(unittest.TestCase):
 class Apps(unittest.TestCase):
     def test_add_remove_and_move_apps(self):
         config = {"apps": [hello("web"), dict(hello("api"), name="api")]}
-        with harness.Herd(config) as herd:
+        with harness.Herd(config) as herd, harness.Events(herd) as events:
             web, api = herd.port("web"), herd.port("api")
             moved = free_port()
             new_web = hello("web moved")
@@ -295,7 +298,10 @@ class Apps(unittest.TestCase):
             self.assertEqual(harness.get(extra).body, b"extra")
             # The old address closed once the new one served; the removed app's as well.
             self.assertTrue(refused(web))
-            herd.wait_for(r'app "api" stopped')
+            # The removed app is gone once its last worker is (no event of its own).
+            for slot in (0, 1):
+                exited = events.wait_for("worker.exited", app="api", slot=slot)
+                self.assertEqual((exited["code"], exited["expected"]), (0, True))
             self.assertTrue(refused(api))
             names = [a["name"] for a in status(herd)["apps"]]
             self.assertEqual(names, ["web", "extra"])
