@@ -573,6 +573,13 @@ class Events:
                                          (name, fields, self._dump()))
                 self.cond.wait(left)
 
+    def seen(self, name, after=0, **fields):
+        """The events so far (at or after index `after`) with that name and those field values;
+        waits for none: for what must not have happened."""
+        with self.cond:
+            return [e for e in self.events[after:] if e is not None and e.get("event") == name
+                    and all(e.get(k) == v for k, v in fields.items())]
+
     def ended(self, seconds=10):
         """Waits for the stream's end (herd stopped); returns `herd events`' exit code."""
         return self.proc.wait(timeout(seconds))

@@ -56,7 +56,7 @@ class KeepAliveLoad:
 class Isolation(unittest.TestCase):
     def test_crash_loop_and_reloads_of_one_app_leave_the_other_alone(self):
         config = {"apps": [steady(), crashy()]}
-        with harness.Herd(config) as herd:
+        with harness.Herd(config) as herd, harness.Events(herd) as events:
             steady_port, crashy_port = herd.port("steady"), herd.port("crashy")
             self.assertEqual(harness.get(crashy_port, "/env/CRASHY").body, b"1")
             before = self.steady_workers(herd)
@@ -64,13 +64,15 @@ class Isolation(unittest.TestCase):
             try:
                 # A crash loop: crashy's workers die one after another.
                 for i in range(6):
-                    mark = herd.mark()
+                    mark = events.mark()
                     try:
                         harness.get(crashy_port, "/segv")
                     except (ConnectionError, OSError):
                         pass  # the crashing request itself is lost, by design
-                    herd.wait_for(r"worker crashy/\d \(pid \d+\) killed by signal 11", after=mark)
-                    herd.wait_for(r"worker crashy/\d \(pid \d+\) ready", after=mark)
+                    exited = events.wait_for("worker.exited", after=mark, app="crashy", signal=11)
+                    spawned = events.wait_for("worker.spawned", after=mark, app="crashy",
+                                              slot=exited["slot"])
+                    events.wait_for("worker.ready", after=mark, pid=spawned["pid"])
                 # A reload that changes only crashy.
                 self.write(herd, {"apps": [steady(), crashy("2")]})
                 code, out = harness.run_herd("reload", "-c", herd.config_path)
@@ -90,8 +92,8 @@ class Isolation(unittest.TestCase):
             self.assertGreater(load.ok, 50)
             self.assertEqual(self.steady_workers(herd), before)
             # No steady worker was drained, replaced or lost along the way.
-            self.assertEqual(herd.count(r"worker steady/\d.*(exited|killed|draining|replac)"), 0,
-                             herd.log())
+            for name in ("worker.exited", "worker.killed", "worker.draining", "worker.replacing"):
+                self.assertEqual(events.seen(name, app="steady"), [], herd.log())
 
     def steady_workers(self, herd):
         code, out = harness.run_herd("status", "--json", "-c", herd.config_path)

@@ -397,21 +397,26 @@ class TestDrain(unittest.TestCase):
 
 class TestFailureAfterResume(unittest.TestCase):
     def test_exception_after_a_resume_retires_the_worker_and_no_other_request_fails(self):
-        with Herd({"apps": [probe_app(workers=2)]}) as herd:
+        with Herd({"apps": [probe_app(workers=2)]}) as herd, harness.Events(herd) as events:
             port = herd.port()
             with harness.KeepAliveLoad(port, "/wait?ms=5", threads=8) as load:
                 wait_until(lambda: load.answered() >= 100, what="load running")
                 mark = herd.mark()
+                at = events.mark()
                 r = harness.get(port, "/wait-throw?ms=20")
                 self.assertEqual(r.status, 500)
                 herd.wait_for(r"threw std::runtime_error: probe: /wait-throw after 20 ms in a "
                               r"coroutine while handling GET /wait-throw", after=mark)
-                m = herd.wait_for(r"worker web/\d \(pid (\d+)\) exited with code 0", after=mark,
-                                  seconds=30)
+                replacing = events.wait_for("worker.replacing", after=at, app="web",
+                                            kind="exception")
+                exited = events.wait_for("worker.exited", after=at, pid=replacing["pid"],
+                                         seconds=30)
+                self.assertEqual((exited["code"], exited["expected"]), (0, True))
+                events.wait_for("worker.ready", after=at, pid=replacing["replacement"])
                 done = load.answered()
                 wait_until(lambda: load.answered() >= done + 100, what="load after the replacement")
             self.assertEqual(load.failures, [])
-            self.assertNotIn(int(m.group(1)), herd.worker_pids())
+            self.assertNotIn(exited["pid"], herd.worker_pids())
 
 
 class TestSlowReader(unittest.TestCase):

@@ -125,7 +125,7 @@ class KilledWorkerQueue(unittest.TestCase):
     worker but never read, are taken back from its end of the channel."""
 
     def check(self, mode, then=None):
-        with harness.Herd({"apps": [probe_app(mode)]}) as herd:
+        with harness.Herd({"apps": [probe_app(mode)]}) as herd, harness.Events(herd) as events:
             port = herd.port()
             victim = herd.worker_pids()[0]
             # Stopped, the victim reads nothing: the connections given to it queue up.
@@ -136,8 +136,10 @@ class KilledWorkerQueue(unittest.TestCase):
             # the other workers keep answering. Then the victim dies.
             harness.wait_answers(results, lock, 20)
             harness.os.kill(victim, signal.SIGKILL)
-            m = herd.wait_for(r"worker web/(\d) \(pid (\d+)\) ready", after=mark)
-            replacement = int(m.group(2))
+            exited = events.wait_for("worker.exited", pid=victim)
+            self.assertEqual((exited["signal"], exited["expected"]), (9, False))
+            spawned = events.wait_for("worker.spawned", app="web", slot=exited["slot"])
+            replacement = events.wait_for("worker.ready", pid=spawned["pid"])["pid"]
             for t in threads:
                 t.join()
             self.assertEqual(errors, [])

@@ -63,11 +63,11 @@ class Control(unittest.TestCase):
             self.assertEqual(code, 0, out)
 
     def test_stop_and_stop_now(self):
-        with harness.Herd({"apps": [probe_app()]}) as herd:
+        with harness.Herd({"apps": [probe_app()]}) as herd, harness.Events(herd) as events:
             code, out = cli(herd, "stop")
             self.assertEqual(code, 0, out)
             self.assertEqual(herd.wait_exit(), 0)
-            self.assertTrue(herd.count(r"stopping \(herd stop\)"))
+            events.wait_for("herd.stopping", reason="herd stop", exit_code=0)
         with harness.Herd({"apps": [probe_app()]}) as herd:
             mark = herd.mark()
             c = harness.Client(herd.port())

@@ -54,11 +54,13 @@ class Recovery:
     (at least twice: the broker's second try once let an exception escape the master's loop)
     and that the master keeps serving, then ends the fault and waits for both to be back."""
 
-    def check(self, herd, failure, end_fault):
-        victim = herd.worker_pids()[0]
+    def check(self, herd, events, failure, end_fault):
+        victim, broker = herd.worker_pids()[0], herd.broker_pid()
         mark = herd.mark()
-        os.kill(herd.broker_pid(), signal.SIGKILL)
+        os.kill(broker, signal.SIGKILL)
         os.kill(victim, signal.SIGKILL)
+        events.wait_for("broker.exited", pid=broker, expected=False)
+        slot = events.wait_for("worker.exited", pid=victim, expected=False)["slot"]
         for what in (r"cannot start the broker: .*%s" % failure,
                      r"cannot start a worker: .*%s" % failure):
             herd.wait_for(what, after=mark)
@@ -69,10 +71,10 @@ class Recovery:
         # The other worker serves on: the master's exit would take it along (and in
         # round-robin the master places the connection).
         self.assertTrue(serves(herd))
-        mark = herd.mark()
+        mark = events.mark()
         end_fault()
-        herd.wait_for(r"broker \(pid \d+\) ready", after=mark, seconds=20)
-        herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark, seconds=20)
+        events.wait_for("broker.ready", after=mark, seconds=20)
+        events.wait_for("worker.ready", after=mark, app="web", slot=slot, seconds=20)
         harness.wait_until(lambda: len(ready_workers(herd)) == 2, what="two ready workers")
         self.assertNotIn(victim, herd.worker_pids())
         self.assertTrue(serves(herd))
@@ -82,11 +84,11 @@ class Recovery:
 
 class DescriptorShortage(Recovery, unittest.TestCase):
     def test_broker_and_worker_restart_when_descriptors_are_free_again(self):
-        with harness.Herd(config()) as herd:
+        with harness.Herd(config()) as herd, harness.Events(herd) as events:
             herd.port()
             self.assertEqual(len(ready_workers(herd)), 2)  # before: the CLI needs a descriptor
             before = herd.set_master_nofile(3)  # stdin, stdout, stderr: nothing new opens
-            self.check(herd, "EMFILE", lambda: herd.set_master_nofile(before))
+            self.check(herd, events, "EMFILE", lambda: herd.set_master_nofile(before))
 
 
 def pids_cgroup(pid):
@@ -171,11 +173,11 @@ def write(path, text):
 
 class ForkFailure(Recovery, unittest.TestCase):
     def test_broker_and_worker_restart_when_fork_works_again(self):
-        with harness.Herd(config(balance="round-robin")) as herd:
+        with harness.Herd(config(balance="round-robin")) as herd, harness.Events(herd) as events:
             herd.port()
             self.assertEqual(len(ready_workers(herd)), 2)
             denied = ForkDenied(self, herd)
-            self.check(herd, r"fork\(\): EAGAIN", denied.end)
+            self.check(herd, events, r"fork\(\): EAGAIN", denied.end)
 
 
 class AcceptWithoutDescriptors(unittest.TestCase):

@@ -32,8 +32,10 @@ def fetch_in_background(port, target):
 
 class Lifecycle(unittest.TestCase):
     def test_graceful_stop_completes_request_in_flight(self):
-        with harness.Herd({"apps": [PROBE_APP]}) as herd:
+        with harness.Herd({"apps": [PROBE_APP]}) as herd, harness.Events(herd) as events:
             port = herd.port()
+            workers = herd.worker_pids()
+            broker = herd.broker_pid()
             mark = herd.mark()
             t, result = fetch_in_background(port, "/probe/sleep?ms=1000")
             herd.wait_for(r"plugin /probe: sleeping 1000 ms", after=mark)
@@ -43,9 +45,12 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(code, 0, herd.log())
             self.assertNotIn("error", result, herd.log())
             self.assertEqual(result["response"].status, 200)
-            self.assertTrue(herd.count(r"stopping \(signal Terminated\)"))
-            self.assertEqual(herd.count(r"worker web/\d \(pid \d+\) exited with code 0"), 2, herd.log())
-            self.assertEqual(herd.count(r"broker \(pid \d+\) exited with code 0"), 1, herd.log())
+            self.assertEqual(events.ended(), 0)
+            events.wait_for("herd.stopping", reason="signal Terminated", exit_code=0)
+            for pid in workers:
+                events.wait_for("worker.exited", pid=pid, code=0, expected=True)
+            events.wait_for("broker.exited", pid=broker, status="exited with code 0",
+                            expected=True)
 
     def test_new_connections_refused_after_stop(self):
         with harness.Herd({"apps": [PROBE_APP]}) as herd:
@@ -100,8 +105,9 @@ class Lifecycle(unittest.TestCase):
             t, result = fetch_in_background(port, "/probe/sleep?ms=20000")
             herd.wait_for(r"plugin /probe: sleeping 20000 ms", after=mark)
             workers = herd.worker_pids()
-            herd.signal(signal.SIGINT)
-            herd.wait_for(r"stopping \(signal Interrupt\)", after=mark)
+            with harness.Events(herd) as events:
+                herd.signal(signal.SIGINT)
+                events.wait_for("herd.stopping", reason="signal Interrupt", exit_code=0)
             herd.signal(signal.SIGINT)
             code = herd.wait_exit(seconds=5)
             self.assertEqual(code, 1, herd.log())

@@ -39,8 +39,9 @@ class Metrics(harness.HerdTestCase):
             self.assertEqual(harness.get(self.port, "/probe/pid").status, 200)
         for _ in range(3):
             self.assertEqual(harness.get(self.port, "/elsewhere").status, 404)
-        self.assertEqual(harness.get(self.port, "/probe/throw").status, 500)
-        self.herd.wait_for(r"reported a fatal error")
+        with harness.Events(self.herd) as events:
+            self.assertEqual(harness.get(self.port, "/probe/throw").status, 500)
+            events.wait_for("worker.replacing", app="web", kind="exception")
 
         def settled():
             t = self.scrape()

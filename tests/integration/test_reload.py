@@ -61,13 +61,14 @@ class ZeroFailures(unittest.TestCase):
     generation answers as soon as `herd reload` has returned."""
 
     def reload_under_load(self, balance):
-        with harness.Herd({"apps": [hello("generation 1", balance=balance)]}) as herd:
+        with harness.Herd({"apps": [hello("generation 1", balance=balance)]}) as herd, \
+                harness.Events(herd) as events:
             port = herd.port()
             with subprocess.Popen(
                     ["wrk", "-t1", "-c16", "-d600s", "-s", os.path.join(HERE, "wrk_count.lua"),
                      "http://127.0.0.1:%d/" % port],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as wrk:
-                out = self.reloads(herd, port, balance, wrk)
+                out = self.reloads(herd, events, port, balance, wrk)
             m = re.search(r"^RESULT (.*)$", out, re.M)
             self.assertIsNotNone(m, out)
             result = json.loads(m.group(1))
@@ -78,10 +79,10 @@ class ZeroFailures(unittest.TestCase):
             # The load saw the generations change under it.
             self.assertIn("generation 1", result["bodies"])
             self.assertIn("generation 6", result["bodies"])
-            self.assertEqual(herd.count(r"reload \(herd reload\) complete"), 5, herd.log())
+            self.assertEqual(len(events.seen("reload.finished")), 5, herd.log())
             self.assertEqual(herd.stop(), 0, herd.log())
 
-    def reloads(self, herd, port, balance, wrk):
+    def reloads(self, herd, events, port, balance, wrk):
         try:
             # Load is flowing (the workers' heartbeats count it) before the first reload.
             harness.wait_until(
@@ -89,9 +90,14 @@ class ZeroFailures(unittest.TestCase):
                 seconds=20, what="wrk's requests to reach the workers")
             for g in range(2, 7):
                 write_config(herd, {"apps": [hello("generation %d" % g, balance=balance)]})
+                mark = events.mark()  # the last reload's events are in: it finished below
                 code, out = cli(herd, "reload")
                 self.assertEqual(code, 0, out)
                 self.assertIn("app web: generation %d on" % g, out)
+                started = events.wait_for("reload.started", after=mark, source="herd reload")
+                finished = events.wait_for("reload.finished", after=mark, id=started["id"])
+                self.assertEqual((finished["ok"], finished["error"]), (True, ""))
+                events.wait_for("app.rolled", after=mark, app="web", generation=g)
                 # Once reload has returned, every new connection meets the new generation.
                 for _ in range(4):
                     self.assertEqual(harness.get(port).body, b"generation %d" % g)
@@ -139,12 +145,15 @@ class Canary(unittest.TestCase):
             self.assertEqual(harness.get(port).body, b"two")
 
     def test_an_invalid_config_is_refused_by_signal_and_cli(self):
-        with harness.Herd({"apps": [hello("one")]}) as herd:
+        with harness.Herd({"apps": [hello("one")]}) as herd, harness.Events(herd) as events:
             port = herd.port()
             with open(herd.config_path, "w") as f:
                 f.write('{"apps": [')
             mark = herd.mark()
             herd.signal(signal.SIGHUP)
+            refusal = events.wait_for("reload.refused", source="SIGHUP")
+            self.assertRegex(refusal["error"], r"^the config is invalid, nothing changed: .*herd\.json")
+            # A signal has no one to answer: the log says why, for a person.
             herd.wait_for(r"reload \(SIGHUP\) refused: the config is invalid, nothing changed: .*herd\.json",
                           after=mark)
             # The CLI still finds the master beside the broken file; the master says why not.
@@ -281,7 +290,7 @@ class Deploy(unittest.TestCase):
 class Apps(unittest.TestCase):
     def test_add_remove_and_move_apps(self):
         config = {"apps": [hello("web"), dict(hello("api"), name="api")]}
-        with harness.Herd(config) as herd:
+        with harness.Herd(config) as herd, harness.Events(herd) as events:
             web, api = herd.port("web"), herd.port("api")
             moved = free_port()
             new_web = hello("web moved")
@@ -295,7 +304,10 @@ class Apps(unittest.TestCase):
             self.assertEqual(harness.get(extra).body, b"extra")
             # The old address closed once the new one served; the removed app's as well.
             self.assertTrue(refused(web))
-            herd.wait_for(r'app "api" stopped')
+            # The removed app is gone once its last worker is (no event of its own).
+            for slot in (0, 1):
+                exited = events.wait_for("worker.exited", app="api", slot=slot)
+                self.assertEqual((exited["code"], exited["expected"]), (0, True))
             self.assertTrue(refused(api))
             names = [a["name"] for a in status(herd)["apps"]]
             self.assertEqual(names, ["web", "extra"])

@@ -105,11 +105,12 @@ class FileBackend(harness.HerdTestCase):
         code, out = cli(self.herd, "state", "set", "warm", '"yes"')
         self.assertEqual(code, 0, out)
         wait_all(self.herd, self.port, "warm", "yes")
-        mark = self.herd.mark()
-        for pid in self.herd.worker_pids():
-            os.kill(pid, signal.SIGKILL)
-        self.herd.wait_for(r"worker web/0 \(pid \d+\) ready", after=mark)
-        self.herd.wait_for(r"worker web/1 \(pid \d+\) ready", after=mark)
+        with harness.Events(self.herd) as events:
+            mark = events.mark()
+            for pid in self.herd.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            events.wait_for("worker.ready", after=mark, app="web", slot=0)
+            events.wait_for("worker.ready", after=mark, app="web", slot=1)
         # No poll: the very first answers of the new workers have it.
         self.assertEqual(set(read_all(self.herd, self.port, "warm").values()), {"yes"})
 
@@ -117,12 +118,15 @@ class FileBackend(harness.HerdTestCase):
         code, out = cli(self.herd, "state", "set", "k", "1")
         self.assertEqual(code, 0, out)
         wait_all(self.herd, self.port, "k", 1)
-        mark = self.herd.mark()
-        os.kill(self.broker_pid(), signal.SIGKILL)
-        self.herd.wait_for(r"broker \(pid \d+\) killed by signal 9", after=mark)
-        # Requests are served from the workers' copies meanwhile.
-        self.assertEqual(set(read_all(self.herd, self.port, "k").values()), {1})
-        self.herd.wait_for(r"broker \(pid \d+\) ready", after=mark)
+        with harness.Events(self.herd) as events:
+            broker = self.broker_pid()
+            os.kill(broker, signal.SIGKILL)
+            exited = events.wait_for("broker.exited", pid=broker)
+            self.assertEqual((exited["status"], exited["expected"]), ("killed by signal 9", False))
+            # Requests are served from the workers' copies meanwhile.
+            self.assertEqual(set(read_all(self.herd, self.port, "k").values()), {1})
+            spawned = events.wait_for("broker.spawned")
+            events.wait_for("broker.ready", pid=spawned["pid"])
         code, out = cli(self.herd, "state", "set", "k", "2")
         self.assertEqual(code, 0, out)
         wait_all(self.herd, self.port, "k", 2)
@@ -142,9 +146,10 @@ class FileBackend(harness.HerdTestCase):
         # watchdog (10 s, not scaled) may kill it once; a start that loads the file converges
         # all the same, and a kill loop never does. Hence waits of 30 s (scaled).
         wait_all(self.herd, self.port, "n", 2, seconds=30)
-        mark = self.herd.mark()
-        os.kill(self.broker_pid(), signal.SIGKILL)
-        self.herd.wait_for(r"broker \(pid \d+\) ready", after=mark, seconds=30)
+        with harness.Events(self.herd) as events:
+            os.kill(self.broker_pid(), signal.SIGKILL)
+            # Any start's: a watchdog kill of the first one is allowed (see above).
+            events.wait_for("broker.ready", seconds=30)
         code, out = cli(self.herd, "state", "set", "n", "3")
         self.assertEqual(code, 0, out)
         wait_all(self.herd, self.port, "n", 3, seconds=30)

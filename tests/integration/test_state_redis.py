@@ -84,7 +84,7 @@ class RedisBackend(unittest.TestCase):
         return json.loads(out)["state"]
 
     def test_writes_outage_and_return(self):
-        with harness.Herd(self.config()) as herd:
+        with harness.Herd(self.config()) as herd, harness.Events(herd) as events:
             port = herd.port()
             harness.wait_until(lambda: self.state_status(herd).get("up"), what="Redis up in status")
 
@@ -111,11 +111,10 @@ class RedisBackend(unittest.TestCase):
             self.assertEqual(self.redis.cli("-n", "2", "HGET", "t:data", "from-plugin"), "[1,2]")
 
             # Redis goes away.
-            mark = herd.mark()
+            mark = events.mark()
             self.redis.stop()
-            harness.wait_until(lambda: not self.state_status(herd).get("up"), seconds=15,
-                               what="status to show Redis down")
-            herd.wait_for(r"state backend is down", after=mark)
+            events.wait_for("state.down", after=mark, backend="redis", seconds=15)
+            self.assertFalse(self.state_status(herd).get("up"))
             code, out = self.cli(herd, "status")
             self.assertRegex(out, r"state: redis .*DOWN, .*down for [\d.]+ s")
             # The workers serve the last state; a write fails and says why.
@@ -127,23 +126,27 @@ class RedisBackend(unittest.TestCase):
             # A worker started during the outage has the last state on its first request.
             victim = herd.worker_pids()[0]
             os.kill(victim, signal.SIGKILL)
-            herd.wait_for(r"worker web/\d \(pid \d+\) ready", after=mark)
-            harness.wait_until(lambda: victim not in herd.worker_pids(), what="the replacement")
+            exited = events.wait_for("worker.exited", after=mark, pid=victim)
+            events.wait_for("worker.ready", after=mark, app="web", slot=exited["slot"])
+            self.assertNotIn(victim, herd.worker_pids())
             self.assertEqual(set(map(json.dumps, read_all(herd, port, "plan").values())),
                              {json.dumps({"tier": "gold"})})
 
             # Redis returns (same data, from its append-only file): everything converges.
             self.redis.start()
-            harness.wait_until(lambda: self.state_status(herd).get("up"), seconds=20,
-                               what="status to show Redis up again")
+            events.wait_for("state.up", after=mark, backend="redis", seconds=20)
+            self.assertTrue(self.state_status(herd).get("up"))
             code, out = self.cli(herd, "state", "set", "plan", '{"tier": "platinum"}')
             self.assertEqual(code, 0, out)
             wait_all(herd, port, "plan", {"tier": "platinum"})
 
             # The broker killed: restarted, resyncs, and the workers converge.
-            mark = herd.mark()
-            os.kill(herd.broker_pid(), signal.SIGKILL)
-            herd.wait_for(r"broker \(pid \d+\) ready", after=mark)
+            mark = events.mark()
+            broker = herd.broker_pid()
+            os.kill(broker, signal.SIGKILL)
+            events.wait_for("broker.exited", after=mark, pid=broker, expected=False)
+            spawned = events.wait_for("broker.spawned", after=mark)
+            events.wait_for("broker.ready", after=mark, pid=spawned["pid"])
             self.redis.cli("-n", "2", "EVAL", script, "2", "t:data", "t:version", "t:changes",
                            "set", "after-restart", '"ok"')
             wait_all(herd, port, "after-restart", "ok")
