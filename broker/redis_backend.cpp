@@ -7,10 +7,10 @@
 
 #include <fmt/format.h>
 
-#include "broker/codec.hpp"
 #include "broker/redis_adapter.hpp"
 #include "broker/redis_reply.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 namespace {
@@ -347,7 +347,7 @@ std::string RedisBackend::down_text() const {
                        last_error_.empty() ? "not connected" : last_error_);
 }
 
-void RedisBackend::write(Change change, WriteDone done) {
+void RedisBackend::write(state::Change change, WriteDone done) {
     if (!synced_ || cmd_ == nullptr || teardown_scheduled_) {
         defer([done = std::move(done), text = down_text()] { done(text, 0); });
         return;
@@ -355,7 +355,7 @@ void RedisBackend::write(Change change, WriteDone done) {
     send_write(change, std::move(done), !sha_.empty());
 }
 
-void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha) {
+void RedisBackend::send_write(const state::Change& change, WriteDone done, bool use_sha) {
     std::vector<std::string> args;
     if (use_sha)
         args = {"EVALSHA", sha_};
@@ -370,7 +370,7 @@ void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha
         if (r == nullptr) {
             done(fmt::format("the connection to Redis at {} was lost before the write of {} "
                              "was confirmed; it may or may not have been applied",
-                             config_.parsed.endpoint(), quote_key(change.key)),
+                             config_.parsed.endpoint(), state::quote_key(change.key)),
                  0);
             return;
         }
@@ -386,7 +386,7 @@ void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha
                     done(down_text(), 0);
                 return;
             }
-            done("Redis refused the write of " + quote_key(change.key) + ": " + scrub(e), 0);
+            done("Redis refused the write of " + state::quote_key(change.key) + ": " + scrub(e), 0);
             return;
         }
         if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {

@@ -6,9 +6,9 @@
 
 #include <fmt/format.h>
 
-#include "broker/codec.hpp"
 #include "broker/redis_reply.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 
@@ -65,20 +65,20 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
     if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
         return failed(fmt::format("HGETALL {} gave a {} with {} elements", data_key_,
                                   reply_type_name(h->type), h->elements));
-    Entries entries;
+    state::Entries entries;
     std::map<std::string, std::string> bad;
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
         const redisReply* k = h->element[i];
         const redisReply* v = h->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
         std::string key = reply_text(k);
-        std::string e = key_error(key);
+        std::string e = state::key_error(key);
         if (e.empty()) {
             try {
-                json value = parse_json(std::string_view(v->str, v->len), "value");
-                e = value_error(value);
+                json value = state::parse_json(std::string_view(v->str, v->len), "value");
+                e = state::value_error(value);
                 if (e.empty()) entries.emplace(std::move(key), std::move(value));
-            } catch (const CodecError& ce) {
+            } catch (const state::CodecError& ce) {
                 e = ce.what();
             }
         }
@@ -88,14 +88,14 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
         auto it = bad_fields_.find(key);
         if (it == bad_fields_.end() || it->second != why)
             core::log_error("Redis hash {} field {} skipped: {} (fix it with the write script)",
-                            data_key_, quote_key(key), why);
+                            data_key_, state::quote_key(key), why);
     }
     bad_fields_ = std::move(bad);
 
     if (!loaded_) {
         core::log_info("state: {} keys at version {} from Redis at {}", entries.size(), version,
                        config_.parsed.endpoint());
-        replace(Snapshot{version, std::move(entries)});
+        replace(state::Snapshot{version, std::move(entries)});
     } else if (version < store_.version()) {
         if (version < at_send) {
             core::log_warn(
@@ -103,7 +103,7 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
                 "restarted without its data?): every worker gets the state as "
                 "Redis has it now",
                 store_.version(), version);
-            replace(Snapshot{version, std::move(entries)});
+            replace(state::Snapshot{version, std::move(entries)});
             // Confirmed writes are no longer in Redis's history: they are answered as done.
             auto waiting = std::move(awaiting_);
             awaiting_.clear();
@@ -111,7 +111,7 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
         }
         // else: change notices that arrived meanwhile are newer than this read; keep them.
     } else {
-        std::vector<Change> changes = diff(store_.entries(), entries);
+        std::vector<state::Change> changes = state::diff(store_.entries(), entries);
         if (!changes.empty() && version == store_.version())
             core::log_info(
                 "{} key(s) changed in Redis without a version bump (a writer "
@@ -141,25 +141,26 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
 void RedisBackend::on_notice(std::string_view payload) {
     ++notices_;
     if (!loaded_) return;  // the first full read includes it
-    Change change;
+    state::Change change;
     std::uint64_t version = 0;
     std::string change_error;
     try {
-        json j = parse_json(payload, "change notice");
-        if (!j.is_object()) throw CodecError("change notice: not a JSON object");
-        if (!j.contains("version")) throw CodecError("change notice: \"version\" is missing");
-        version = decode_version(j["version"], "change notice: \"version\"");
+        json j = state::parse_json(payload, "change notice");
+        if (!j.is_object()) throw state::CodecError("change notice: not a JSON object");
+        if (!j.contains("version"))
+            throw state::CodecError("change notice: \"version\" is missing");
+        version = state::decode_version(j["version"], "change notice: \"version\"");
         if (!j.contains("key") || !j["key"].is_string())
-            throw CodecError("change notice: \"key\" is missing or not a string");
+            throw state::CodecError("change notice: \"key\" is missing or not a string");
         change.key = j["key"].get<std::string>();
         if (j.contains("value")) {
             change.value = std::move(j["value"]);
-            change_error = value_error(*change.value);
+            change_error = state::value_error(*change.value);
         } else if (!(j.contains("erased") && j["erased"] == true)) {
-            throw CodecError("change notice: neither \"value\" nor \"erased\": true");
+            throw state::CodecError("change notice: neither \"value\" nor \"erased\": true");
         }
-        if (change_error.empty()) change_error = key_error(change.key);
-    } catch (const CodecError& e) {
+        if (change_error.empty()) change_error = state::key_error(change.key);
+    } catch (const state::CodecError& e) {
         // Someone published something else on our channel, or a change was mangled: say so
         // (at most once a second) and read everything, so nothing is missed.
         auto now = std::chrono::steady_clock::now();
@@ -178,10 +179,10 @@ void RedisBackend::on_notice(std::string_view payload) {
         resync();
         return;
     }
-    std::vector<Change> changes;
+    std::vector<state::Change> changes;
     if (!change_error.empty()) {
-        core::log_error("Redis change {} at version {} skipped: {}", quote_key(change.key), version,
-                        change_error);
+        core::log_error("Redis change {} at version {} skipped: {}", state::quote_key(change.key),
+                        version, change_error);
     } else {
         changes.push_back(std::move(change));
     }

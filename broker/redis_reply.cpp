@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "broker/codec.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 
@@ -49,7 +49,7 @@ bool parse_version_reply(const redisReply* r, std::uint64_t& out, std::string& e
         std::string text = reply_text(r);
         auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
         if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) return true;
-        error = "holds " + quote_key(text) + ", not a non-negative integer";
+        error = "holds " + state::quote_key(text) + ", not a non-negative integer";
         return false;
     }
     if (r->type == REDIS_REPLY_ERROR) {
