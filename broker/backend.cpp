@@ -42,12 +42,12 @@ void Backend::set_error(const std::string& error) {
     if (events_.on_status) events_.on_status();
 }
 
-void Backend::publish(std::vector<Change> changes, std::uint64_t new_version) {
-    Delta d = store_.commit(std::move(changes), new_version);
+void Backend::publish(std::vector<state::Change> changes, std::uint64_t new_version) {
+    state::Delta d = store_.commit(std::move(changes), new_version);
     if (events_.on_delta) events_.on_delta(d);
 }
 
-void Backend::replace(Snapshot snapshot) {
+void Backend::replace(state::Snapshot snapshot) {
     store_.reset(std::move(snapshot));
     loaded_ = true;
     if (events_.on_reset) events_.on_reset();

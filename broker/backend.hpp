@@ -11,10 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "broker/state_store.hpp"
 #include "core/event_loop.hpp"
+#include "state/state_store.hpp"
 
 namespace herd::broker {
+
+using json = nlohmann::json;
 
 struct BackendStatus {
     std::string kind;    // "file" or "redis"
@@ -38,7 +40,7 @@ class Backend {
   public:
     struct Events {
         // The store moved forward by this delta (already applied to store()).
-        std::function<void(const Delta&)> on_delta;
+        std::function<void(const state::Delta&)> on_delta;
         // The store was replaced wholesale (first load, or the backend's version went back:
         // Redis flushed or restarted empty): every worker needs a fresh snapshot.
         std::function<void()> on_reset;
@@ -58,10 +60,10 @@ class Backend {
     // Begins: loads what it can now and watches for changes.
     virtual void start() = 0;
     // change.key and change.value are already valid (key_error/value_error).
-    virtual void write(Change change, WriteDone done) = 0;
+    virtual void write(state::Change change, WriteDone done) = 0;
     virtual BackendStatus status() const = 0;
 
-    const StateStore& store() const { return store_; }
+    const state::StateStore& store() const { return store_; }
 
   protected:
     // Helpers for implementations: keep status and notify.
@@ -69,16 +71,16 @@ class Backend {
     void mark_down(const std::string& error);
     void set_error(const std::string& error);
     // Applies changes at new_version (>= store version) and announces the delta.
-    void publish(std::vector<Change> changes, std::uint64_t new_version);
+    void publish(std::vector<state::Change> changes, std::uint64_t new_version);
     // Replaces the store and announces a reset.
-    void replace(Snapshot snapshot);
+    void replace(state::Snapshot snapshot);
     void fill_common(BackendStatus& s) const;
     // loop_.defer() that does nothing once this backend is destroyed.
     void defer(std::function<void()> fn);
 
     core::EventLoop& loop_;
     Events events_;
-    StateStore store_;
+    state::StateStore store_;
     bool up_ = false;
     bool loaded_ = false;
     std::optional<std::chrono::system_clock::time_point> down_since_ =

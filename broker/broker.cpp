@@ -7,11 +7,11 @@
 
 #include <cstdio>
 
-#include "broker/codec.hpp"
 #include "broker/file_backend.hpp"
 #include "broker/redis_backend.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 
@@ -24,7 +24,7 @@ std::unique_ptr<Backend> make_backend(core::EventLoop& loop, const StateConfig& 
 
 Broker::Broker(core::EventLoop& loop, BrokerSpec spec) : loop_(loop), spec_(std::move(spec)) {
     Backend::Events events;
-    events.on_delta = [this](const Delta& d) { on_delta(d); };
+    events.on_delta = [this](const state::Delta& d) { on_delta(d); };
     events.on_reset = [this] { on_reset(); };
     events.on_status = [this] {
         // Coalesced: one heartbeat per loop iteration however many changes.
@@ -38,22 +38,22 @@ Broker::Broker(core::EventLoop& loop, BrokerSpec spec) : loop_(loop), spec_(std:
     };
     backend_ = make_backend(loop_, spec_.config, std::move(events));
 
-    master_dispatch_.on(msg::attach, [this](core::Message& m) { on_attach(m); });
-    for (const char* type : {msg::set, msg::erase})
+    master_dispatch_.on(state::msg::attach, [this](core::Message& m) { on_attach(m); });
+    for (const char* type : {state::msg::set, state::msg::erase})
         master_dispatch_.on(type, [this](core::Message& m) { handle_write(m.body, 0); });
-    for (const char* type : {msg::get, msg::list})
+    for (const char* type : {state::msg::get, state::msg::list})
         master_dispatch_.on(type, [this](core::Message& m) { handle_read(m.body); });
-    master_dispatch_.on(msg::status, [this](core::Message& m) {
+    master_dispatch_.on(state::msg::status, [this](core::Message& m) {
         nlohmann::json s = status();
-        s["type"] = msg::status;
-        if (auto id = request_id(m.body)) s["id"] = *id;
+        s["type"] = state::msg::status;
+        if (auto id = state::request_id(m.body)) s["id"] = *id;
         master_->send(s);
     });
 
-    for (const char* type : {msg::set, msg::erase})
+    for (const char* type : {state::msg::set, state::msg::erase})
         worker_dispatch_.on(
             type, [this](core::Message& m, WorkerLink& link) { handle_write(m.body, link.id); });
-    worker_dispatch_.on(msg::resync, [this](core::Message&, WorkerLink& link) {
+    worker_dispatch_.on(state::msg::resync, [this](core::Message&, WorkerLink& link) {
         core::log_info("{} asked for a fresh snapshot (it saw a gap)", link.name);
         if (backend_->status().loaded) send_snapshot(link);
     });
@@ -77,7 +77,7 @@ void Broker::start() {
                    });
     backend_->start();
     master_->send(
-        {{"type", msg::ready}, {"pid", getpid()}, {"backend", spec_.config.backend_name()}});
+        {{"type", state::msg::ready}, {"pid", getpid()}, {"backend", spec_.config.backend_name()}});
     heartbeat();
 }
 
@@ -98,7 +98,7 @@ void Broker::heartbeat() {
 void Broker::send_heartbeat() {
     if (!master_) return;
     nlohmann::json s = status();
-    s["type"] = msg::heartbeat;
+    s["type"] = state::msg::heartbeat;
     master_->send(s);
 }
 
@@ -109,8 +109,8 @@ void Broker::on_master_message(core::Message& m) {
 void Broker::on_attach(core::Message& m) {
     std::string name;
     try {
-        name = decode_attach(m.body);
-    } catch (const CodecError& e) {
+        name = state::decode_attach(m.body);
+    } catch (const state::CodecError& e) {
         core::log_error("ignoring an attach from the master: {}", e.what());
         return;  // the fds close with the message
     }
@@ -164,40 +164,42 @@ void Broker::handle_write(const nlohmann::json& body, std::uint64_t link_id) {
     std::string sender = link_id == 0 ? "master" : "a worker";
     if (link_id != 0)
         if (auto it = workers_.find(link_id); it != workers_.end()) sender = it->second->name;
-    WriteRequest request;
+    state::WriteRequest request;
     try {
-        request = decode_write(body);
-    } catch (const CodecError& e) {
+        request = state::decode_write(body);
+    } catch (const state::CodecError& e) {
         core::log_error("malformed write from {}: {}", sender, e.what());
-        if (auto id = request_id(body)) send_to(link_id, encode_ack(Ack{*id, false, e.what(), 0}));
+        if (auto id = state::request_id(body))
+            send_to(link_id, state::encode_ack(state::Ack{*id, false, e.what(), 0}));
         return;
     }
     std::uint64_t id = request.id;
-    backend_->write(Change{std::move(request.key), std::move(request.value)},
-                    [this, link_id, id, alive = std::weak_ptr<char>(alive_)](
-                        const std::string& error, std::uint64_t version) {
-                        if (!alive.lock()) return;
-                        // The writer may have gone meanwhile; then nobody is waiting.
-                        send_to(link_id, encode_ack(Ack{id, error.empty(), error, version}));
-                    });
+    backend_->write(
+        state::Change{std::move(request.key), std::move(request.value)},
+        [this, link_id, id, alive = std::weak_ptr<char>(alive_)](const std::string& error,
+                                                                 std::uint64_t version) {
+            if (!alive.lock()) return;
+            // The writer may have gone meanwhile; then nobody is waiting.
+            send_to(link_id, state::encode_ack(state::Ack{id, error.empty(), error, version}));
+        });
 }
 
 void Broker::handle_read(const nlohmann::json& body) {
-    ReadRequest request;
+    state::ReadRequest request;
     try {
-        request = decode_read(body);
-    } catch (const CodecError& e) {
+        request = state::decode_read(body);
+    } catch (const state::CodecError& e) {
         core::log_error("malformed read request from master: {}", e.what());
-        if (auto id = request_id(body)) {
-            ReadReply r;
+        if (auto id = state::request_id(body)) {
+            state::ReadReply r;
             r.id = *id;
             r.error = e.what();
-            master_->send(encode_read_reply(r, ReadRequest::Kind::get));
+            master_->send(state::encode_read_reply(r, state::ReadRequest::Kind::get));
         }
         return;
     }
     BackendStatus st = backend_->status();
-    ReadReply r;
+    state::ReadReply r;
     r.id = request.id;
     if (!st.loaded) {
         r.error = "the state has not been read from the " + st.kind + " backend yet (" +
@@ -205,18 +207,18 @@ void Broker::handle_read(const nlohmann::json& body) {
     } else {
         r.ok = true;
         r.version = backend_->store().version();
-        if (request.kind == ReadRequest::Kind::get) {
+        if (request.kind == state::ReadRequest::Kind::get) {
             if (const json* v = backend_->store().find(request.key)) r.value = *v;
         } else {
             r.entries = backend_->store().list(request.key);
         }
     }
-    master_->send(encode_read_reply(r, request.kind));
+    master_->send(state::encode_read_reply(r, request.kind));
 }
 
 void Broker::send_snapshot(WorkerLink& link) {
     if (!link.channel || link.channel->closed()) return;
-    if (!link.channel->send(encode_snapshot(backend_->store().snapshot()))) {
+    if (!link.channel->send(state::encode_snapshot(backend_->store().snapshot()))) {
         core::log_error("cannot send the state snapshot ({} keys) to {}", backend_->store().size(),
                         link.name);
         return;
@@ -224,9 +226,9 @@ void Broker::send_snapshot(WorkerLink& link) {
     link.snapshot_sent = true;
 }
 
-void Broker::on_delta(const Delta& delta) {
+void Broker::on_delta(const state::Delta& delta) {
     if (workers_.empty()) return;
-    nlohmann::json body = encode_delta(delta);
+    nlohmann::json body = state::encode_delta(delta);
     for (auto& [id, link] : workers_) {
         if (!link->snapshot_sent || !link->channel || link->channel->closed()) continue;
         if (!link->channel->send(body)) {

@@ -105,7 +105,7 @@ class Broker {
     void handle_write(const nlohmann::json& body, std::uint64_t link_id);
     void handle_read(const nlohmann::json& body);
     void send_snapshot(WorkerLink& link);
-    void on_delta(const Delta& delta);
+    void on_delta(const state::Delta& delta);
     void on_reset();
     void heartbeat();
     void send_heartbeat();

@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
-#include "broker/codec.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 namespace {
@@ -23,23 +23,24 @@ constexpr auto rewatch_delay = std::chrono::milliseconds(1000);
 
 }  // namespace
 
-Snapshot decode_state_file(std::string_view text) {
+state::Snapshot decode_state_file(std::string_view text) {
     if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
-        throw CodecError("is empty (half-written?)");
-    json j = parse_json(text, "");
-    if (!j.is_object()) throw CodecError("expected an object {\"version\": N, \"entries\": {...}}");
+        throw state::CodecError("is empty (half-written?)");
+    json j = state::parse_json(text, "");
+    if (!j.is_object())
+        throw state::CodecError("expected an object {\"version\": N, \"entries\": {...}}");
     for (auto it = j.begin(); it != j.end(); ++it)
         if (it.key() != "version" && it.key() != "entries")
-            throw CodecError(
-                fmt::format("{}: unknown key (known keys: entries, version)", quote_key(it.key())));
-    Snapshot s;
-    if (j.contains("version")) s.version = decode_version(j["version"], "\"version\"");
-    if (!j.contains("entries")) throw CodecError("\"entries\" is missing");
-    s.entries = decode_entries(j["entries"], "entries");
+            throw state::CodecError(fmt::format("{}: unknown key (known keys: entries, version)",
+                                                state::quote_key(it.key())));
+    state::Snapshot s;
+    if (j.contains("version")) s.version = state::decode_version(j["version"], "\"version\"");
+    if (!j.contains("entries")) throw state::CodecError("\"entries\" is missing");
+    s.entries = state::decode_entries(j["entries"], "entries");
     return s;
 }
 
-std::string encode_state_file(const Snapshot& snapshot) {
+std::string encode_state_file(const state::Snapshot& snapshot) {
     json entries = json::object();
     for (const auto& [k, v] : snapshot.entries) entries[k] = v;
     // Version first, for people reading it. JSON text has no raw newline inside a string, so
@@ -147,7 +148,7 @@ void FileBackend::report_invalid(const std::string& error) {
     known_valid_ = false;
     mark_down(error);
     // A broker that starts with a broken file still serves: workers get the empty state.
-    if (!loaded_) replace(Snapshot{});
+    if (!loaded_) replace(state::Snapshot{});
 }
 
 void FileBackend::reload() {
@@ -165,7 +166,7 @@ void FileBackend::reload() {
             known_valid_ = true;
             writable_ = true;
             if (watch_ >= 0) mark_up();
-            if (!loaded_) replace(Snapshot{});
+            if (!loaded_) replace(state::Snapshot{});
             return;
         }
         report_invalid("cannot read state file: " +
@@ -208,10 +209,10 @@ void FileBackend::reload() {
     text.resize(got);
     std::size_t hash = std::hash<std::string>{}(text);
     if (known_valid_ && loaded_ && known_hash_ == hash) return;  // our own write, or no change
-    Snapshot file;
+    state::Snapshot file;
     try {
         file = decode_state_file(text);
-    } catch (const CodecError& e) {
+    } catch (const state::CodecError& e) {
         report_invalid("state file " + config_.path + " is invalid: " + e.what());
         return;
     }
@@ -228,7 +229,7 @@ void FileBackend::reload() {
         replace(std::move(file));
         return;
     }
-    std::vector<Change> changes = diff(store_.entries(), file.entries);
+    std::vector<state::Change> changes = state::diff(store_.entries(), file.entries);
     if (changes.empty() && file.version <= store_.version()) return;
     std::uint64_t version =
         changes.empty() ? file.version : std::max(file.version, store_.version() + 1);
@@ -238,7 +239,7 @@ void FileBackend::reload() {
     publish(std::move(changes), version);
 }
 
-void FileBackend::write(Change change, WriteDone done) {
+void FileBackend::write(state::Change change, WriteDone done) {
     pending_.push_back(PendingWrite{std::move(change), std::move(done)});
     if (flush_scheduled_) return;
     flush_scheduled_ = true;
@@ -259,10 +260,10 @@ void FileBackend::flush_writes() {
         error = last_error_.empty() ? "the state file cannot be written" : last_error_;
         error += "; herd does not overwrite it: fix or remove it";
     }
-    std::vector<Change> changes;
+    std::vector<state::Change> changes;
     std::uint64_t version = store_.version() + 1;
     if (error.empty()) {
-        Entries next = store_.entries();
+        state::Entries next = store_.entries();
         for (const PendingWrite& w : batch) {
             changes.push_back(w.change);
             if (w.change.value)
@@ -270,7 +271,7 @@ void FileBackend::flush_writes() {
             else
                 next.erase(w.change.key);
         }
-        std::string text = encode_state_file(Snapshot{version, std::move(next)});
+        std::string text = encode_state_file(state::Snapshot{version, std::move(next)});
         error = write_file(text);
         if (error.empty()) {
             known_hash_ = std::hash<std::string>{}(text);

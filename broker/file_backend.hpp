@@ -40,8 +40,8 @@ namespace herd::broker {
 
 // The file format. decode throws CodecError ("invalid JSON: ... at line 3, column 1", "is
 // empty", "entries[\"k\"]: value is nested more than 128 levels deep").
-Snapshot decode_state_file(std::string_view text);
-std::string encode_state_file(const Snapshot& snapshot);
+state::Snapshot decode_state_file(std::string_view text);
+std::string encode_state_file(const state::Snapshot& snapshot);
 
 class FileBackend final : public Backend {
   public:
@@ -49,7 +49,7 @@ class FileBackend final : public Backend {
     ~FileBackend() override;
 
     void start() override;
-    void write(Change change, WriteDone done) override;
+    void write(state::Change change, WriteDone done) override;
     BackendStatus status() const override;
 
     // Reads the file now, as an inotify event does.
@@ -57,7 +57,7 @@ class FileBackend final : public Backend {
 
   private:
     struct PendingWrite {
-        Change change;
+        state::Change change;
         WriteDone done;
     };
 

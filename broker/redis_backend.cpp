@@ -4,13 +4,13 @@
 #include <time.h>
 
 #include <algorithm>
-#include <charconv>
 
 #include <fmt/format.h>
 
-#include "broker/codec.hpp"
 #include "broker/redis_adapter.hpp"
+#include "broker/redis_reply.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 
 namespace herd::broker {
 namespace {
@@ -47,59 +47,6 @@ elseif op == 'del' then
 end
 return redis.error_reply('herd: the operation must be "set" or "del"')
 )lua";
-
-std::string reply_text(const redisReply* r) {
-    return r->str != nullptr ? std::string(r->str, r->len) : std::string();
-}
-
-const char* reply_type_name(int type) {
-    switch (type) {
-        case REDIS_REPLY_STRING:
-            return "string";
-        case REDIS_REPLY_ARRAY:
-            return "array";
-        case REDIS_REPLY_INTEGER:
-            return "integer";
-        case REDIS_REPLY_NIL:
-            return "nil";
-        case REDIS_REPLY_STATUS:
-            return "status";
-        case REDIS_REPLY_ERROR:
-            return "error";
-        default:
-            return "unknown";
-    }
-}
-
-// A version as Redis holds it: a bulk string of digits (GET), an integer, or nil (0).
-// Returns false with a description when it is anything else.
-bool parse_version_reply(const redisReply* r, std::uint64_t& out, std::string& error) {
-    if (r->type == REDIS_REPLY_NIL) {
-        out = 0;
-        return true;
-    }
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer < 0) {
-            error = fmt::format("is negative ({})", r->integer);
-            return false;
-        }
-        out = static_cast<std::uint64_t>(r->integer);
-        return true;
-    }
-    if (r->type == REDIS_REPLY_STRING) {
-        std::string text = reply_text(r);
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-        if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) return true;
-        error = "holds " + quote_key(text) + ", not a non-negative integer";
-        return false;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        error = "cannot be read: " + reply_text(r);
-        return false;
-    }
-    error = std::string("gave a reply of type ") + reply_type_name(r->type);
-    return false;
-}
 
 std::string clock_text(std::chrono::system_clock::time_point t) {
     time_t secs = std::chrono::system_clock::to_time_t(t);
@@ -385,275 +332,6 @@ void RedisBackend::on_sub_message(redisAsyncContext* c, void* reply, void* privd
     }
 }
 
-// ---- reading ----
-
-void RedisBackend::maybe_sync() {
-    if (cmd_ready_ && subscribed_ && !synced_ && !teardown_scheduled_) resync();
-}
-
-void RedisBackend::resync() {
-    if (cmd_ == nullptr || !cmd_ready_ || teardown_scheduled_) return;
-    if (resync_inflight_) {
-        resync_again_ = true;
-        return;
-    }
-    resync_inflight_ = true;
-    ++resyncs_;
-    std::uint64_t at_send = store_.version();
-    std::uint64_t s = session_;
-    bool ok = send(cmd_, {"MULTI"}, {}) && send(cmd_, {"GET", version_key_}, {}) &&
-              send(cmd_, {"HGETALL", data_key_}, {}) &&
-              send(cmd_, {"EXEC"}, [this, s, at_send](redisReply* r) {
-                  if (s == session_) on_resync_reply(r, at_send);
-              });
-    if (!ok) {
-        resync_inflight_ = false;
-        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
-    }
-}
-
-void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
-    resync_inflight_ = false;
-    if (r == nullptr) return;  // the connection is gone; lose_session runs
-    auto failed = [&](const std::string& what) {
-        std::string e = scrub("reading the state from Redis failed: " + what);
-        if (!synced_) {
-            lose_session(e);
-        } else {
-            core::log_error("{}", e);
-            set_error(e);
-        }
-    };
-    if (r->type == REDIS_REPLY_ERROR) return failed(reply_text(r));
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
-        return failed(fmt::format("unexpected reply to EXEC ({} with {} elements)",
-                                  reply_type_name(r->type), r->elements));
-    std::uint64_t version = 0;
-    std::string error;
-    if (!parse_version_reply(r->element[0], version, error))
-        return failed(version_key_ + " " + error);
-    const redisReply* h = r->element[1];
-    if (h->type == REDIS_REPLY_ERROR) return failed("HGETALL " + data_key_ + ": " + reply_text(h));
-    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
-        return failed(fmt::format("HGETALL {} gave a {} with {} elements", data_key_,
-                                  reply_type_name(h->type), h->elements));
-    Entries entries;
-    std::map<std::string, std::string> bad;
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const redisReply* k = h->element[i];
-        const redisReply* v = h->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-        std::string key = reply_text(k);
-        std::string e = key_error(key);
-        if (e.empty()) {
-            try {
-                json value = parse_json(std::string_view(v->str, v->len), "value");
-                e = value_error(value);
-                if (e.empty()) entries.emplace(std::move(key), std::move(value));
-            } catch (const CodecError& ce) {
-                e = ce.what();
-            }
-        }
-        if (!e.empty()) bad.emplace(reply_text(k), e);
-    }
-    for (const auto& [key, why] : bad) {
-        auto it = bad_fields_.find(key);
-        if (it == bad_fields_.end() || it->second != why)
-            core::log_error("Redis hash {} field {} skipped: {} (fix it with the write script)",
-                            data_key_, quote_key(key), why);
-    }
-    bad_fields_ = std::move(bad);
-
-    if (!loaded_) {
-        core::log_info("state: {} keys at version {} from Redis at {}", entries.size(), version,
-                       config_.parsed.endpoint());
-        replace(Snapshot{version, std::move(entries)});
-    } else if (version < store_.version()) {
-        if (version < at_send) {
-            core::log_warn(
-                "Redis's state version went back from {} to {} (flushed, or "
-                "restarted without its data?): every worker gets the state as "
-                "Redis has it now",
-                store_.version(), version);
-            replace(Snapshot{version, std::move(entries)});
-            // Confirmed writes are no longer in Redis's history: they are answered as done.
-            auto waiting = std::move(awaiting_);
-            awaiting_.clear();
-            for (auto& [v, done] : waiting) done("", v);
-        }
-        // else: change notices that arrived meanwhile are newer than this read; keep them.
-    } else {
-        std::vector<Change> changes = diff(store_.entries(), entries);
-        if (!changes.empty() && version == store_.version())
-            core::log_info(
-                "{} key(s) changed in Redis without a version bump (a writer "
-                "bypassed herd's script); publishing them",
-                changes.size());
-        if (!changes.empty() || version > store_.version()) publish(std::move(changes), version);
-    }
-    release_awaiting();
-    if (!synced_) {
-        synced_ = true;
-        if (connect_timer_ != 0) loop_.cancel_timer(connect_timer_);
-        connect_timer_ = 0;
-        reconnect_delay_ = milliseconds(config_.reconnect_min_ms);
-        if (logged_down_)
-            core::log_info("Redis at {} is back: {} keys at version {}", config_.parsed.endpoint(),
-                           store_.size(), store_.version());
-        logged_down_ = false;
-        mark_up();
-        arm_timers();
-    }
-    if (resync_again_) {
-        resync_again_ = false;
-        resync();
-    }
-}
-
-void RedisBackend::on_notice(std::string_view payload) {
-    ++notices_;
-    if (!loaded_) return;  // the first full read includes it
-    Change change;
-    std::uint64_t version = 0;
-    std::string change_error;
-    try {
-        json j = parse_json(payload, "change notice");
-        if (!j.is_object()) throw CodecError("change notice: not a JSON object");
-        if (!j.contains("version")) throw CodecError("change notice: \"version\" is missing");
-        version = decode_version(j["version"], "change notice: \"version\"");
-        if (!j.contains("key") || !j["key"].is_string())
-            throw CodecError("change notice: \"key\" is missing or not a string");
-        change.key = j["key"].get<std::string>();
-        if (j.contains("value")) {
-            change.value = std::move(j["value"]);
-            change_error = value_error(*change.value);
-        } else if (!(j.contains("erased") && j["erased"] == true)) {
-            throw CodecError("change notice: neither \"value\" nor \"erased\": true");
-        }
-        if (change_error.empty()) change_error = key_error(change.key);
-    } catch (const CodecError& e) {
-        // Someone published something else on our channel, or a change was mangled: say so
-        // (at most once a second) and read everything, so nothing is missed.
-        auto now = std::chrono::steady_clock::now();
-        if (now - last_notice_error_ > std::chrono::seconds(1))
-            core::log_error("ignoring a message on {}: {}; reading the whole state", channel_,
-                            scrub(e.what()));
-        last_notice_error_ = now;
-        resync();
-        return;
-    }
-    if (version <= store_.version()) return;  // a full read got there first
-    if (version != store_.version() + 1) {
-        ++gaps_;
-        core::log_debug("change notice for version {} while at {}: reading the whole state",
-                        version, store_.version());
-        resync();
-        return;
-    }
-    std::vector<Change> changes;
-    if (!change_error.empty()) {
-        core::log_error("Redis change {} at version {} skipped: {}", quote_key(change.key), version,
-                        change_error);
-    } else {
-        changes.push_back(std::move(change));
-    }
-    publish(std::move(changes), version);
-    release_awaiting();
-}
-
-void RedisBackend::arm_timers() {
-    cancel_timers();
-    std::uint64_t s = session_;
-    poll_timer_ = loop_.add_timer(milliseconds(config_.poll_ms), [this, s] {
-        poll_timer_ = 0;
-        if (s == session_) poll();
-    });
-    arm_resync_timer();
-}
-
-void RedisBackend::arm_resync_timer() {
-    std::uint64_t s = session_;
-    resync_timer_ = loop_.add_timer(milliseconds(config_.resync_ms), [this, s] {
-        resync_timer_ = 0;
-        if (s != session_) return;
-        resync();
-        arm_resync_timer();
-    });
-}
-
-void RedisBackend::cancel_timers() {
-    for (core::EventLoop::TimerId* t :
-         {&poll_timer_, &resync_timer_, &connect_timer_, &behind_timer_}) {
-        if (*t != 0) loop_.cancel_timer(*t);
-        *t = 0;
-    }
-}
-
-void RedisBackend::poll() {
-    std::uint64_t s = session_;
-    poll_timer_ = loop_.add_timer(milliseconds(config_.poll_ms), [this, s] {
-        poll_timer_ = 0;
-        if (s == session_) poll();
-    });
-    if (!synced_ || cmd_ == nullptr || teardown_scheduled_) return;
-    if (!inflight_.empty() &&
-        Clock::now() - inflight_.front() > milliseconds(config_.connect_timeout_ms)) {
-        lose_session(fmt::format("Redis at {} did not answer a command within {} ms",
-                                 config_.parsed.endpoint(), config_.connect_timeout_ms));
-        return;
-    }
-    ++polls_;
-    std::uint64_t at_send = store_.version();
-    if (!send(cmd_, {"GET", version_key_}, [this, s, at_send](redisReply* r) {
-            if (s == session_) on_poll_reply(r, at_send);
-        }))
-        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
-}
-
-void RedisBackend::on_poll_reply(redisReply* r, std::uint64_t at_send) {
-    if (r == nullptr) return;
-    std::uint64_t version = 0;
-    std::string error;
-    if (!parse_version_reply(r, version, error)) {
-        std::string e = scrub("polling Redis failed: " + version_key_ + " " + error);
-        core::log_error("{}", e);
-        set_error(e);
-        return;
-    }
-    if (version < at_send) {
-        resync();  // Redis went back: the full read replaces everything
-        return;
-    }
-    if (version <= store_.version()) return;
-    // Behind. A change notice may still be on its way on the other connection: give it a
-    // moment, then read everything if it has not come.
-    if (!subscribed_) {
-        resync();
-        return;
-    }
-    behind_target_ = version;
-    if (behind_timer_ != 0) return;
-    auto grace = milliseconds(std::clamp(config_.poll_ms / 4, 5, 100));
-    std::uint64_t s = session_;
-    behind_timer_ = loop_.add_timer(grace, [this, s] {
-        behind_timer_ = 0;
-        if (s != session_ || store_.version() >= behind_target_) return;
-        ++gaps_;
-        core::log_debug(
-            "Redis is at version {}, we are at {} and no change notice came: "
-            "reading the whole state",
-            behind_target_, store_.version());
-        resync();
-    });
-}
-
-void RedisBackend::release_awaiting() {
-    while (!awaiting_.empty() && awaiting_.begin()->first <= store_.version()) {
-        auto node = awaiting_.extract(awaiting_.begin());
-        node.mapped()("", node.key());
-    }
-}
-
 // ---- writing ----
 
 std::string RedisBackend::down_text() const {
@@ -669,7 +347,7 @@ std::string RedisBackend::down_text() const {
                        last_error_.empty() ? "not connected" : last_error_);
 }
 
-void RedisBackend::write(Change change, WriteDone done) {
+void RedisBackend::write(state::Change change, WriteDone done) {
     if (!synced_ || cmd_ == nullptr || teardown_scheduled_) {
         defer([done = std::move(done), text = down_text()] { done(text, 0); });
         return;
@@ -677,7 +355,7 @@ void RedisBackend::write(Change change, WriteDone done) {
     send_write(change, std::move(done), !sha_.empty());
 }
 
-void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha) {
+void RedisBackend::send_write(const state::Change& change, WriteDone done, bool use_sha) {
     std::vector<std::string> args;
     if (use_sha)
         args = {"EVALSHA", sha_};
@@ -692,7 +370,7 @@ void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha
         if (r == nullptr) {
             done(fmt::format("the connection to Redis at {} was lost before the write of {} "
                              "was confirmed; it may or may not have been applied",
-                             config_.parsed.endpoint(), quote_key(change.key)),
+                             config_.parsed.endpoint(), state::quote_key(change.key)),
                  0);
             return;
         }
@@ -708,7 +386,7 @@ void RedisBackend::send_write(const Change& change, WriteDone done, bool use_sha
                     done(down_text(), 0);
                 return;
             }
-            done("Redis refused the write of " + quote_key(change.key) + ": " + scrub(e), 0);
+            done("Redis refused the write of " + state::quote_key(change.key) + ": " + scrub(e), 0);
             return;
         }
         if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {

@@ -61,7 +61,7 @@ class RedisBackend final : public Backend {
     ~RedisBackend() override;
 
     void start() override;
-    void write(Change change, WriteDone done) override;
+    void write(state::Change change, WriteDone done) override;
     BackendStatus status() const override;
 
     // Reads everything now (tests, and what the timers do).
@@ -85,7 +85,7 @@ class RedisBackend final : public Backend {
     void poll();
     void on_poll_reply(redisReply* reply, std::uint64_t version_at_send);
     void release_awaiting();
-    void send_write(const Change& change, WriteDone done, bool use_sha);
+    void send_write(const state::Change& change, WriteDone done, bool use_sha);
     std::string down_text() const;
     std::string scrub(std::string text) const { return config_.parsed.scrub(std::move(text)); }
     void arm_timers();

@@ -14,9 +14,9 @@
 
 #include <gtest/gtest.h>
 
-#include "broker/codec.hpp"
 #include "broker/file_backend.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 #include "state/state_replica.hpp"
 #include "test_util.hpp"
 
@@ -82,7 +82,7 @@ class BrokerTest : public ::testing::Test {
         auto [ours, theirs] = socket_pair();
         std::vector<core::UniqueFd> fds;
         fds.push_back(std::move(theirs));
-        master->channel.send(encode_attach(name), std::move(fds));
+        master->channel.send(state::encode_attach(name), std::move(fds));
         workers.push_back(std::make_unique<Peer>(loop, std::move(ours), "broker"));
         return *workers.back();
     }
@@ -125,57 +125,62 @@ TEST_F(BrokerTest, WorkersGetASnapshotThenDeltasThenTheirAck) {
     start_file();
     Peer& w1 = attach("web/0/100");
     json snap = wait_for(w1, "state.snapshot");
-    EXPECT_EQ(decode_snapshot(snap), (Snapshot{5, {{"a", 1}}}));
+    EXPECT_EQ(state::decode_snapshot(snap), (state::Snapshot{5, {{"a", 1}}}));
 
-    w1.channel.send(encode_write(WriteRequest{1, "b", json{{"x", true}}}));
+    w1.channel.send(state::encode_write(state::WriteRequest{1, "b", json{{"x", true}}}));
     ASSERT_TRUE(run_until(loop, [&] { return w1.has("state.ack"); }));
     // The delta that includes the write comes before its ack.
     ASSERT_EQ(w1.received.size(), 2u);
     EXPECT_EQ(w1.received[0]["type"], "state.delta");
-    EXPECT_EQ(decode_delta(w1.received[0]), (Delta{5, 6, {{"b", json{{"x", true}}}}}));
-    EXPECT_EQ(decode_ack(w1.received[1]), (Ack{1, true, "", 6}));
+    EXPECT_EQ(state::decode_delta(w1.received[0]),
+              (state::Delta{5, 6, {{"b", json{{"x", true}}}}}));
+    EXPECT_EQ(state::decode_ack(w1.received[1]), (state::Ack{1, true, "", 6}));
     w1.received.clear();
 
     // A second worker starts with everything so far, and both get what follows.
     Peer& w2 = attach("web/1/101");
-    EXPECT_EQ(decode_snapshot(wait_for(w2, "state.snapshot")).entries,
-              (Entries{{"a", 1}, {"b", json{{"x", true}}}}));
-    w2.channel.send(encode_write(WriteRequest{9, "a", std::nullopt}));
-    EXPECT_EQ(decode_ack(wait_for(w2, "state.ack")), (Ack{9, true, "", 7}));
-    EXPECT_EQ(decode_delta(wait_for(w1, "state.delta")), (Delta{6, 7, {{"a", std::nullopt}}}));
+    EXPECT_EQ(state::decode_snapshot(wait_for(w2, "state.snapshot")).entries,
+              (state::Entries{{"a", 1}, {"b", json{{"x", true}}}}));
+    w2.channel.send(state::encode_write(state::WriteRequest{9, "a", std::nullopt}));
+    EXPECT_EQ(state::decode_ack(wait_for(w2, "state.ack")), (state::Ack{9, true, "", 7}));
+    EXPECT_EQ(state::decode_delta(wait_for(w1, "state.delta")),
+              (state::Delta{6, 7, {{"a", std::nullopt}}}));
     EXPECT_FALSE(w1.has("state.ack"));  // acks go to the writer only
     EXPECT_EQ(decode_state_file(read_file(dir / "app.state.json")).version, 7u);
 
     // A worker that saw a gap asks again.
     w1.channel.send({{"type", "state.resync"}});
-    EXPECT_EQ(decode_snapshot(wait_for(w1, "state.snapshot")).version, 7u);
+    EXPECT_EQ(state::decode_snapshot(wait_for(w1, "state.snapshot")).version, 7u);
 }
 
 TEST_F(BrokerTest, MasterRequestsForTheCli) {
     start_file();
-    master->channel.send(encode_write(WriteRequest{1, "user:1", json("Ann")}));
-    master->channel.send(encode_write(WriteRequest{2, "user:2", json("Bob")}));
-    master->channel.send(encode_write(WriteRequest{3, "other", json(3)}));
+    master->channel.send(state::encode_write(state::WriteRequest{1, "user:1", json("Ann")}));
+    master->channel.send(state::encode_write(state::WriteRequest{2, "user:2", json("Bob")}));
+    master->channel.send(state::encode_write(state::WriteRequest{3, "other", json(3)}));
     for (std::uint64_t id : {1, 2, 3}) {
-        Ack a = decode_ack(wait_for(*master, "state.ack"));
+        state::Ack a = state::decode_ack(wait_for(*master, "state.ack"));
         EXPECT_EQ(a.id, id);
         EXPECT_TRUE(a.ok) << a.error;
     }
-    master->channel.send(encode_read(ReadRequest{ReadRequest::Kind::get, 4, "user:2"}));
-    ReadReply got = decode_read_reply(wait_for(*master, "state.reply"));
+    master->channel.send(
+        state::encode_read(state::ReadRequest{state::ReadRequest::Kind::get, 4, "user:2"}));
+    state::ReadReply got = state::decode_read_reply(wait_for(*master, "state.reply"));
     EXPECT_EQ(got.id, 4u);
     EXPECT_TRUE(got.ok);
     EXPECT_EQ(got.value, json("Bob"));
-    master->channel.send(encode_read(ReadRequest{ReadRequest::Kind::get, 5, "nobody"}));
-    ReadReply absent = decode_read_reply(wait_for(*master, "state.reply"));
+    master->channel.send(
+        state::encode_read(state::ReadRequest{state::ReadRequest::Kind::get, 5, "nobody"}));
+    state::ReadReply absent = state::decode_read_reply(wait_for(*master, "state.reply"));
     EXPECT_TRUE(absent.ok);
     EXPECT_FALSE(absent.value.has_value());
-    master->channel.send(encode_read(ReadRequest{ReadRequest::Kind::list, 6, "user:"}));
-    ReadReply listed = decode_read_reply(wait_for(*master, "state.reply"));
-    EXPECT_EQ(listed.entries, (Entries{{"user:1", "Ann"}, {"user:2", "Bob"}}));
+    master->channel.send(
+        state::encode_read(state::ReadRequest{state::ReadRequest::Kind::list, 6, "user:"}));
+    state::ReadReply listed = state::decode_read_reply(wait_for(*master, "state.reply"));
+    EXPECT_EQ(listed.entries, (state::Entries{{"user:1", "Ann"}, {"user:2", "Bob"}}));
     EXPECT_EQ(listed.version, 1u);
-    master->channel.send(encode_write(WriteRequest{7, "other", std::nullopt}));
-    EXPECT_EQ(decode_ack(wait_for(*master, "state.ack")), (Ack{7, true, "", 2}));
+    master->channel.send(state::encode_write(state::WriteRequest{7, "other", std::nullopt}));
+    EXPECT_EQ(state::decode_ack(wait_for(*master, "state.ack")), (state::Ack{7, true, "", 2}));
 }
 
 TEST_F(BrokerTest, MalformedMessagesAreAnsweredOrLoggedNeverFatal) {
@@ -184,25 +189,25 @@ TEST_F(BrokerTest, MalformedMessagesAreAnsweredOrLoggedNeverFatal) {
     wait_for(w, "state.snapshot");
     // With an id: answered with the reason.
     w.channel.send({{"type", "state.set"}, {"id", 5}, {"key", ""}, {"value", 1}});
-    Ack a = decode_ack(wait_for(w, "state.ack"));
+    state::Ack a = state::decode_ack(wait_for(w, "state.ack"));
     EXPECT_EQ(a.id, 5u);
     EXPECT_FALSE(a.ok);
     EXPECT_EQ(a.error, "state.set: key: key is empty (\"\")");
     w.channel.send({{"type", "state.set"}, {"id", 6}, {"key", "k"}});
-    EXPECT_EQ(decode_ack(wait_for(w, "state.ack")).error, "state.set: \"value\" is missing");
+    EXPECT_EQ(state::decode_ack(wait_for(w, "state.ack")).error, "state.set: \"value\" is missing");
     master->channel.send({{"type", "state.get"}, {"id", 8}});
-    ReadReply r = decode_read_reply(wait_for(*master, "state.reply"));
+    state::ReadReply r = state::decode_read_reply(wait_for(*master, "state.reply"));
     EXPECT_FALSE(r.ok);
     EXPECT_EQ(r.error, "state.get: \"key\" is missing");
     // Without an id, unknown types, attach without a descriptor: logged and ignored.
     w.channel.send({{"type", "state.set"}, {"key", "k"}, {"value", 1}});
     w.channel.send({{"type", "no.such.thing"}});
     w.channel.send({{"no", "type"}});
-    master->channel.send(encode_attach("web/9/9"));
+    master->channel.send(state::encode_attach("web/9/9"));
     master->channel.send({{"type", "attach"}, {"worker", 42}});
     // Still serving.
-    w.channel.send(encode_write(WriteRequest{10, "k", json(1)}));
-    Ack ok = decode_ack(wait_for(w, "state.ack"));
+    w.channel.send(state::encode_write(state::WriteRequest{10, "k", json(1)}));
+    state::Ack ok = state::decode_ack(wait_for(w, "state.ack"));
     EXPECT_EQ(ok.id, 10u);
     EXPECT_TRUE(ok.ok);
     EXPECT_EQ(broker->workers(), 1u);
@@ -226,7 +231,7 @@ TEST_F(BrokerTest, EndToEndWithTheWorkerReplica) {
     auto [ours, theirs] = socket_pair();
     std::vector<core::UniqueFd> fds;
     fds.push_back(std::move(theirs));
-    master->channel.send(encode_attach("web/0/100"), std::move(fds));
+    master->channel.send(state::encode_attach("web/0/100"), std::move(fds));
     state::StateReplica replica(loop);
     replica.attach(std::move(ours));
     ASSERT_TRUE(replica.wait_for_snapshot(5s));
@@ -285,20 +290,21 @@ TEST_F(BrokerTest, NothingIsSentToWorkersBeforeTheBackendWasRead) {
     EXPECT_TRUE(hb["down_since_ms"].is_number());
     Peer& w = attach("web/0/100");
     // A write while Redis is down fails at once, and says so.
-    w.channel.send(encode_write(WriteRequest{1, "k", json(1)}));
-    Ack refused = decode_ack(wait_for(w, "state.ack"));
+    w.channel.send(state::encode_write(state::WriteRequest{1, "k", json(1)}));
+    state::Ack refused = state::decode_ack(wait_for(w, "state.ack"));
     EXPECT_FALSE(refused.ok);
     EXPECT_NE(refused.error.find("is down"), std::string::npos) << refused.error;
     EXPECT_FALSE(w.has("state.snapshot"));
-    master->channel.send(encode_read(ReadRequest{ReadRequest::Kind::get, 2, "k"}));
-    ReadReply r = decode_read_reply(wait_for(*master, "state.reply"));
+    master->channel.send(
+        state::encode_read(state::ReadRequest{state::ReadRequest::Kind::get, 2, "k"}));
+    state::ReadReply r = state::decode_read_reply(wait_for(*master, "state.reply"));
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("not been read"), std::string::npos) << r.error;
 
     RedisServer redis(dir.path());
     redis.cli({"HSET", "herd:data", "k", "\"from redis\""});
-    EXPECT_EQ(decode_snapshot(wait_for(w, "state.snapshot")).entries,
-              (Entries{{"k", "from redis"}}));
+    EXPECT_EQ(state::decode_snapshot(wait_for(w, "state.snapshot")).entries,
+              (state::Entries{{"k", "from redis"}}));
     // The master hears at once that the backend is up.
     ASSERT_TRUE(run_until(loop, [&] {
         auto h = master->take("heartbeat");

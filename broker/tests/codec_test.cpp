@@ -1,5 +1,6 @@
-// Tests broker/codec: round trips, and hostile input rejected with errors naming the field.
-#include "broker/codec.hpp"
+// Tests state/codec (and the broker's state file format): round trips, and hostile input rejected
+// with errors naming the field.
+#include "state/codec.hpp"
 
 #include <random>
 
@@ -7,8 +8,11 @@
 
 #include "broker/file_backend.hpp"
 
-namespace herd::broker {
+namespace herd::state {
 namespace {
+
+using broker::decode_state_file;
+using broker::encode_state_file;
 
 // The error a decoder throws, or "" when it accepts.
 template <class F>
@@ -263,4 +267,4 @@ TEST(Codec, SurvivesMutatedInput) {
 }
 
 }  // namespace
-}  // namespace herd::broker
+}  // namespace herd::state

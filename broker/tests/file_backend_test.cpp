@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "broker/codec.hpp"
+#include "state/codec.hpp"
 #include "test_util.hpp"
 
 namespace herd::broker {
@@ -29,7 +29,7 @@ class FileBackendTest : public ::testing::Test {
     WriteResult& write(std::string key, std::optional<json> value) {
         results.push_back(std::make_unique<WriteResult>());
         WriteResult* r = results.back().get();
-        backend->write(Change{std::move(key), std::move(value)}, r->callback());
+        backend->write(state::Change{std::move(key), std::move(value)}, r->callback());
         return *r;
     }
     bool wait(WriteResult& r) {
@@ -66,11 +66,11 @@ TEST_F(FileBackendTest, NoFileMeansEmptyStateAndTheFirstWriteCreatesItPrivate) {
     EXPECT_EQ(r.error, "");
     EXPECT_EQ(r.version, 1u);
     ASSERT_EQ(recorder.deltas.size(), 1u);
-    EXPECT_EQ(recorder.deltas[0], (Delta{0, 1, {{"greeting", json("hello")}}}));
+    EXPECT_EQ(recorder.deltas[0], (state::Delta{0, 1, {{"greeting", json("hello")}}}));
     struct stat st {};
     ASSERT_EQ(stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0600u);
-    EXPECT_EQ(decode_state_file(read_file(path)), (Snapshot{1, {{"greeting", "hello"}}}));
+    EXPECT_EQ(decode_state_file(read_file(path)), (state::Snapshot{1, {{"greeting", "hello"}}}));
     EXPECT_EQ(temp_files(), 0u);
 
     // Our own write, seen by inotify, is not an external change.
@@ -102,12 +102,12 @@ TEST_F(FileBackendTest, ExternalEditInPlaceIsPickedUp) {
     // An editor that writes in place: open, truncate, write, close.
     write_file(path, R"({"version": 3, "entries": {"a": 10, "c": 3}})");
     ASSERT_TRUE(run_until(loop, [&] { return !recorder.deltas.empty(); }));
-    const Delta& d = recorder.deltas[0];
+    const state::Delta& d = recorder.deltas[0];
     EXPECT_EQ(d.base, 3u);
     EXPECT_EQ(d.version, 4u);  // the file did not bump it: one more than ours
     EXPECT_EQ(d.changes,
-              (std::vector<Change>{{"a", json(10)}, {"b", std::nullopt}, {"c", json(3)}}));
-    EXPECT_EQ(backend->store().entries(), (Entries{{"a", 10}, {"c", 3}}));
+              (std::vector<state::Change>{{"a", json(10)}, {"b", std::nullopt}, {"c", json(3)}}));
+    EXPECT_EQ(backend->store().entries(), (state::Entries{{"a", 10}, {"c", 3}}));
 }
 
 TEST_F(FileBackendTest, AnInPlaceEditOfTheSameSizeRightAfterOurWriteIsSeen) {
@@ -121,7 +121,7 @@ TEST_F(FileBackendTest, AnInPlaceEditOfTheSameSizeRightAfterOurWriteIsSeen) {
     edited[edited.find("\"a\": 1") + 5] = '2';
     write_file(path, edited);
     ASSERT_TRUE(run_until(loop, [&] { return recorder.deltas.size() == 2; }));
-    EXPECT_EQ(recorder.deltas[1], (Delta{1, 2, {{"a", json(2)}}}));
+    EXPECT_EQ(recorder.deltas[1], (state::Delta{1, 2, {{"a", json(2)}}}));
 }
 
 TEST_F(FileBackendTest, ExternalEditByRenameIsPickedUpWithItsVersion) {
@@ -133,12 +133,12 @@ TEST_F(FileBackendTest, ExternalEditByRenameIsPickedUpWithItsVersion) {
     write_file(temp, R"({"version": 20, "entries": {"a": 2}})");
     ASSERT_EQ(rename(temp.c_str(), path.c_str()), 0);
     ASSERT_TRUE(run_until(loop, [&] { return !recorder.deltas.empty(); }));
-    EXPECT_EQ(recorder.deltas[0], (Delta{3, 20, {{"a", json(2)}}}));
+    EXPECT_EQ(recorder.deltas[0], (state::Delta{3, 20, {{"a", json(2)}}}));
     // A version bump alone is published too (workers track versions).
     write_file(temp, R"({"version": 25, "entries": {"a": 2}})");
     ASSERT_EQ(rename(temp.c_str(), path.c_str()), 0);
     ASSERT_TRUE(run_until(loop, [&] { return recorder.deltas.size() == 2; }));
-    EXPECT_EQ(recorder.deltas[1], (Delta{20, 25, {}}));
+    EXPECT_EQ(recorder.deltas[1], (state::Delta{20, 25, {}}));
 }
 
 TEST_F(FileBackendTest, InvalidFileIsReportedAndIgnoredUntilValid) {
@@ -178,7 +178,7 @@ TEST_F(FileBackendTest, InvalidFileIsReportedAndIgnoredUntilValid) {
     ASSERT_TRUE(run_until(loop, [&] { return backend->status().up; }));
     EXPECT_EQ(backend->status().last_error, "");
     ASSERT_EQ(recorder.deltas.size(), 1u);
-    EXPECT_EQ(recorder.deltas[0], (Delta{1, 2, {{"a", json(5)}}}));
+    EXPECT_EQ(recorder.deltas[0], (state::Delta{1, 2, {{"a", json(5)}}}));
     WriteResult& r2 = write("b", json(2));
     ASSERT_TRUE(wait(r2));
     EXPECT_EQ(r2.error, "");
@@ -219,7 +219,7 @@ TEST_F(FileBackendTest, WritesAreAtomicAndVisibleOnlyWhole) {
         char buf[8192];
         while (read(watcher, buf, sizeof buf) > 0) {
             // Whatever the state file is at this moment, it is a whole valid file.
-            Snapshot s = decode_state_file(read_file(path));
+            state::Snapshot s = decode_state_file(read_file(path));
             EXPECT_EQ(s.entries.at("big").get<std::string>().size() >= 200000, true);
             ++seen;
         }
@@ -251,8 +251,8 @@ TEST_F(FileBackendTest, WritesInOneIterationShareOneFileWrite) {
     EXPECT_EQ(backend->status().details["writes"], 1);
     ASSERT_EQ(recorder.deltas.size(), 1u);
     EXPECT_EQ(recorder.deltas[0].changes.size(), 3u);
-    EXPECT_EQ(backend->store().entries(), (Entries{{"b", 2}}));
-    EXPECT_EQ(decode_state_file(read_file(path)).entries, (Entries{{"b", 2}}));
+    EXPECT_EQ(backend->store().entries(), (state::Entries{{"b", 2}}));
+    EXPECT_EQ(decode_state_file(read_file(path)).entries, (state::Entries{{"b", 2}}));
 }
 
 TEST_F(FileBackendTest, AnEditNotSeenYetIsNotOverwritten) {
@@ -264,8 +264,8 @@ TEST_F(FileBackendTest, AnEditNotSeenYetIsNotOverwritten) {
     WriteResult& r = write("b", json(2));
     ASSERT_TRUE(wait(r));
     EXPECT_EQ(r.error, "");
-    Snapshot on_disk = decode_state_file(read_file(path));
-    EXPECT_EQ(on_disk.entries, (Entries{{"a", 1}, {"b", 2}, {"edited", true}}));
+    state::Snapshot on_disk = decode_state_file(read_file(path));
+    EXPECT_EQ(on_disk.entries, (state::Entries{{"a", 1}, {"b", 2}, {"edited", true}}));
     EXPECT_EQ(backend->store().entries(), on_disk.entries);
 }
 
@@ -278,7 +278,7 @@ TEST_F(FileBackendTest, DeletedFileKeepsTheStateAndTheNextWriteRecreatesIt) {
     EXPECT_EQ(*backend->store().find("a"), 1);
     EXPECT_TRUE(backend->status().up);
     ASSERT_TRUE(wait(write("b", json(2))));
-    EXPECT_EQ(decode_state_file(read_file(path)), (Snapshot{5, {{"a", 1}, {"b", 2}}}));
+    EXPECT_EQ(decode_state_file(read_file(path)), (state::Snapshot{5, {{"a", 1}, {"b", 2}}}));
 }
 
 TEST_F(FileBackendTest, MissingFolderIsReportedAndWritesFailClearly) {

@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "broker/codec.hpp"
 #include "core/log.hpp"
+#include "state/codec.hpp"
 #include "test_util.hpp"
 
 namespace herd::broker {
@@ -51,7 +51,7 @@ class RedisBackendTest : public ::testing::Test {
     }
     WriteResult& write(std::string key, std::optional<json> value) {
         results.push_back(std::make_unique<WriteResult>());
-        backend->write(Change{std::move(key), std::move(value)}, results.back()->callback());
+        backend->write(state::Change{std::move(key), std::move(value)}, results.back()->callback());
         return *results.back();
     }
     bool wait(WriteResult& r) {
@@ -93,7 +93,7 @@ TEST_F(RedisBackendTest, WritesGoThroughTheScriptAndComeBackAsDeltas) {
     ASSERT_NE(value("user:1"), nullptr);
     EXPECT_EQ(*value("user:1"), json({{"name", "Ann"}}));
     ASSERT_EQ(recorder.deltas.size(), 1u);
-    EXPECT_EQ(recorder.deltas[0], (Delta{0, 1, {{"user:1", json{{"name", "Ann"}}}}}));
+    EXPECT_EQ(recorder.deltas[0], (state::Delta{0, 1, {{"user:1", json{{"name", "Ann"}}}}}));
     EXPECT_EQ(redis->cli({"HGET", "t:data", "user:1"}), R"({"name":"Ann"})");
     EXPECT_EQ(redis->cli({"GET", "t:version"}), "1");
 
@@ -121,7 +121,7 @@ TEST_F(RedisBackendTest, LoadsWhatRedisHoldsAtConnection) {
     ASSERT_TRUE(wait_up());
     EXPECT_EQ(backend->store().version(), 2u);
     EXPECT_EQ(backend->store().entries(),
-              (Entries{{"a", 1}, {"b", json::parse(R"({"x":[true,null]})")}}));
+              (state::Entries{{"a", 1}, {"b", json::parse(R"({"x":[true,null]})")}}));
 }
 
 TEST_F(RedisBackendTest, OutsideWritersUsingTheScriptAreDeliveredByTheirNotice) {
@@ -160,7 +160,7 @@ TEST_F(RedisBackendTest, WritersBypassingHerdAreCaughtByPollAndResync) {
     ASSERT_TRUE(run_until(loop, [&] { return value("sneaky") != nullptr; }));
     EXPECT_EQ(*value("sneaky"), "yes");
     EXPECT_EQ(backend->store().version(), 1u);
-    EXPECT_EQ(recorder.deltas.back(), (Delta{1, 1, {{"sneaky", json("yes")}}}));
+    EXPECT_EQ(recorder.deltas.back(), (state::Delta{1, 1, {{"sneaky", json("yes")}}}));
 }
 
 TEST_F(RedisBackendTest, RedisStopsAndComesBackWithItsData) {
@@ -311,7 +311,7 @@ TEST_F(RedisBackendTest, MalformedDataIsReportedAndSkipped) {
     redis->cli({"HSET", "t:data", "good", "1", "bad", "not json", "bad2", "[1,"});
     make(config());
     ASSERT_TRUE(wait_up());
-    EXPECT_EQ(backend->store().entries(), (Entries{{"good", 1}}));
+    EXPECT_EQ(backend->store().entries(), (state::Entries{{"good", 1}}));
     EXPECT_EQ(backend->status().details["bad_fields"], 2);
     // Garbage on the channel: ignored, and everything is read again.
     auto resyncs = backend->status().details["resyncs"].get<int>();

@@ -9,16 +9,12 @@
 
 #include <gtest/gtest.h>
 
-#include "broker/codec.hpp"
+#include "state/codec.hpp"
 #include "test_util.hpp"
 
 namespace herd::state {
 namespace {
 
-using broker::Change;
-using broker::Delta;
-using broker::Snapshot;
-using nlohmann::json;
 using namespace broker::test;
 
 class StateReplicaTest : public ::testing::Test {
@@ -53,10 +49,10 @@ class StateReplicaTest : public ::testing::Test {
             << "no " << type;
         return found;
     }
-    void send_snapshot(std::uint64_t version, broker::Entries entries) {
-        fake->send(broker::encode_snapshot(Snapshot{version, std::move(entries)}));
+    void send_snapshot(std::uint64_t version, Entries entries) {
+        fake->send(encode_snapshot(Snapshot{version, std::move(entries)}));
     }
-    void sync(std::uint64_t version, broker::Entries entries) {
+    void sync(std::uint64_t version, Entries entries) {
         send_snapshot(version, std::move(entries));
         ASSERT_TRUE(
             run_until(loop, [&] { return replica.version() == version && replica.synced(); }));
@@ -112,7 +108,7 @@ TEST_F(StateReplicaTest, DeltasRunWatchesByPrefixAfterTheWholeDelta) {
     });
     int all = 0;
     state->watch("", [&](std::string_view, const json*) { ++all; });
-    fake->send(broker::encode_delta(
+    fake->send(encode_delta(
         Delta{1, 2, {{"user:1", std::nullopt}, {"user:2", json("Bob")}, {"x", json(1)}}}));
     ASSERT_TRUE(run_until(loop, [&] { return replica.version() == 2; }));
     EXPECT_EQ(calls,
@@ -125,12 +121,12 @@ TEST_F(StateReplicaTest, AGapAsksForASnapshotWhoseDifferencesAreReported) {
     auto state = replica.make_view("plugin /");
     std::vector<std::string> keys;
     state->watch("", [&](std::string_view key, const json*) { keys.emplace_back(key); });
-    fake->send(broker::encode_delta(Delta{5, 6, {{"a", json(9)}}}));  // 2..5 missing
+    fake->send(encode_delta(Delta{5, 6, {{"a", json(9)}}}));  // 2..5 missing
     wait_for("state.resync");
     EXPECT_EQ(replica.gaps(), 1u);
     EXPECT_EQ(state->get("a"), json(1));  // not applied out of order
     // Stale and duplicate deltas are ignored quietly.
-    fake->send(broker::encode_delta(Delta{0, 1, {{"a", json(0)}}}));
+    fake->send(encode_delta(Delta{0, 1, {{"a", json(0)}}}));
     send_snapshot(6, {{"a", 9}, {"c", 3}});
     ASSERT_TRUE(run_until(loop, [&] { return replica.version() == 6; }));
     EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "c"}));
@@ -157,9 +153,9 @@ TEST_F(StateReplicaTest, WritesAreSentWithIdsAndAcksRouted) {
     EXPECT_NE(set["id"], erase["id"]);
     EXPECT_EQ(replica.pending_writes(), 3u);
     // Acks in any order, each to its own callback.
-    fake->send(broker::encode_ack(broker::Ack{erase["id"], false, "Redis is down", 0}));
-    fake->send(broker::encode_ack(broker::Ack{set["id"], true, "", 2}));
-    fake->send(broker::encode_ack(broker::Ack{999, true, "", 2}));  // unknown: logged
+    fake->send(encode_ack(Ack{erase["id"], false, "Redis is down", 0}));
+    fake->send(encode_ack(Ack{set["id"], true, "", 2}));
+    fake->send(encode_ack(Ack{999, true, "", 2}));  // unknown: logged
     ASSERT_TRUE(run_until(loop, [&] { return results.size() == 2; }));
     EXPECT_EQ(results, (std::vector<std::string>{"erase Redis is down", "set ok"}));
     EXPECT_EQ(replica.pending_writes(), 1u);
@@ -230,8 +226,8 @@ TEST_F(StateReplicaTest, AViewThatGoesAwayTakesItsWatchesAndCallbacks) {
     gone->set("k", 1, [&](bool, const std::string&) { gone_done = true; });
     json set = wait_for("state.set");
     gone.reset();
-    fake->send(broker::encode_delta(Delta{1, 2, {{"k", json(1)}}}));
-    fake->send(broker::encode_ack(broker::Ack{set["id"], true, "", 2}));
+    fake->send(encode_delta(Delta{1, 2, {{"k", json(1)}}}));
+    fake->send(encode_ack(Ack{set["id"], true, "", 2}));
     ASSERT_TRUE(run_until(loop, [&] { return replica.pending_writes() == 0; }));
     EXPECT_EQ(kept_calls, 1);
     EXPECT_EQ(gone_calls, 0);
@@ -248,8 +244,8 @@ TEST_F(StateReplicaTest, WatchesMayChangeInsideCallbacks) {
         state->unwatch(self);  // only once
         state->watch("", [&](std::string_view, const json*) { ++second; });
     });
-    fake->send(broker::encode_delta(Delta{1, 2, {{"a", json(1)}}}));
-    fake->send(broker::encode_delta(Delta{2, 3, {{"b", json(1)}}}));
+    fake->send(encode_delta(Delta{1, 2, {{"a", json(1)}}}));
+    fake->send(encode_delta(Delta{2, 3, {{"b", json(1)}}}));
     ASSERT_TRUE(run_until(loop, [&] { return replica.version() == 3; }));
     EXPECT_EQ(first, 1);
     EXPECT_EQ(second, 1);
@@ -261,7 +257,7 @@ TEST_F(StateReplicaTest, ThrowingCallbacksAreReportedAsPluginFailures) {
     state->watch("", [](std::string_view, const json*) { throw std::runtime_error("boom"); });
     int later = 0;
     state->watch("", [&](std::string_view, const json*) { ++later; });
-    fake->send(broker::encode_delta(Delta{1, 2, {{"a", json(1)}}}));
+    fake->send(encode_delta(Delta{1, 2, {{"a", json(1)}}}));
     ASSERT_TRUE(run_until(loop, [&] { return !callback_errors.empty(); }));
     EXPECT_NE(callback_errors[0].find("plugin /bad"), std::string::npos) << callback_errors[0];
     EXPECT_NE(callback_errors[0].find("boom"), std::string::npos);
@@ -269,7 +265,7 @@ TEST_F(StateReplicaTest, ThrowingCallbacksAreReportedAsPluginFailures) {
     EXPECT_EQ(later, 1);  // the others still run
     state->set("k", 1, [](bool, const std::string&) { throw std::logic_error("ack boom"); });
     json set = wait_for("state.set");
-    fake->send(broker::encode_ack(broker::Ack{set["id"], true, "", 3}));
+    fake->send(encode_ack(Ack{set["id"], true, "", 3}));
     ASSERT_TRUE(run_until(loop, [&] { return callback_errors.size() == 2; }));
     EXPECT_NE(callback_errors[1].find("ack boom"), std::string::npos);
 }

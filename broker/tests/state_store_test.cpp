@@ -1,9 +1,9 @@
-// Tests broker/state_store: commit, deltas, snapshots, diff, replica gap detection, limits.
-#include "broker/state_store.hpp"
+// Tests state/state_store: commit, deltas, snapshots, diff, replica gap detection, limits.
+#include "state/state_store.hpp"
 
 #include <gtest/gtest.h>
 
-namespace herd::broker {
+namespace herd::state {
 namespace {
 
 TEST(StateStore, SetAndEraseProduceDeltasWithConsecutiveVersions) {
@@ -150,4 +150,4 @@ TEST(Limits, DepthIsComputedWithoutRecursion) {
 }
 
 }  // namespace
-}  // namespace herd::broker
+}  // namespace herd::state

@@ -31,12 +31,12 @@ using namespace std::chrono_literals;
 
 // Collects what a backend reports.
 struct Recorder {
-    std::vector<Delta> deltas;
+    std::vector<state::Delta> deltas;
     int resets = 0;
     int status_changes = 0;
     Backend::Events events() {
         Backend::Events e;
-        e.on_delta = [this](const Delta& d) { deltas.push_back(d); };
+        e.on_delta = [this](const state::Delta& d) { deltas.push_back(d); };
         e.on_reset = [this] { ++resets; };
         e.on_status = [this] { ++status_changes; };
         return e;
@@ -221,7 +221,8 @@ class RedisServer {
             ssize_t n = read(out[0], buf, sizeof buf);
             if (n <= 0) break;
             log.append(buf, static_cast<size_t>(n));
-            ready = log.find("eady to accept connections") != std::string::npos;  // "Ready", "ready"
+            ready =
+                log.find("eady to accept connections") != std::string::npos;  // "Ready", "ready"
         }
         // Keep draining its output in the background so it never blocks on a full pipe.
         log_fd_ = out[0];

@@ -206,61 +206,126 @@ std::string canonical_address(const SocketAddress& a) {
     return std::string(reinterpret_cast<const char*>(&a.storage), a.length);
 }
 
+void parse_apps(const json& apps, Config& c, const std::string& base_dir) {
+    if (!apps.is_array() || apps.empty())
+        fail("apps", "expected a non-empty array, got " + describe(apps));
+    std::set<std::string> names, listens;
+    for (std::size_t i = 0; i < apps.size(); ++i) {
+        std::string where = "apps[" + std::to_string(i) + "]";
+        AppConfig a = parse_app(apps[i], where, base_dir);
+        if (!names.insert(a.name).second)
+            fail(where + ".name", "\"" + a.name + "\" is used by another app");
+        // Compared as bound addresses, so \"*:80\" and \"0.0.0.0:80\" are the same.
+        if (a.listen.port() != 0 && !listens.insert(canonical_address(a.listen)).second)
+            fail(where + ".listen", "\"" + a.listen.text + "\" is used by another app");
+        c.apps.push_back(std::move(a));
+    }
+}
+
 }  // namespace
 
 std::span<const AppKey> app_keys() {
     using A = AppConfig;
-    // Integer keys: name, bounds and member (read by the loop in parse_app). The others: name
-    // and how two configs differ in it (read one by one in parse_app).
+    // Integer keys: name, the README's default, bounds and member (read by the loop in
+    // parse_app). The others: name, the README's default and how two configs differ in it (read
+    // one by one in parse_app).
     static const AppKey keys[] = {
-        {.name = "name", .differs = [](const A& a, const A& b) { return a.name != b.name; }},
+        {.name = "name",
+         .readme_default = "required",
+         .differs = [](const A& a, const A& b) { return a.name != b.name; }},
         {.name = "listen",
+         .readme_default = "required",
          .differs = [](const A& a, const A& b) { return !(a.listen == b.listen); }},
         {.name = "workers",
+         .readme_default = "1",
          .differs = [](const A& a, const A& b) { return a.workers != b.workers; }},
         {.name = "balance",
+         .readme_default = "`shared`",
          .differs = [](const A& a, const A& b) { return a.balance != b.balance; }},
         {.name = "plugins",
+         .readme_default = "required",
          .differs = [](const A& a, const A& b) { return !(a.plugins == b.plugins); }},
-        {.name = "env", .differs = [](const A& a, const A& b) { return a.env != b.env; }},
+        {.name = "env",
+         .readme_default = "none",
+         .differs = [](const A& a, const A& b) { return a.env != b.env; }},
         {.name = "access_log",
+         .readme_default = "none",
          .differs = [](const A& a, const A& b) { return a.access_log != b.access_log; }},
-        {.name = "max_body_bytes", .min = 0, .max = 1LL << 32, .size_member = &A::max_body_bytes},
+        {.name = "max_body_bytes",
+         .readme_default = "1048576",
+         .min = 0,
+         .max = 1LL << 32,
+         .size_member = &A::max_body_bytes},
         {.name = "max_header_bytes",
+         .readme_default = "16384",
          .min = 1024,
          .max = 1 << 20,
          .size_member = &A::max_header_bytes},
         {.name = "header_timeout_ms",
+         .readme_default = "10000",
          .min = 1,
          .max = 3600000,
          .int_member = &A::header_timeout_ms},
         {.name = "keepalive_timeout_ms",
+         .readme_default = "75000",
          .min = 1,
          .max = 3600000,
          .int_member = &A::keepalive_timeout_ms},
         {.name = "request_timeout_ms",
+         .readme_default = "30000",
          .min = 0,
          .max = 86400000,
          .int_member = &A::request_timeout_ms},
-        {.name = "blocking_threads", .min = 1, .max = 256, .int_member = &A::blocking_threads},
-        {.name = "backlog", .min = 1, .max = 65535, .int_member = &A::backlog},
-        {.name = "drain_timeout_ms", .min = 0, .max = 3600000, .int_member = &A::drain_timeout_ms},
-        {.name = "watchdog_ms", .min = 200, .max = 3600000, .int_member = &A::watchdog_ms},
+        {.name = "blocking_threads",
+         .readme_default = "4",
+         .min = 1,
+         .max = 256,
+         .int_member = &A::blocking_threads},
+        {.name = "backlog",
+         .readme_default = "511",
+         .min = 1,
+         .max = 65535,
+         .int_member = &A::backlog},
+        {.name = "drain_timeout_ms",
+         .readme_default = "5000",
+         .min = 0,
+         .max = 3600000,
+         .int_member = &A::drain_timeout_ms},
+        {.name = "watchdog_ms",
+         .readme_default = "30000",
+         .min = 200,
+         .max = 3600000,
+         .int_member = &A::watchdog_ms},
         {.name = "start_timeout_ms",
+         .readme_default = "`watchdog_ms`",
          .min = 200,
          .max = 3600000,
          .int_member = &A::start_timeout_ms},
         {.name = "restart_backoff_ms",
+         .readme_default = "100",
          .min = 0,
          .max = 3600000,
          .int_member = &A::restart_backoff_ms},
         {.name = "restart_backoff_max_ms",
+         .readme_default = "15000",
          .min = 0,
          .max = 3600000,
          .int_member = &A::restart_backoff_max_ms},
-        {.name = "healthy_after_ms", .min = 0, .max = 86400000, .int_member = &A::healthy_after_ms},
-        {.name = "max_requests", .min = 0, .max = 1LL << 40, .u64_member = &A::max_requests},
-        {.name = "max_rss_mb", .min = 0, .max = 1 << 24, .u64_member = &A::max_rss_mb},
+        {.name = "healthy_after_ms",
+         .readme_default = "10000",
+         .min = 0,
+         .max = 86400000,
+         .int_member = &A::healthy_after_ms},
+        {.name = "max_requests",
+         .readme_default = "0",
+         .min = 0,
+         .max = 1LL << 40,
+         .u64_member = &A::max_requests},
+        {.name = "max_rss_mb",
+         .readme_default = "0",
+         .min = 0,
+         .max = 1 << 24,
+         .u64_member = &A::max_rss_mb},
     };
     return keys;
 }
@@ -279,75 +344,111 @@ int cpu_count() {
     return n > 0 ? static_cast<int>(n) : 1;
 }
 
+std::span<const ConfigKey> config_keys() {
+    // In the order parse_config reads them: "group" needs "user" first; "apps" last.
+    static const ConfigKey keys[] = {
+        {.name = "user",
+         .readme_default = "none",
+         .type = "string",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 c.user = no_nul(get_string(v, "user"), "user");
+                 if (c.user.empty()) fail("user", "must not be empty");
+             }},
+        {.name = "group",
+         .readme_default = "none",
+         .type = "string",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 c.group = no_nul(get_string(v, "group"), "group");
+                 if (c.group.empty()) fail("group", "must not be empty");
+                 if (c.user.empty()) fail("group", "needs \"user\" as well");
+             }},
+        {.name = "allow_root",
+         .readme_default = "`false`",
+         .type = "boolean",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 if (!v.is_boolean())
+                     fail("allow_root", "expected true or false, got " + describe(v));
+                 c.allow_root = v.get<bool>();
+             }},
+        {.name = "log_level",
+         .readme_default = "`info`",
+         .type = "\"debug\", \"info\", \"warn\" or \"error\"",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 c.log_level = get_string(v, "log_level");
+                 if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+                     c.log_level != "error")
+                     fail("log_level", "expected \"debug\", \"info\", \"warn\" or \"error\", got " +
+                                           describe(v));
+             }},
+        {.name = "control",
+         .readme_default = "the config file's name with `.sock`",
+         .type = "path",
+         .read =
+             [](const json& v, Config& c, const std::string& base_dir) {
+                 c.control_path = no_nul(get_string(v, "control"), "control");
+                 if (c.control_path.empty()) fail("control", "must not be empty");
+                 c.control_path = resolve(c.control_path, base_dir);
+             }},
+        {.name = "state",
+         .readme_default = "file `CONFIG.state.json`",
+         .type = "object",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 // Validated by the broker's parser (broker/state_config.hpp), which the server
+                 // runs right after this one: the core does not depend on the broker.
+                 if (!v.is_object())
+                     fail("state",
+                          "expected an object ({\"backend\": \"file\" or \"redis\", ...}), got " +
+                              describe(v));
+                 c.state = v;
+             }},
+        {.name = "log_file",
+         .readme_default = "standard error",
+         .type = "path",
+         .read =
+             [](const json& v, Config& c, const std::string& base_dir) {
+                 c.log_file = no_nul(get_string(v, "log_file"), "log_file");
+                 if (c.log_file.empty()) fail("log_file", "must not be empty");
+                 c.log_file = resolve(c.log_file, base_dir);
+             }},
+        {.name = "metrics",
+         .readme_default = "none",
+         .type = "address",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 try {
+                     c.metrics = parse_address(get_string(v, "metrics"));
+                 } catch (const ConfigError&) {
+                     throw;
+                 } catch (const Error& e) {
+                     fail("metrics", e.what());
+                 }
+             }},
+        {.name = "apps",
+         .readme_default = "required",
+         .type = "array",
+         .required = "a list of apps",
+         .read = parse_apps},
+    };
+    return keys;
+}
+
 Config parse_config(const json& j, const std::string& base_dir) {
     require_object(j, "");
-    reject_unknown_keys(j, "",
-                        {"apps", "log_level", "control", "log_file", "metrics", "state", "user",
-                         "group", "allow_root"});
+    std::set<std::string> known;
+    for (const ConfigKey& k : config_keys()) known.insert(k.name);
+    reject_unknown_keys(j, "", known);
     Config c;
     c.dir = base_dir;
-    if (j.contains("user")) {
-        c.user = no_nul(get_string(j["user"], "user"), "user");
-        if (c.user.empty()) fail("user", "must not be empty");
-    }
-    if (j.contains("group")) {
-        c.group = no_nul(get_string(j["group"], "group"), "group");
-        if (c.group.empty()) fail("group", "must not be empty");
-        if (c.user.empty()) fail("group", "needs \"user\" as well");
-    }
-    if (j.contains("allow_root")) {
-        if (!j["allow_root"].is_boolean())
-            fail("allow_root", "expected true or false, got " + describe(j["allow_root"]));
-        c.allow_root = j["allow_root"].get<bool>();
-    }
-    if (j.contains("log_level")) {
-        c.log_level = get_string(j["log_level"], "log_level");
-        if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
-            c.log_level != "error")
-            fail("log_level", "expected \"debug\", \"info\", \"warn\" or \"error\", got " +
-                                  describe(j["log_level"]));
-    }
-    if (j.contains("control")) {
-        c.control_path = no_nul(get_string(j["control"], "control"), "control");
-        if (c.control_path.empty()) fail("control", "must not be empty");
-        c.control_path = resolve(c.control_path, base_dir);
-    }
-    if (j.contains("state")) {
-        // Validated by the broker's parser (broker/state_config.hpp), which the server runs
-        // right after this one: the core does not depend on the broker.
-        if (!j["state"].is_object())
-            fail("state", "expected an object ({\"backend\": \"file\" or \"redis\", ...}), got " +
-                              describe(j["state"]));
-        c.state = j["state"];
-    }
-    if (j.contains("log_file")) {
-        c.log_file = no_nul(get_string(j["log_file"], "log_file"), "log_file");
-        if (c.log_file.empty()) fail("log_file", "must not be empty");
-        c.log_file = resolve(c.log_file, base_dir);
-    }
-    if (j.contains("metrics")) {
-        try {
-            c.metrics = parse_address(get_string(j["metrics"], "metrics"));
-        } catch (const ConfigError&) {
-            throw;
-        } catch (const Error& e) {
-            fail("metrics", e.what());
-        }
-    }
-    if (!j.contains("apps")) fail("apps", "missing (a list of apps)");
-    const json& apps = j["apps"];
-    if (!apps.is_array() || apps.empty())
-        fail("apps", "expected a non-empty array, got " + describe(apps));
-    std::set<std::string> names, listens;
-    for (std::size_t i = 0; i < apps.size(); ++i) {
-        std::string where = "apps[" + std::to_string(i) + "]";
-        AppConfig a = parse_app(apps[i], where, base_dir);
-        if (!names.insert(a.name).second)
-            fail(where + ".name", "\"" + a.name + "\" is used by another app");
-        // Compared as bound addresses, so \"*:80\" and \"0.0.0.0:80\" are the same.
-        if (a.listen.port() != 0 && !listens.insert(canonical_address(a.listen)).second)
-            fail(where + ".listen", "\"" + a.listen.text + "\" is used by another app");
-        c.apps.push_back(std::move(a));
+    for (const ConfigKey& k : config_keys()) {
+        if (j.contains(k.name))
+            k.read(j[k.name], c, base_dir);
+        else if (k.required != nullptr)
+            fail(k.name, std::string("missing (") + k.required + ")");
     }
     return c;
 }

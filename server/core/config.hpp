@@ -86,11 +86,14 @@ struct Config {
     bool allow_root = false;
 };
 
-// Every key of an app entry, declared once: its name, how it is read, and whether it differs
-// between two configs. Parsing, the unknown-key check, a reload's "what changed" and the
-// README check (test_docs) all go through this list.
+// Every key of an app entry, declared once: its name, its default as the README states it, how
+// it is read, and whether it differs between two configs. Parsing, the unknown-key check, a
+// reload's "what changed" and the README check (test_docs: a row per key, with this default)
+// all go through this list.
 struct AppKey {
     const char* name;
+    // The README's Default column for apps[].NAME, verbatim ("30000", "`shared`", "required").
+    const char* readme_default = "";
     // Integer keys: their bounds, and the member they fill (one of the three is set).
     long long min = 0, max = 0;
     int AppConfig::*int_member = nullptr;
@@ -101,6 +104,25 @@ struct AppKey {
 };
 std::span<const AppKey> app_keys();
 bool app_key_differs(const AppKey& k, const AppConfig& a, const AppConfig& b);
+
+// Every top-level key of the config file, declared once: its name, its default as the README
+// states it, what its value must be, and how it is read and checked. parse_config reads them
+// in this order and refuses any other key; test_docs checks that the README's config table has
+// a row for each, with this default. (The keys of an app entry are app_keys().)
+struct ConfigKey {
+    const char* name;
+    // The README's Default column for NAME, verbatim ("none", "`info`", "required").
+    const char* readme_default = "";
+    // What the value must be, in words: "string", "path" (resolved against the config file's
+    // folder), "address", "boolean", "object", "array", or the values it may take.
+    const char* type = "";
+    // Set for a key that must be present: the error says "NAME: missing (<required>)".
+    const char* required = nullptr;
+    // Checks the value (throws ConfigError naming the key) and stores it in c; base_dir resolves
+    // relative paths.
+    void (*read)(const nlohmann::json& value, Config& c, const std::string& base_dir) = nullptr;
+};
+std::span<const ConfigKey> config_keys();
 
 // Parses and validates; throws ConfigError. base_dir resolves relative plugin paths.
 Config parse_config(const nlohmann::json& json, const std::string& base_dir);

@@ -95,7 +95,7 @@ class HttpParser {
     // method herd does not implement (501) and no request line (400). Across reads.
     Status scan_method(const char* data, std::size_t size, std::size_t& consumed);
     // The chunked body, decoded here (llhttp 8.1 refuses valid chunk extensions): see
-    // decode_chunks() in http_parser.cpp.
+    // decode_chunks() in http_parser_chunked.cpp.
     Status feed_chunked(const char* data, std::size_t size, std::size_t& consumed);
     enum class Decode { more, done, error };
     Decode decode_chunks(const char* data, std::size_t size, std::size_t& used);

@@ -3,13 +3,11 @@
 
 #include <algorithm>
 
-#include "broker/codec.hpp"
 #include "core/log.hpp"
 #include "core/plugin_guard.hpp"
+#include "state/codec.hpp"
 
 namespace herd::state {
-
-using nlohmann::json;
 
 // What a plugin holds: forwards to the replica, tagged with the plugin as owner.
 class StateReplica::View final : public herd::State {
@@ -125,31 +123,30 @@ void StateReplica::complete_later(herd::State::DoneCallback done, bool ok, std::
 void StateReplica::write(std::uint64_t owner, std::string_view key, std::optional<json> value,
                          herd::State::DoneCallback done) {
     std::string what = value ? "set" : "erase";
-    if (std::string e = broker::key_error(key); !e.empty()) {
-        complete_later(std::move(done), false,
-                       "state " + what + " of " + broker::quote_key(key) + ": " + e, owner);
+    if (std::string e = key_error(key); !e.empty()) {
+        complete_later(std::move(done), false, "state " + what + " of " + quote_key(key) + ": " + e,
+                       owner);
         return;
     }
     if (value) {
-        if (std::string e = broker::value_error(*value); !e.empty()) {
-            complete_later(std::move(done), false,
-                           "state set of " + broker::quote_key(key) + ": " + e, owner);
+        if (std::string e = value_error(*value); !e.empty()) {
+            complete_later(std::move(done), false, "state set of " + quote_key(key) + ": " + e,
+                           owner);
             return;
         }
     }
     if (!connected()) {
         complete_later(std::move(done), false,
-                       "state " + what + " of " + broker::quote_key(key) +
+                       "state " + what + " of " + quote_key(key) +
                            ": not connected to the state broker (restarting?); the write was "
                            "not applied",
                        owner);
         return;
     }
     std::uint64_t id = next_request_++;
-    if (!channel_->send(
-            broker::encode_write(broker::WriteRequest{id, std::string(key), std::move(value)}))) {
+    if (!channel_->send(encode_write(WriteRequest{id, std::string(key), std::move(value)}))) {
         complete_later(std::move(done), false,
-                       "state " + what + " of " + broker::quote_key(key) +
+                       "state " + what + " of " + quote_key(key) +
                            ": could not be sent to the state broker; the write was not applied",
                        owner);
         return;
@@ -160,8 +157,8 @@ void StateReplica::write(std::uint64_t owner, std::string_view key, std::optiona
 void StateReplica::on_message(core::Message& m) {
     std::string type = m.type();
     try {
-        if (type == broker::msg::snapshot) {
-            broker::Snapshot s = broker::decode_snapshot(m.body);
+        if (type == msg::snapshot) {
+            Snapshot s = decode_snapshot(m.body);
             std::uint64_t before = replica_.version();
             bool first = !replica_.synced();
             if (!first && s.version < before)
@@ -169,30 +166,30 @@ void StateReplica::on_message(core::Message& m) {
                     "state snapshot at version {} is older than ours ({}): the "
                     "backend lost data; taking it",
                     s.version, before);
-            std::vector<broker::Change> changes = replica_.apply(std::move(s));
+            std::vector<Change> changes = replica_.apply(std::move(s));
             ++snapshots_;
             resync_requested_ = false;
             core::log_debug("state snapshot: {} keys at version {} ({} changed)",
                             replica_.store().size(), replica_.version(), changes.size());
             notify(changes);
-        } else if (type == broker::msg::delta) {
-            broker::Delta d = broker::decode_delta(m.body);
+        } else if (type == msg::delta) {
+            Delta d = decode_delta(m.body);
             switch (replica_.apply(d)) {
-                case broker::Replica::Result::applied:
+                case Replica::Result::applied:
                     notify(d.changes);
                     break;
-                case broker::Replica::Result::stale:
-                case broker::Replica::Result::unsynced:
+                case Replica::Result::stale:
+                case Replica::Result::unsynced:
                     break;
-                case broker::Replica::Result::gap:
+                case Replica::Result::gap:
                     ++gaps_;
                     request_resync("state delta " + std::to_string(d.base) + " -> " +
                                    std::to_string(d.version) + " does not follow our version " +
                                    std::to_string(replica_.version()));
                     break;
             }
-        } else if (type == broker::msg::ack) {
-            broker::Ack a = broker::decode_ack(m.body);
+        } else if (type == msg::ack) {
+            Ack a = decode_ack(m.body);
             auto it = pending_.find(a.id);
             if (it == pending_.end()) {
                 core::log_warn("state ack for unknown write id {} from the state broker", a.id);
@@ -206,11 +203,10 @@ void StateReplica::on_message(core::Message& m) {
         } else {
             core::log_unknown_message(type, "state broker");
         }
-    } catch (const broker::CodecError& e) {
+    } catch (const CodecError& e) {
         core::log_error("malformed message from the state broker: {}", e.what());
         // A delta we could not read leaves a hole: start again from a snapshot.
-        if (type == broker::msg::delta || type == broker::msg::snapshot)
-            request_resync("a malformed " + type);
+        if (type == msg::delta || type == msg::snapshot) request_resync("a malformed " + type);
     }
 }
 
@@ -218,12 +214,12 @@ void StateReplica::request_resync(const std::string& why) {
     if (resync_requested_ || !connected()) return;
     core::log_warn("{}: asking the state broker for a fresh snapshot", why);
     resync_requested_ = true;
-    channel_->send({{"type", broker::msg::resync}});
+    channel_->send({{"type", msg::resync}});
 }
 
-void StateReplica::notify(const std::vector<broker::Change>& changes) {
+void StateReplica::notify(const std::vector<Change>& changes) {
     if (changes.empty() || watches_.empty()) return;
-    for (const broker::Change& c : changes) {
+    for (const Change& c : changes) {
         // Callbacks may add or remove watches: walk ids, look each one up again.
         std::vector<herd::State::WatchId> ids;
         for (const auto& [id, w] : watches_)
@@ -236,7 +232,7 @@ void StateReplica::notify(const std::vector<broker::Change>& changes) {
             std::string name = owners_.contains(owner) ? owners_[owner] : "a plugin";
             core::guarded(
                 on_callback_error_, name,
-                [&] { return "in its state watch callback for key " + broker::quote_key(c.key); },
+                [&] { return "in its state watch callback for key " + quote_key(c.key); },
                 [&] { callback(c.key, replica_.find(c.key)); });
         }
     }
@@ -247,7 +243,7 @@ void StateReplica::fail_pending(const std::string& error) {
     pending_.clear();
     for (auto& [id, p] : pending)
         complete_later(std::move(p.done), false,
-                       "state write of " + broker::quote_key(p.key) + ": " + error, p.owner);
+                       "state write of " + quote_key(p.key) + ": " + error, p.owner);
 }
 
 void StateReplica::on_closed(const std::string& reason) {

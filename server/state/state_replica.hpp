@@ -15,10 +15,10 @@
 
 #include <herd/state.hpp>
 
-#include "broker/state_store.hpp"
 #include "core/channel.hpp"
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
+#include "state/state_store.hpp"
 
 namespace herd::state {
 
@@ -39,7 +39,7 @@ class StateReplica {
     bool connected() const { return channel_ && !channel_->closed(); }
     bool synced() const { return replica_.synced(); }
     std::uint64_t version() const { return replica_.version(); }
-    const broker::Replica& replica() const { return replica_; }
+    const Replica& replica() const { return replica_; }
 
     // Runs the loop until the first snapshot has arrived, the loop stopped, or timeout passed
     // (the worker calls it before it reports ready). A channel that closes meanwhile (the
@@ -72,7 +72,7 @@ class StateReplica {
 
     void on_message(core::Message& m);
     void on_closed(const std::string& reason);
-    void notify(const std::vector<broker::Change>& changes);
+    void notify(const std::vector<Change>& changes);
     void request_resync(const std::string& why);
     void fail_pending(const std::string& error);
     // Runs done(ok, error) in the next loop iteration, guarded against our destruction.
@@ -93,7 +93,7 @@ class StateReplica {
     std::function<void(const std::string&)> on_callback_error_;
     std::unique_ptr<core::Channel> channel_;
     std::vector<std::unique_ptr<core::Channel>> closed_channels_;  // freed after the batch
-    broker::Replica replica_;
+    Replica replica_;
     std::map<herd::State::WatchId, Watch> watches_;
     herd::State::WatchId next_watch_ = 1;
     std::map<std::uint64_t, PendingWrite> pending_;  // by request id

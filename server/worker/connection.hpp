@@ -192,6 +192,25 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     std::string describe_request() const;
     void task_finished(std::coroutine_handle<> frame, std::exception_ptr error) noexcept override;
 
+    // Bodies up to this size are copied next to their head (one buffer, one iovec); larger ones
+    // are queued by move.
+    static constexpr std::size_t inline_body_limit = 16 << 10;
+    // Stop reading a client that sends requests faster than it reads responses.
+    static constexpr std::size_t max_unsent_bytes = 1 << 20;
+    // Input held while a request is in the plugin's hands (pipelined requests): beyond, reading
+    // stops until the answer (the client's going away is still seen).
+    static constexpr std::size_t max_held_input = 64 << 10;
+    // Streaming: write() says "full" above the high-water mark of unsent bytes, when_writable
+    // fires below the low-water mark, and a plugin that writes on regardless is cut off.
+    static constexpr std::size_t stream_high_water = 64 << 10;
+    static constexpr std::size_t stream_low_water = 16 << 10;
+    static constexpr std::size_t stream_cut_off = 16 * stream_high_water;
+    // After our FIN, how long we read and discard what the client still sends before closing:
+    // closing with unread input would send a reset that can destroy the response in flight.
+    static constexpr auto linger_time = std::chrono::seconds(2);
+    // A client that reads nothing of a pending response for this long is dropped.
+    static constexpr auto send_timeout = std::chrono::seconds(60);
+
     ConnectionHost& host_;
     core::EventLoop& loop_;       // the host's, looked up once
     const core::AppConfig& app_;  // likewise

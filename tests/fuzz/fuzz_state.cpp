@@ -1,4 +1,4 @@
-// libFuzzer target: the broker's decoders (broker/codec.cpp: snapshots, deltas, writes, acks,
+// libFuzzer target: the broker's decoders (state/codec.cpp: snapshots, deltas, writes, acks,
 // reads, replies, attach; broker/file_backend.cpp: the state file), bytes in. Each decoder
 // either throws CodecError with a one-line message or returns a value that is within the
 // limits and survives an encode/decode round trip unchanged. A decoded snapshot or delta is
@@ -9,13 +9,14 @@
 #include <cstdlib>
 #include <string>
 
-#include "broker/codec.hpp"
 #include "broker/file_backend.hpp"
-#include "broker/state_store.hpp"
+#include "state/codec.hpp"
+#include "state/state_store.hpp"
 
 namespace {
 
 using namespace herd::broker;
+using namespace herd::state;
 
 [[noreturn]] void violated(const char* what) {
     std::fprintf(stderr, "fuzz_state: invariant violated: %s\n", what);

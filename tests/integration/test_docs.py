@@ -102,23 +102,75 @@ class DocsTest(unittest.TestCase):
                               % (doc, path, path))
 
 
-class ConfigReference(unittest.TestCase):
-    """Every key of an app entry, as server/core/config.cpp declares it (app_keys(), the one
-    list that parsing and reload use), has its row in the README's config reference, and the
-    README documents no app key that herd does not know."""
+def declared_keys(source, signature):
+    """{name: readme_default} of a key table in config.cpp: the entries of the function whose
+    definition starts with signature, each `.name = "NAME"` followed by `.readme_default = "TEXT"`."""
+    table = source[source.index(signature):]
+    table = table[:table.index("return keys;")]
+    entries = re.findall(r'\.name = "([a-z_]+)",\s*\.readme_default = "((?:[^"\\]|\\.)*)"', table)
+    names = re.findall(r'\.name = "([a-z_]+)"', table)
+    return {name: default.replace('\\"', '"') for name, default in entries}, names
 
-    def test_every_app_key_has_a_readme_row(self):
+
+def readme_config_rows():
+    """The README's config reference: (first cell, last cell) of each row of the table whose
+    header is | key | meaning | default |."""
+    with open(os.path.join(SOURCE, "README.md")) as f:
+        lines = f.read().split("\n")
+    start = lines.index("| key | meaning | default |")
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        rows.append((cells[0], cells[-1]))
+    return rows
+
+
+class ConfigReference(unittest.TestCase):
+    """Every config key, as server/core/config.cpp declares it (config_keys() for the top
+    level, app_keys() for an app entry: the lists that parsing, the unknown-key check and
+    reload use), has its row in the README's config reference with the default the table
+    states, and the README documents no key that herd does not know."""
+
+    def setUp(self):
         with open(os.path.join(SOURCE, "server", "core", "config.cpp")) as f:
-            source = f.read()
-        table = source[source.index("std::span<const AppKey> app_keys()"):]
-        table = table[:table.index("return keys;")]
-        declared = set(re.findall(r'\.name = "([a-z_]+)"', table))
-        self.assertGreater(len(declared), 20, "the key table was not found in config.cpp")
-        with open(os.path.join(SOURCE, "README.md")) as f:
-            readme = f.read()
-        documented = set(re.findall(r"^\| `apps\[\]\.([a-z_]+)", readme, re.M))
-        self.assertEqual(sorted(declared - documented), [], "keys without a README row")
-        self.assertEqual(sorted(documented - declared), [], "README rows herd does not know")
+            self.source = f.read()
+        self.rows = readme_config_rows()
+
+    def check(self, declared, names, documented, what):
+        self.assertEqual(sorted(set(names) - set(declared)), [],
+                         "%s keys without .readme_default right after .name" % what)
+        self.assertEqual(sorted(set(declared) - set(documented)), [],
+                         "%s keys without a README row" % what)
+        self.assertEqual(sorted(set(documented) - set(declared)), [],
+                         "README rows for %s keys herd does not know" % what)
+        for name, default in sorted(declared.items()):
+            self.assertEqual(documented[name], default,
+                             "the README's default for %s %s is not the one config.cpp declares"
+                             % (what, name))
+
+    def test_every_app_key_has_a_readme_row_with_its_default(self):
+        declared, names = declared_keys(self.source, "std::span<const AppKey> app_keys()")
+        self.assertGreater(len(declared), 20, "the app key table was not found in config.cpp")
+        documented = {}
+        for key, default in self.rows:
+            m = re.match(r"`apps\[\]\.([a-z_]+)(\[\])?`$", key)
+            if m:
+                documented[m.group(1)] = default
+        self.check(declared, names, documented, "app")
+
+    def test_every_top_level_key_has_a_readme_row_with_its_default(self):
+        declared, names = declared_keys(self.source, "std::span<const ConfigKey> config_keys()")
+        self.assertGreater(len(declared), 5, "the top-level key table was not found in config.cpp")
+        documented = {}
+        for key, default in self.rows:
+            if "[]" in key:
+                continue  # apps[].KEY and plugins[].KEY rows
+            # A row may document several keys: "`user`, `group`".
+            for name in re.findall(r"`([a-z_]+)`", key):
+                documented[name] = default
+        self.check(declared, names, documented, "top-level")
 
 
 if __name__ == "__main__":

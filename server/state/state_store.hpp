@@ -20,7 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace herd::broker {
+namespace herd::state {
 
 using json = nlohmann::json;
 
@@ -127,4 +127,4 @@ class Replica {
     bool synced_ = false;
 };
 
-}  // namespace herd::broker
+}  // namespace herd::state

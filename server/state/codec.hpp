@@ -3,7 +3,9 @@
 // (keys and values within the limits of state_store.hpp, versions consistent) or throws
 // CodecError naming the message type and the field: `state.delta: changes[2].key: key is
 // empty`. They read only the fields they need; other fields are ignored (newer senders).
-// The protocol itself (who sends what, in which order) is described in broker.hpp.
+// The protocol itself (who sends what, in which order) is described in broker/broker.hpp.
+// Part of herd_state (server/state/), not of the broker: the worker's replica speaks it too,
+// and the broker depends on herd_state, never the other way.
 #pragma once
 
 #include <cstdint>
@@ -13,10 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "broker/state_store.hpp"
 #include "core/error.hpp"
+#include "state/state_store.hpp"
 
-namespace herd::broker {
+namespace herd::state {
 
 class CodecError : public core::Error {
   public:
@@ -113,4 +115,4 @@ Entries decode_entries(const json& j, const std::string& what);
 // or "<what>: key \"k\" appears twice in entries"; without the "<what>: " when what is empty).
 json parse_json(std::string_view text, const std::string& what);
 
-}  // namespace herd::broker
+}  // namespace herd::state

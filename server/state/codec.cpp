@@ -1,11 +1,11 @@
 // The broker's messages; see codec.hpp.
-#include "broker/codec.hpp"
+#include "state/codec.hpp"
 
 #include <fmt/format.h>
 
 #include "core/json_text.hpp"
 
-namespace herd::broker {
+namespace herd::state {
 namespace {
 
 // A JSON value shortened for an error message; never throws (invalid UTF-8 is replaced).
@@ -365,4 +365,4 @@ std::optional<std::uint64_t> request_id(const json& body) {
     return std::nullopt;
 }
 
-}  // namespace herd::broker
+}  // namespace herd::state

@@ -1,5 +1,5 @@
 // The shared state's data model; see state_store.hpp.
-#include "broker/state_store.hpp"
+#include "state/state_store.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-namespace herd::broker {
+namespace herd::state {
 namespace {
 
 // Offset of the first byte that is not part of well-formed UTF-8 (no overlong forms, no
@@ -225,4 +225,4 @@ Replica::Result Replica::apply(const Delta& delta) {
     return Result::gap;
 }
 
-}  // namespace herd::broker
+}  // namespace herd::state
