@@ -57,7 +57,7 @@ void Master::carry_out(Action& action) {
             } else if constexpr (std::is_same_v<T, act::Kill>) {
                 if (workers_.contains(a.pid)) (void)kill(a.pid, a.signal);
             } else if constexpr (std::is_same_v<T, act::Log>) {
-                core::log_line(a.level, a.text);
+                if (core::log_enabled(a.level)) core::log_line(a.level, a.text);
             } else if constexpr (std::is_same_v<T, act::Emit>) {
                 emit(a.event, std::move(a.fields));
             } else if constexpr (std::is_same_v<T, act::RestartLater>) {

@@ -1,7 +1,9 @@
 """Logs: what plugins print reaches the master's log with the worker's name and pid (stdout,
 stderr, an unfinished last line, a flood, and a worker that dies right after printing); the
 master's log_file and the access logs are reopened on SIGUSR1 for logrotate; access log lines
-use the combined format with hostile bytes escaped."""
+use the combined format with hostile bytes escaped; log_level "warn" keeps the master's
+routine lines out and its failures in."""
+import json
 import os
 import re
 import signal
@@ -29,6 +31,37 @@ def wait_in_file(path, pattern, seconds=10):
     rx = re.compile(pattern)
     harness.wait_until(lambda: rx.search(read(path)), seconds=seconds,
                        what="/%s/ in %s" % (pattern, path))
+
+
+def web_workers(herd):
+    """{slot: (pid, state)} from `herd status --json` once the app runs, else None."""
+    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
+    if code != 0:
+        return None
+    web = json.loads(out)["apps"][0]
+    if web["state"] != "running":
+        return None
+    return {w["slot"]: (w["pid"], w["state"]) for w in web["workers"]}
+
+
+class LogLevel(unittest.TestCase):
+    def test_warn_logs_the_failures_and_not_the_routine(self):
+        with harness.Herd({"log_level": "warn", "apps": [probe_app()]}, wait_ready=False) as herd:
+            seen = {}
+
+            def running():
+                seen["workers"] = web_workers(herd)
+                return seen["workers"]
+            harness.wait_until(running, what="app web running")
+            first = seen["workers"]
+            os.kill(first[0][0], signal.SIGKILL)
+            harness.wait_until(lambda: running() and seen["workers"][0][0] != first[0][0],
+                               what="a new worker in slot 0")
+            herd.wait_for(r"error \[master:\d+\] worker web/0 \(pid %d\) killed by signal 9 "
+                          r"\(Killed\) unexpectedly" % first[0][0])
+            for routine in (r"spawned worker", r" ready in ", r"all apps ready",
+                            r"listening on", r"restarting app"):
+                self.assertEqual(herd.count(routine), 0, routine + "\n" + herd.log())
 
 
 class PluginOutput(harness.HerdTestCase):
