@@ -209,6 +209,7 @@ void Supervisor::forget_app_if_empty(Actions& out, SupervisedApp& app) {
     for (const auto& [pid, w] : workers_)
         if (w.app == app.id) return;
     log(out, core::LogLevel::info, fmt::format("app \"{}\" stopped", app.settings.name));
+    emit(out, "app.removed", {{"app", app.settings.name}});
     out.push_back(act::ForgetApp{app.id});
     apps_.erase(app.id);
 }

@@ -304,10 +304,11 @@ class Apps(unittest.TestCase):
             self.assertEqual(harness.get(extra).body, b"extra")
             # The old address closed once the new one served; the removed app's as well.
             self.assertTrue(refused(web))
-            # The removed app is gone once its last worker is (no event of its own).
+            # The removed app is gone once its last worker is.
             for slot in (0, 1):
                 exited = events.wait_for("worker.exited", app="api", slot=slot)
                 self.assertEqual((exited["code"], exited["expected"]), (0, True))
+            events.wait_for("app.removed", app="api")
             self.assertTrue(refused(api))
             names = [a["name"] for a in status(herd)["apps"]]
             self.assertEqual(names, ["web", "extra"])

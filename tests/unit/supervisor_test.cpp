@@ -455,6 +455,8 @@ TEST_F(Reload, AddedAppServesOnceItsCanaryIsReadyAndRemovedAppIsForgottenAfterIt
 
     a = exit(100, exited_with(0));
     EXPECT_EQ(all<act::ForgetApp>(a).size(), 1u);
+    ASSERT_NE(find_event(a, "app.removed"), nullptr);
+    EXPECT_EQ(find_event(a, "app.removed")->fields["app"], "web");
     EXPECT_EQ(sup.app(1), nullptr);
     EXPECT_EQ(sup.app_state(2), "running");
 }
