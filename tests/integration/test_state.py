@@ -122,7 +122,7 @@ class FileBackend(harness.HerdTestCase):
             broker = self.broker_pid()
             os.kill(broker, signal.SIGKILL)
             exited = events.wait_for("broker.exited", pid=broker)
-            self.assertEqual((exited["status"], exited["expected"]), ("killed by signal 9", False))
+            self.assertEqual((exited["status"], exited["expected"]), ("killed by signal 9 (Killed)", False))
             # Requests are served from the workers' copies meanwhile.
             self.assertEqual(set(read_all(self.herd, self.port, "k").values()), {1})
             spawned = events.wait_for("broker.spawned")
