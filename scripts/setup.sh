@@ -7,12 +7,14 @@ set -euo pipefail
 HERD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${HERD_BUILD_DIR:-$HERD_ROOT/build}"
 
-# Build: compiler, Meson, the libraries (hiredis for the state broker's Redis backend).
+# Build: compiler, Meson, the libraries (hiredis for the state broker's Redis backend, c-ares
+# for the HTTP client's name lookups).
 # Tests: GoogleTest, Python, curl and wrk as clients, redis-server and redis-cli (the tests
 # start their own Redis).
 PACKAGES=(
   g++ meson ninja-build pkg-config
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp libhiredis-dev
+  libc-ares-dev
   libgtest-dev python3 curl wrk redis-server redis-tools
 )
 # A caller may ask for more (scripts/test.sh: clang and its libFuzzer runtime for the fuzz pass,
