@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "herd/client.hpp"
 #include "herd/loop.hpp"
 #include "herd/state.hpp"
 
@@ -50,6 +51,11 @@ class Context {
     // work, background coroutines (loop.hpp). What the plugin registers there is removed
     // before its on_stop.
     virtual Loop& loop() = 0;
+
+    // The worker's HTTP client (client.hpp), on the same loop: requests to other services
+    // that wait without blocking. Exchanges still running when the plugin stops are
+    // cancelled before its on_stop. (ABI 5.1)
+    virtual HttpClient& http() = 0;
 };
 
 }  // namespace herd

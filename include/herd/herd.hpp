@@ -1,6 +1,7 @@
 // Everything a plugin author includes: #include <herd/herd.hpp>.
 #pragma once
 
+#include "herd/client.hpp"
 #include "herd/context.hpp"
 #include "herd/http.hpp"
 #include "herd/loop.hpp"

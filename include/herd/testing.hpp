@@ -511,6 +511,73 @@ struct LogLine {
     std::string text;
 };
 
+// An HttpClient whose answers the test gives (Context::http() of a FakeContext): every
+// request is recorded; a URL answered with on() gets that reply, one set with fail() that
+// error, any other a ClientError of kind `connect` saying no fake answer was set. Answers
+// arrive through the loop (run_until_idle() or advance()), never inside fetch(), and go with
+// their scope when it is cancelled.
+class FakeHttp final : public HttpClient {
+  public:
+    explicit FakeHttp(FakeLoop& loop) : loop_(loop) {}
+    FakeHttp(const FakeHttp&) = delete;
+    FakeHttp& operator=(const FakeHttp&) = delete;
+
+    void on(std::string url, HttpReply reply) { answers_[std::move(url)] = std::move(reply); }
+    void fail(std::string url, ClientError::Kind kind, std::string message) {
+        failures_.insert_or_assign(std::move(url), ClientError(kind, std::move(message)));
+    }
+    const std::vector<HttpRequest>& requests() const noexcept { return requests_; }
+
+    Id fetch(HttpRequest request, HttpHandlers handlers, Scope* scope = nullptr) override {
+        requests_.push_back(request);
+        Id id = next_id_++;
+        std::optional<HttpReply> reply;
+        std::optional<ClientError> error;
+        if (auto a = answers_.find(request.url); a != answers_.end())
+            reply = a->second;
+        else if (auto f = failures_.find(request.url); f != failures_.end())
+            error = f->second;
+        else
+            error = ClientError(ClientError::Kind::connect,
+                                request.method + " " + request.url +
+                                    ": no fake answer for this URL (FakeHttp::on)");
+        posted_[id] = loop_.post(
+            [this, id, h = std::move(handlers), reply = std::move(reply),
+             error = std::move(error)]() mutable {
+                posted_.erase(id);
+                if (error) {
+                    if (h.done) h.done(HttpReply(), &*error);
+                    return;
+                }
+                if (h.head) {
+                    HttpReply head = *reply;
+                    head.body.clear();
+                    h.head(head);
+                    if (h.body && !reply->body.empty()) h.body(reply->body);
+                    reply->body.clear();
+                }
+                if (h.done) h.done(std::move(*reply), nullptr);
+            },
+            scope);
+        return id;
+    }
+    bool cancel(Id id) noexcept override {
+        auto it = posted_.find(id);
+        if (it == posted_.end()) return false;
+        loop_.cancel(it->second);
+        posted_.erase(it);
+        return true;
+    }
+
+  private:
+    FakeLoop& loop_;
+    std::map<std::string, HttpReply> answers_;
+    std::map<std::string, ClientError> failures_;
+    std::vector<HttpRequest> requests_;
+    std::map<Id, Loop::Id> posted_;
+    Id next_id_ = 1;
+};
+
 // A Context with settable identity and config, recording what the plugin logs and sends.
 class FakeContext final : public Context, private Logger {
   public:
@@ -534,6 +601,7 @@ class FakeContext final : public Context, private Logger {
     }
     FakeState& state() override { return state_; }
     FakeLoop& loop() override { return loop_; }
+    FakeHttp& http() override { return http_; }
 
     void set_config(nlohmann::json config) { config_ = std::move(config); }
     void set_worker_id(int id) { worker_id_ = id; }
@@ -565,8 +633,9 @@ class FakeContext final : public Context, private Logger {
     std::vector<LogLine> lines_;
     std::vector<nlohmann::json> sent_;
     std::vector<nlohmann::json> broadcasts_;
-    FakeLoop loop_;  // before state_: the state posts into it
+    FakeLoop loop_;  // before state_ and http_: they post into it
     FakeState state_{loop_};
+    FakeHttp http_{loop_};
 };
 
 // ---- Requests in flight
@@ -1015,6 +1084,7 @@ class Harness {
     FakeContext& context() noexcept { return ctx_; }
     FakeLoop& loop() noexcept { return ctx_.loop(); }
     FakeState& state() noexcept { return ctx_.state(); }
+    FakeHttp& http() noexcept { return ctx_.http(); }  // answers for the plugin's fetches
 
     // Constructs the plugin and runs its on_start; what on_start throws comes out of here
     // (the worker's start-up failure), after the plugin's loop was stopped.

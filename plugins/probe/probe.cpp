@@ -1,6 +1,7 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
 // stuck requests, messages between workers, printed output, and answers that come later:
-// timers, streams, server-sent events, blocking work). Never mount it on a public address.
+// timers, streams, server-sent events, blocking work; fetching through herd's HTTP client).
+// Never mount it on a public address.
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -34,6 +35,23 @@ std::string query_param(std::string_view query, std::string_view name) {
     return {};
 }
 
+// "%2F" and "+" decoded (a URL passed in a query parameter); a bad escape stays as it is.
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        unsigned value = 0;
+        if (s[i] == '%' && i + 2 < s.size() &&
+            std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16).ptr ==
+                s.data() + i + 3) {
+            out += static_cast<char>(value);
+            i += 2;
+        } else {
+            out += s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    return out;
+}
+
 // Reads query parameter `name` as a number from 0 to max into out, or answers 400 saying so.
 bool number_param(const herd::Request& request, std::string_view name, long max,
                   std::string_view unit, herd::Response& response, long& out) {
@@ -53,7 +71,8 @@ class Probe final : public herd::Plugin {
     void respond(herd::Responder r) override {
         std::string_view path = r.request().subpath();
         if (path == "/wait" || path == "/wait-throw" || path == "/wait-forever" ||
-            path == "/stream" || path == "/sse" || path == "/blocking" || path == "/watch")
+            path == "/stream" || path == "/sse" || path == "/blocking" || path == "/watch" ||
+            path == "/fetch")
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
@@ -195,7 +214,9 @@ class Probe final : public herd::Plugin {
     // [&size=S][&ignore_backpressure=1]: N pieces M ms apart ("chunk i" lines, or S bytes),
     // waiting for the client whenever write() says full (unless told to ignore it).
     // /sse?events=N&ms=M[&keepalive=K]: N events M ms apart. /blocking?ms=N: sleeps N ms on the
-    // blocking pool, answers "pid thread".
+    // blocking pool, answers "pid thread". /fetch?url=URL: fetches URL (percent-encoded) with
+    // herd's HTTP client, tied to this request, and answers the upstream's status and body (502
+    // and the client's error when there is no response).
     herd::Task<> later(herd::Responder& r) {
         const herd::Request& request = r.request();
         herd::Response& response = r.response();
@@ -300,6 +321,24 @@ class Probe final : public herd::Plugin {
                     ::read(timer.fd, &expirations, sizeof expirations) != sizeof expirations)
                     throw std::runtime_error("probe: /watch: the timerfd was not readable");
                 answer_pid(response);
+            } else if (path == "/fetch") {
+                std::string url = percent_decode(query_param(request.query(), "url"));
+                if (url.empty()) {
+                    response.set_status(400);
+                    response.set_body("probe: /fetch needs url=URL (percent-encoded)\n");
+                    co_return;
+                }
+                herd::HttpRequest q;
+                q.url = url;
+                auto upstream = ctx_->http().request(std::move(q));
+                try {
+                    herd::HttpReply reply = co_await upstream;
+                    response.set_status(reply.status);
+                    response.set_body(reply.body);
+                } catch (const herd::ClientError& e) {
+                    response.set_status(502);
+                    response.set_body(std::string("probe: /fetch: ") + e.what() + "\n");
+                }
             } else if (path == "/blocking") {
                 if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;
                 auto job = loop.blocking([ms] {

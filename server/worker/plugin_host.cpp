@@ -40,7 +40,7 @@ class NoState final : public State {
 class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
-                  MessageSink* sink, state::StateReplica* state, PluginLoop& loop)
+                  MessageSink* sink, state::StateReplica* state, PluginLoop& loop, PluginHttp& http)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
@@ -48,7 +48,8 @@ class PluginContext final : public Context, public Logger {
           sink_(sink),
           state_(state != nullptr ? state->make_view("plugin " + plugin.mount)
                                   : std::make_unique<NoState>()),
-          loop_(loop) {}
+          loop_(loop),
+          http_(http) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
@@ -63,6 +64,7 @@ class PluginContext final : public Context, public Logger {
     }
     State& state() override { return *state_; }
     Loop& loop() override { return loop_; }
+    HttpClient& http() override { return http_; }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -83,10 +85,12 @@ class PluginContext final : public Context, public Logger {
     MessageSink* sink_;
     std::unique_ptr<State> state_;
     PluginLoop& loop_;
+    PluginHttp& http_;
 };
 
 MountedPlugin::MountedPlugin() = default;
 MountedPlugin::~MountedPlugin() {
+    if (http) http->shutdown();
     if (loop) loop->shutdown();  // nothing of the plugin runs once its object is gone
     plugin.reset();  // before the loop, the context and the library, whatever the member order
 }
@@ -214,8 +218,10 @@ void PluginHost::unload() {
     // Every loop stops before any plugin object dies (a coroutine of one plugin may be
     // cancelled into code that uses another); then plugins are destroyed in reverse order of
     // construction, each before its library.
-    for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it)
+    for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
+        if ((*it)->http) (*it)->http->shutdown();
         if ((*it)->loop) (*it)->loop->shutdown();
+    }
     while (!config_order_.empty()) {
         MountedPlugin* m = config_order_.back();
         config_order_.pop_back();
@@ -230,6 +236,7 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
         if (!own_loop_) own_loop_ = std::make_unique<core::EventLoop>();
         loop = own_loop_.get();
     }
+    loop_ = loop;
     failed_ = std::move(services.failed);
     if (!failed_) failed_ = [](const std::string& what) { core::log_error("{}", what); };
     for (std::size_t i = 0; i < app.plugins.size(); ++i) {
@@ -239,8 +246,10 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
         m->who = "plugin \"" + pc.mount + "\" (" + pc.path + ")";
         m->failed = &failed_;
         m->loop = std::make_unique<PluginLoop>(*loop, services.pool, m->who, &failed_);
+        m->http = std::make_unique<PluginHttp>(
+            [this]() -> client::HttpClient& { return shared_http(); }, *m->loop);
         m->context = std::make_unique<PluginContext>(app, pc, worker_id, services.sink,
-                                                     services.state, *m->loop);
+                                                     services.state, *m->loop, *m->http);
         open_plugin(*m, pc.path, i < services.files.size() ? services.files[i] : -1);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
@@ -262,9 +271,15 @@ void PluginHost::start() {
     }
 }
 
+client::HttpClient& PluginHost::shared_http() {
+    if (!http_) http_ = std::make_unique<client::HttpClient>(*loop_);
+    return *http_;
+}
+
 void PluginHost::stop() {
     for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
         MountedPlugin* m = *it;
+        m->http->shutdown();  // its exchanges, then what it registered on its loop
         m->loop->shutdown();  // also for a plugin whose on_start threw after registering
         if (!m->started) continue;
         m->started = false;

@@ -9,11 +9,13 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include "client/http_client.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
 #include "core/plugin_guard.hpp"
 #include "herd/plugin.hpp"
+#include "worker/plugin_http.hpp"
 #include "worker/plugin_loop.hpp"
 
 namespace herd::state {
@@ -49,6 +51,7 @@ struct MountedPlugin {
     boost::dll::shared_library library;
     std::unique_ptr<PluginContext> context;
     std::unique_ptr<PluginLoop> loop;
+    std::unique_ptr<PluginHttp> http;  // its exchanges on the worker's HTTP client
     std::unique_ptr<Plugin> plugin;
     std::string mount;
     std::string path;
@@ -95,6 +98,8 @@ class PluginHost {
     bool deliver(std::string_view mount, const nlohmann::json& message, int from_worker);
     // Every plugin's registrations, added up (for the heartbeat).
     PluginLoop::Counts loop_counts() const;
+    // The worker's HTTP client (made at the first plugin's use), or null.
+    const client::HttpClient* http() const { return http_.get(); }
 
     // The plugin with the longest mount that is a path-segment prefix of `path`, or null.
     MountedPlugin* route(std::string_view path);
@@ -104,6 +109,10 @@ class PluginHost {
     std::vector<std::unique_ptr<MountedPlugin>> plugins_;  // sorted by mount length, longest first
     std::vector<MountedPlugin*> config_order_;
     std::unique_ptr<core::EventLoop> own_loop_;  // when the services brought none
+    core::EventLoop* loop_ = nullptr;            // the services' or our own
+    // The worker's one HTTP client, shared by its plugins (after own_loop_: destroyed first).
+    std::unique_ptr<client::HttpClient> http_;
+    client::HttpClient& shared_http();
     core::FailureHandler failed_;
 };
 

@@ -1,0 +1,148 @@
+"""herd's HTTP client as a plugin uses it (probe's /fetch): a real upstream answers through the
+worker's loop; keep-alive connections are pooled; https:// and an unreachable upstream fail
+with a clear error; an exchange whose request ends (the client went away, request_timeout_ms
+passed) closes its upstream connection."""
+import socket
+import threading
+import unittest
+import urllib.parse
+
+import harness
+from harness import app, plugin
+
+
+class Upstream:
+    """A loopback HTTP/1.1 server in the test: answers each request with `reply(request)`
+    (bytes), or never when it returns None; counts connections and the ones the client
+    closed."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.cond = threading.Condition()
+        self.connections = 0
+        self.closed_by_client = 0
+        self.requests = []
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.cond:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        data = b""
+        with conn:
+            while True:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    with self.cond:
+                        if not self.stopping:
+                            self.closed_by_client += 1
+                        self.cond.notify_all()
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, data = data.split(b"\r\n\r\n", 1)
+                    with self.cond:
+                        self.requests.append(head.decode())
+                        self.cond.notify_all()
+                    answer = self.reply(head.decode())
+                    if answer is not None:
+                        conn.sendall(answer)
+
+    def wait(self, predicate, what):
+        with self.cond:
+            if not self.cond.wait_for(predicate, harness.timeout(10)):
+                raise AssertionError("timed out waiting for the upstream: " + what)
+
+    def close(self):
+        with self.cond:
+            self.stopping = True
+        self.sock.close()
+
+
+def ok(body):
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def probe_app(**extra):
+    return app(workers=1, plugins=[{"mount": "/probe", "path": plugin("probe")}], **extra)
+
+
+def fetch_path(url):
+    return "/probe/fetch?url=" + urllib.parse.quote(url, safe="")
+
+
+class Fetch(unittest.TestCase):
+    def test_answers_come_through_the_pool_and_errors_name_their_cause(self):
+        upstream = Upstream(lambda head: ok(b"upstream saw " + head.split("\r\n")[0].encode()))
+        try:
+            with harness.Herd({"apps": [probe_app()]}) as herd:
+                port = herd.port()
+                for i in range(5):
+                    r = harness.get(port, fetch_path(upstream.url("/item/%d?x=1" % i)))
+                    self.assertEqual(r.status, 200, r.body)
+                    self.assertEqual(r.body, b"upstream saw GET /item/%d?x=1 HTTP/1.1" % i)
+                # One worker, one origin, one request at a time: one pooled connection.
+                self.assertEqual(upstream.connections, 1)
+
+                r = harness.get(port, fetch_path("https://127.0.0.1:%d/" % upstream.port))
+                self.assertEqual(r.status, 502)
+                self.assertIn(b"no TLS", r.body)
+
+                with socket.socket() as s:  # a port nobody listens on
+                    s.bind(("127.0.0.1", 0))
+                    closed = s.getsockname()[1]
+                r = harness.get(port, fetch_path("http://127.0.0.1:%d/" % closed))
+                self.assertEqual(r.status, 502)
+                self.assertIn(b"Connection refused", r.body)
+                self.assertIn(b"127.0.0.1:%d" % closed, r.body)
+                self.assertEqual(herd.stop(), 0, herd.log())
+        finally:
+            upstream.close()
+
+    def test_a_client_that_leaves_closes_the_upstream_exchange(self):
+        upstream = Upstream(lambda head: None)  # never answers
+        try:
+            with harness.Herd({"apps": [probe_app()]}) as herd:
+                port = herd.port()
+                c = harness.Client(port)
+                c.send(b"GET " + fetch_path(upstream.url("/slow")).encode() +
+                       b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                upstream.wait(lambda: len(upstream.requests) == 1, "the request")
+                c.close()
+                upstream.wait(lambda: upstream.closed_by_client == 1, "herd closing it")
+                self.assertEqual(herd.stop(), 0, herd.log())
+        finally:
+            upstream.close()
+
+    def test_request_timeout_ms_bounds_the_exchange(self):
+        upstream = Upstream(lambda head: None)
+        try:
+            with harness.Herd({"apps": [probe_app(request_timeout_ms=harness.ms(300))]}) as herd:
+                r = harness.get(herd.port(), fetch_path(upstream.url("/slow")))
+                self.assertEqual(r.status, 504, r.body)
+                upstream.wait(lambda: upstream.closed_by_client == 1, "herd closing it")
+                self.assertEqual(herd.stop(), 0, herd.log())
+        finally:
+            upstream.close()
+
+
+if __name__ == "__main__":
+    harness.main()
