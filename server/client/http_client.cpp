@@ -169,6 +169,18 @@ HttpClient::~HttpClient() {
     *alive_ = false;
 }
 
+core::ClientStats HttpClient::stats() const {
+    core::ClientStats s;
+    s.requests = counts_.requests;
+    s.responses = responses_;
+    for (const auto& [kind, n] : counts_.errors) s.errors[error_kind_name(kind)] = n;
+    Pool p = pool();
+    s.open = p.open;
+    s.idle = p.idle;
+    s.waiting = p.waiting;
+    return s;
+}
+
 HttpClient::Pool HttpClient::pool() const {
     Pool p;
     for (const auto& [key, o] : origins_) {
@@ -500,7 +512,8 @@ void HttpClient::complete(Exchange& x) {
     bool reusable = x.parser->keep_alive() && x.sent;
     x.conn = nullptr;
     ++counts_.responses;
-    latency_sum_ += std::chrono::duration<double>(loop_.cached_now() - x.started).count();
+    responses_.record(x.response.status,
+                      std::chrono::duration<double>(loop_.cached_now() - x.started).count());
     finish(x, nullptr);
     if (c != nullptr) {
         c->x = nullptr;

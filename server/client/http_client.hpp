@@ -22,6 +22,7 @@
 #include "client/resolver.hpp"
 #include "client/response_parser.hpp"
 #include "client/url.hpp"
+#include "core/client_stats.hpp"
 #include "core/event_loop.hpp"
 
 namespace herd::client {
@@ -99,9 +100,9 @@ class HttpClient {
 
     const Counts& counts() const { return counts_; }
     Pool pool() const;  // over every origin
-    // Latencies of completed exchanges, for a histogram (seconds): filled by the caller's
-    // choice of buckets in metrics; here the raw sum and count.
-    double latency_sum() const { return latency_sum_; }
+    // For the heartbeat and /metrics: the counters, responses by status class and latency,
+    // and the pool now.
+    core::ClientStats stats() const;
 
   private:
     struct Origin;
@@ -136,7 +137,7 @@ class HttpClient {
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for deferred calls
     Id next_id_ = 1;
     Counts counts_;
-    double latency_sum_ = 0;
+    core::RequestStats responses_;  // status classes and latency of completed exchanges
     bool destroying_ = false;
 };
 

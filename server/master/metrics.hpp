@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/acceptor.hpp"
+#include "core/client_stats.hpp"
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
 #include "core/socket.hpp"
@@ -20,7 +21,8 @@ namespace herd::master {
 struct AppMetrics {
     std::string name;
     int generation = 0;
-    core::RequestStats requests;  // every worker the app had, live and gone
+    core::RequestStats requests;    // every worker the app had, live and gone
+    core::ClientStats http_client;  // the plugins' HTTP clients: counters of all, pools of live
     std::uint64_t open_connections = 0;
     std::map<std::string, std::uint64_t> restarts;  // by reason
     std::map<std::string, int> workers;             // by state

@@ -426,13 +426,15 @@ void Worker::send_heartbeat() {
         if (std::fscanf(f, "%ld %ld", &size, &rss_pages) != 2) rss_pages = 0;
         std::fclose(f);
     }
-    master_->send({{"type", "heartbeat"},
-                   {"requests", requests_},
-                   {"open", open_connections_},
-                   {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
-                   {"stats", stats_.to_json()},
-                   {"state_version", state_.version()},
-                   {"async", async_figures()}});
+    nlohmann::json beat = {
+        {"type", "heartbeat"},       {"requests", requests_},
+        {"open", open_connections_}, {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
+        {"stats", stats_.to_json()}, {"state_version", state_.version()},
+        {"async", async_figures()}};
+    // Its HTTP client's figures, once a plugin has used it.
+    if (const client::HttpClient* http = plugins_.http())
+        beat["http_client"] = http->stats().to_json();
+    master_->send(beat);
 }
 
 void Worker::maybe_finish() {

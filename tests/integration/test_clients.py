@@ -93,8 +93,10 @@ class Fetch(unittest.TestCase):
     def test_answers_come_through_the_pool_and_errors_name_their_cause(self):
         upstream = Upstream(lambda head: ok(b"upstream saw " + head.split("\r\n")[0].encode()))
         try:
-            with harness.Herd({"apps": [probe_app()]}) as herd:
+            with harness.Herd({"apps": [probe_app()], "metrics": "127.0.0.1:0"}) as herd:
                 port = herd.port()
+                metrics_port = int(herd.wait_for(
+                    r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
                 for i in range(5):
                     r = harness.get(port, fetch_path(upstream.url("/item/%d?x=1" % i)))
                     self.assertEqual(r.status, 200, r.body)
@@ -113,6 +115,21 @@ class Fetch(unittest.TestCase):
                 self.assertEqual(r.status, 502)
                 self.assertIn(b"Connection refused", r.body)
                 self.assertIn(b"127.0.0.1:%d" % closed, r.body)
+
+                # /metrics: the figures of the worker's last heartbeat (one a second).
+                wanted = [b'herd_http_client_requests_total{app="web"} 7',
+                          b'herd_http_client_responses_total{app="web",code="2xx"} 5',
+                          b'herd_http_client_errors_total{app="web",kind="connect"} 1',
+                          b'herd_http_client_errors_total{app="web",kind="unsupported"} 1',
+                          b'herd_http_client_duration_seconds_count{app="web"} 5',
+                          b'herd_http_client_connections{app="web",state="idle"} 1',
+                          b'herd_http_client_waiting{app="web"} 0']
+                seen = {}
+
+                def reported():
+                    seen["body"] = harness.get(metrics_port, "/metrics").body
+                    return all(line in seen["body"] for line in wanted)
+                harness.wait_until(reported, what="the client's figures in /metrics")
                 self.assertEqual(herd.stop(), 0, herd.log())
         finally:
             upstream.close()

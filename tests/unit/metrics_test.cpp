@@ -48,6 +48,67 @@ TEST(RequestStatsTest, JsonRoundTripAndBadShapesRefused) {
     }
 }
 
+TEST(ClientStatsTest, JsonRoundTripSumsAndBadShapesRefused) {
+    herd::core::ClientStats s;
+    s.requests = 4;
+    s.responses.record(200, 0.003);
+    s.errors["timeout"] = 2;
+    s.open = 3;
+    s.idle = 1;
+    s.waiting = 5;
+    herd::core::ClientStats back;
+    ASSERT_TRUE(herd::core::ClientStats::from_json(s.to_json(), back));
+    EXPECT_EQ(back.requests, 4u);
+    EXPECT_EQ(back.responses.count(), 1u);
+    EXPECT_EQ(back.errors.at("timeout"), 2u);
+    EXPECT_EQ(back.waiting, 5u);
+    herd::core::ClientStats sum = s.counters();
+    EXPECT_EQ(sum.open, 0u);  // a gone worker leaves no pool
+    sum += s;
+    EXPECT_EQ(sum.requests, 8u);
+    EXPECT_EQ(sum.errors.at("timeout"), 4u);
+    EXPECT_EQ(sum.open, 3u);
+    for (const char* bad :
+         {R"([])", R"({"requests":1})",
+          R"({"requests":-1,"open":0,"idle":0,"waiting":0,"errors":{},"responses":{}})",
+          R"({"requests":1,"open":0,"idle":0,"waiting":0,"errors":{"x":"y"},)"
+          R"("responses":{"by_class":[0,0,0,0,0],"buckets":[0,0,0,0,0,0,0,0,0,0,0,0],)"
+          R"("latency_sum":0}})"}) {
+        herd::core::ClientStats untouched = s;
+        EXPECT_FALSE(herd::core::ClientStats::from_json(nlohmann::json::parse(bad), untouched))
+            << bad;
+        EXPECT_EQ(untouched.requests, 4u);
+    }
+}
+
+TEST(RenderMetricsTest, HttpClientFamilies) {
+    MasterMetrics m;
+    AppMetrics a;
+    a.name = "web";
+    a.http_client.requests = 3;
+    a.http_client.responses.record(200, 0.002);
+    a.http_client.responses.record(503, 0.2);
+    a.http_client.errors["connect"] = 1;
+    a.http_client.open = 2;
+    a.http_client.idle = 1;
+    a.http_client.waiting = 4;
+    m.apps.push_back(a);
+    std::string t = render_metrics(m);
+    for (const char* line :
+         {"# TYPE herd_http_client_requests_total counter\n",
+          "herd_http_client_requests_total{app=\"web\"} 3\n",
+          "herd_http_client_responses_total{app=\"web\",code=\"2xx\"} 1\n",
+          "herd_http_client_responses_total{app=\"web\",code=\"5xx\"} 1\n",
+          "herd_http_client_errors_total{app=\"web\",kind=\"connect\"} 1\n",
+          "herd_http_client_duration_seconds_bucket{app=\"web\",le=\"0.0025\"} 1\n",
+          "herd_http_client_duration_seconds_bucket{app=\"web\",le=\"+Inf\"} 2\n",
+          "herd_http_client_duration_seconds_count{app=\"web\"} 2\n",
+          "herd_http_client_connections{app=\"web\",state=\"open\"} 2\n",
+          "herd_http_client_connections{app=\"web\",state=\"idle\"} 1\n",
+          "herd_http_client_waiting{app=\"web\"} 4\n"})
+        EXPECT_NE(t.find(line), std::string::npos) << line << t;
+}
+
 TEST(RenderMetricsTest, ExpositionFormat) {
     MasterMetrics m;
     m.reloads = 2;
