@@ -65,11 +65,16 @@ class SdkTest(unittest.TestCase):
     def test_sdk_installed(self):
         self.assertEqual(len(self.headers), 1, "herd.hpp installed once")
         self.assertEqual(len(self.pcs), 1, "herd-plugin.pc installed")
-        # Only the SDK's headers are installed: the server's are not part of it.
-        installed = sorted(os.listdir(os.path.dirname(self.headers[0])))
-        sdk = sorted(h for h in os.listdir(os.path.join(SOURCE, "include", "herd")) if h.endswith(".hpp"))
+        # Only the SDK's headers are installed (the test kit's parts in herd/testing/ too): the
+        # server's are not part of it.
+        def tree(root):
+            return sorted(os.path.relpath(os.path.join(d, f), root)
+                          for d, _, files in os.walk(root) for f in files)
+        installed = tree(os.path.dirname(self.headers[0]))
+        sdk = [h for h in tree(os.path.join(SOURCE, "include", "herd")) if h.endswith(".hpp")]
         self.assertEqual(installed, sdk)
         self.assertIn("testing.hpp", installed)
+        self.assertIn(os.path.join("testing", "harness.hpp"), installed)
 
     def test_out_of_tree_plugin_builds_and_serves(self):
         src, _ = self.build_example("out-of-tree-plugin")

@@ -1,7 +1,8 @@
-// The test side of one Connection, shared by tests/unit/connection_test.cpp and
-// tests/fuzz/fuzz_connection.cpp: a fake worker (ConnectionHost) that keeps and frees
-// connections as Worker does, plugins built in-process (MountedPlugin without a library), a
-// client on the other end of a socketpair, and a reader of the HTTP/1.1 responses it gets.
+// The test side of one Connection, shared by tests/unit/connection_fixture.hpp (for
+// connection_test.cpp and connection_failure_test.cpp) and tests/fuzz/fuzz_connection.cpp: a
+// fake worker (ConnectionHost) that keeps and frees connections as Worker does, plugins built
+// in-process (MountedPlugin without a library), a client on the other end of a socketpair, and
+// a reader of the HTTP/1.1 responses it gets.
 #pragma once
 
 #include <fcntl.h>
