@@ -214,8 +214,9 @@ class Probe final : public herd::Plugin {
     // [&size=S][&ignore_backpressure=1]: N pieces M ms apart ("chunk i" lines, or S bytes),
     // waiting for the client whenever write() says full (unless told to ignore it).
     // /sse?events=N&ms=M[&keepalive=K]: N events M ms apart. /blocking?ms=N: sleeps N ms on the
-    // blocking pool, answers "pid thread". /fetch?url=URL: fetches URL (percent-encoded) with
-    // herd's HTTP client, tied to this request, and answers the upstream's status and body (502
+    // blocking pool, answers "pid thread". /fetch?url=URL[&max_bytes=N][&timeout_ms=M]: fetches
+    // URL (percent-encoded) with herd's HTTP client, tied to this request (a response body of at
+    // most N bytes, a first byte within M ms), and answers the upstream's status and body (502
     // and the client's error when there is no response).
     herd::Task<> later(herd::Responder& r) {
         const herd::Request& request = r.request();
@@ -330,6 +331,16 @@ class Probe final : public herd::Plugin {
                 }
                 herd::HttpRequest q;
                 q.url = url;
+                long limit = 0;
+                if (!query_param(request.query(), "max_bytes").empty() &&
+                    !number_param(request, "max_bytes", 1L << 30, "bytes", response, limit))
+                    co_return;
+                q.max_response_bytes = static_cast<std::size_t>(limit);
+                if (!query_param(request.query(), "timeout_ms").empty()) {
+                    if (!number_param(request, "timeout_ms", 600000, "milliseconds", response, ms))
+                        co_return;
+                    q.first_byte_timeout = std::chrono::milliseconds(ms);
+                }
                 auto upstream = ctx_->http().request(std::move(q));
                 try {
                     herd::HttpReply reply = co_await upstream;

@@ -1,9 +1,12 @@
 """herd's HTTP client as a plugin uses it (probe's /fetch): a real upstream answers through the
 worker's loop; keep-alive connections are pooled; https:// and an unreachable upstream fail
 with a clear error; an exchange whose request ends (the client went away, request_timeout_ms
-passed) closes its upstream connection."""
+passed) closes its upstream connection; hostile, slow and restarted upstreams fail only their
+own requests, with a clear 502, and leave no descriptor behind."""
+import json
 import socket
 import threading
+import time
 import unittest
 import urllib.parse
 
@@ -16,16 +19,18 @@ class Upstream:
     (bytes), or never when it returns None; counts connections and the ones the client
     closed."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, port=0):
         self.reply = reply
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.cond = threading.Condition()
         self.connections = 0
         self.closed_by_client = 0
         self.requests = []
+        self.conns = []
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -40,6 +45,7 @@ class Upstream:
                 return
             with self.cond:
                 self.connections += 1
+                self.conns.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
@@ -63,7 +69,9 @@ class Upstream:
                         self.requests.append(head.decode())
                         self.cond.notify_all()
                     answer = self.reply(head.decode())
-                    if answer is not None:
+                    if callable(answer):
+                        answer(conn)  # it writes (and closes) itself
+                    elif answer is not None:
                         conn.sendall(answer)
 
     def wait(self, predicate, what):
@@ -72,9 +80,20 @@ class Upstream:
                 raise AssertionError("timed out waiting for the upstream: " + what)
 
     def close(self):
+        """Stops listening and closes every connection (a stopped service)."""
         with self.cond:
             self.stopping = True
+            conns = list(self.conns)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() that holds it open
+        except OSError:
+            pass
         self.sock.close()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def ok(body):
@@ -156,6 +175,96 @@ class Fetch(unittest.TestCase):
                 r = harness.get(herd.port(), fetch_path(upstream.url("/slow")))
                 self.assertEqual(r.status, 504, r.body)
                 upstream.wait(lambda: upstream.closed_by_client == 1, "herd closing it")
+                self.assertEqual(herd.stop(), 0, herd.log())
+        finally:
+            upstream.close()
+
+
+def trickle(data):
+    """An answer written a byte at a time."""
+    def send(conn):
+        for i in range(len(data)):
+            conn.sendall(data[i:i + 1])
+            time.sleep(0.001)  # the upstream's pace, not the test's synchronisation
+    return send
+
+
+def then_close(data):
+    def send(conn):
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_RDWR)
+    return send
+
+
+def hostile(head):
+    path = head.split(" ")[1]
+    return {
+        "/malformed": b"HTTP/1.1 2x0 Nope\r\n\r\n",
+        "/big": ok(b"x" * 100000),
+        "/trickle": trickle(ok(b"one byte at a time")),
+        "/truncated": then_close(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"),
+        "/garbage": then_close(b"\x00\xff\x13garbage\r\n\r\n"),
+        "/huge-head": ok(b"") .replace(b"\r\n\r\n", b"\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n"),
+        "/slow": None,
+    }.get(path, ok(b"fine"))
+
+
+def worker_fds(herd):
+    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
+    if code != 0:
+        return None
+    workers = json.loads(out)["apps"][0]["workers"]
+    return workers[0]["async"].get("fds") if workers else None
+
+
+class Faults(unittest.TestCase):
+    def test_hostile_slow_and_restarted_upstreams_fail_only_their_requests(self):
+        upstream = Upstream(hostile)
+        port_of_upstream = upstream.port
+        try:
+            with harness.Herd({"apps": [probe_app()]}) as herd:
+                port = herd.port()
+                pid = harness.get(port, "/probe/pid").body
+                self.assertEqual(harness.get(port, fetch_path(upstream.url("/"))).status, 200)
+                baseline = {}
+
+                def settled():
+                    baseline["fds"] = worker_fds(herd)
+                    return baseline["fds"] is not None
+                harness.wait_until(settled, what="the worker's descriptor count")
+
+                def fetch(path, **params):
+                    extra = "".join("&%s=%s" % kv for kv in params.items())
+                    return harness.get(port, fetch_path(upstream.url(path)) + extra)
+
+                for path, expected in [("/malformed", b"malformed response"),
+                                       ("/truncated", b"closed the connection"),
+                                       ("/garbage", b"malformed response"),
+                                       ("/huge-head", b"larger than")]:
+                    r = fetch(path)
+                    self.assertEqual(r.status, 502, (path, r.body))
+                    self.assertIn(expected, r.body, path)
+                r = fetch("/big", max_bytes=1000)
+                self.assertEqual(r.status, 502)
+                self.assertIn(b"larger than 1000 bytes", r.body)
+                r = fetch("/trickle")
+                self.assertEqual((r.status, r.body), (200, b"one byte at a time"))
+                r = fetch("/slow", timeout_ms=harness.ms(200))
+                self.assertEqual(r.status, 502)
+                self.assertIn(b"no response from 127.0.0.1:%d within" % port_of_upstream, r.body)
+
+                # The upstream stops: refused, clearly; it starts again: served, herd untouched.
+                upstream.close()
+                r = fetch("/")
+                self.assertEqual(r.status, 502)
+                self.assertIn(b"Connection refused", r.body)
+                upstream = Upstream(hostile, port=port_of_upstream)
+                self.assertEqual(fetch("/").status, 200)
+                self.assertEqual(harness.get(port, "/probe/pid").body, pid)  # no crash
+
+                # Every failed exchange closed its connection: the worker holds what it held.
+                harness.wait_until(lambda: worker_fds(herd) == baseline["fds"],
+                                   what="the worker back at %s descriptors" % baseline["fds"])
                 self.assertEqual(herd.stop(), 0, herd.log())
         finally:
             upstream.close()
