@@ -54,13 +54,17 @@ int ResponseParser::on_header_value(llhttp_t* p, const char* at, std::size_t n) 
 int ResponseParser::on_headers_complete(llhttp_t* p) {
     ResponseParser& r = *self(p);
     int status = p->status_code;
+    if (status < 100 || status > 599) {
+        r.bad_status_ = status;  // RFC 9110 15: a three-digit code from 100 to 599
+        return -1;
+    }
     if (status >= 100 && status < 200 && status != 101) {
         // 100 Continue, 103 Early Hints: informational, the real response follows.
         r.interim_ = true;
         r.head_ = ResponseHead();
         r.head_bytes_ = 0;
         r.in_value_ = false;
-        return 0;
+        return 1;  // never a body, whatever its headers say (RFC 9110 15.2)
     }
     r.interim_ = false;
     r.head_.status = status;
@@ -71,6 +75,7 @@ int ResponseParser::on_headers_complete(llhttp_t* p) {
 }
 
 int ResponseParser::on_body(llhttp_t* p, const char* at, std::size_t n) {
+    if (self(p)->interim_) return -1;
     self(p)->sink_.on_body(std::string_view(at, n));
     return 0;
 }
@@ -105,7 +110,10 @@ bool ResponseParser::feed(std::string_view data) {
         }
         return true;
     }
-    if (head_bytes_ > max_head_)
+    if (bad_status_ >= 0)
+        error_ =
+            "malformed response: status " + std::to_string(bad_status_) + " is not from 100 to 599";
+    else if (head_bytes_ > max_head_)
         error_ = "the response's head is larger than " + std::to_string(max_head_) + " bytes";
     else
         error_ = std::string("malformed response: ") + llhttp_errno_name(e) + " (" +

@@ -70,6 +70,7 @@ class ResponseParser {
     bool started_ = false;
     bool complete_ = false;
     bool keep_alive_ = false;
+    int bad_status_ = -1;  // a status outside 100..599, refused
     std::string error_;
 };
 

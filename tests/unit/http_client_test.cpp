@@ -160,6 +160,25 @@ TEST(ResponseParser, MalformedTruncatedAndOversizedResponsesAreErrors) {
         ResponseParser p(c);
         EXPECT_FALSE(p.finish());  // nothing at all
     }
+    {
+        // An interim response has no body, whatever its headers say (found by fuzzing).
+        Collect c;
+        ResponseParser p(c);
+        ASSERT_TRUE(
+            p.feed("HTTP/1.1 130 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+            << p.error();
+        ASSERT_EQ(c.heads.size(), 1u);
+        EXPECT_EQ(c.heads[0].status, 200);
+        EXPECT_EQ(c.body, "ok");
+    }
+    for (const char* status : {"000", "099", "600", "999"}) {
+        Collect c;
+        ResponseParser p(c);
+        EXPECT_FALSE(p.feed(std::string("HTTP/1.1 ") + status + " X\r\n\r\n")) << status;
+        EXPECT_NE(p.error().find("is not from 100 to 599"), std::string::npos) << p.error();
+        EXPECT_TRUE(c.heads.empty());
+    }
 }
 
 // ---- the client against loopback servers --------------------------------------------------
