@@ -52,12 +52,18 @@ class ClientError : public std::runtime_error {
         closed,       // the connection closed before the response was complete
         cancelled,    // cancelled by the caller
         overloaded,   // too many requests wait for a connection to this origin
+        server,       // the server answered with an error (Redis, PostgreSQL): see code()
     };
-    ClientError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+    ClientError(Kind kind, const std::string& what, std::string code = {})
+        : std::runtime_error(what), kind_(kind), code_(std::move(code)) {}
     Kind kind() const noexcept { return kind_; }
+    // The server's own code for a `server` error: PostgreSQL's SQLSTATE ("23505"), the first
+    // word of a Redis error ("WRONGTYPE"); "" otherwise. (ABI 5.2)
+    const std::string& code() const noexcept { return code_; }
 
   private:
     Kind kind_;
+    std::string code_;  // appended in 5.2: a 5.1 plugin sees the 5.1 prefix unchanged
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;

@@ -51,6 +51,8 @@ const char* error_kind_name(ErrorKind k) {
             return "cancelled";
         case ErrorKind::overloaded:
             return "overloaded";
+        case ErrorKind::server:
+            return "server";
     }
     return "?";
 }
