@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "broker/redis_adapter.hpp"
+#include "client/redis_adapter.hpp"
 #include "broker/redis_reply.hpp"
 #include "core/log.hpp"
 #include "state/codec.hpp"
@@ -118,7 +118,7 @@ void RedisBackend::connect() {
             lose_session("cannot connect to Redis at " + url.endpoint() + ": " + why);
             return;
         }
-        attach_to_loop(c, loop_);
+        client::attach_to_loop(c, loop_);
         c->data = this;
         redisAsyncSetConnectCallback(c, &RedisBackend::on_connect);
         redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);

@@ -12,9 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "broker/redis_url.hpp"
+#include "client/redis_url.hpp"
 
 namespace herd::broker {
+
+// The URL forms and the hiredis adapter are shared with the plugins' Redis client (server/client).
+using client::parse_redis_url;
+using client::RedisUrl;
 
 struct FileStateConfig {
     std::string path;  // absolute

@@ -7,6 +7,7 @@
 
 #include "herd/client.hpp"
 #include "herd/loop.hpp"
+#include "herd/redis.hpp"
 #include "herd/state.hpp"
 
 namespace herd {
@@ -56,6 +57,11 @@ class Context {
     // that wait without blocking. Exchanges still running when the plugin stops are
     // cancelled before its on_stop. (ABI 5.1)
     virtual HttpClient& http() = 0;
+
+    // The worker's Redis client (redis.hpp) for the URL in this plugin's config "redis"
+    // ("redis://127.0.0.1:6379/0"): one pipelined connection per worker and URL, on the same
+    // loop. Without that key its commands fail with a ClientError of kind `invalid`. (ABI 5.2)
+    virtual RedisClient& redis() = 0;
 };
 
 }  // namespace herd

@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -72,7 +74,7 @@ class Probe final : public herd::Plugin {
         std::string_view path = r.request().subpath();
         if (path == "/wait" || path == "/wait-throw" || path == "/wait-forever" ||
             path == "/stream" || path == "/sse" || path == "/blocking" || path == "/watch" ||
-            path == "/fetch")
+            path == "/fetch" || path == "/redis/get" || path == "/redis/set")
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
@@ -217,7 +219,9 @@ class Probe final : public herd::Plugin {
     // blocking pool, answers "pid thread". /fetch?url=URL[&max_bytes=N][&timeout_ms=M]: fetches
     // URL (percent-encoded) with herd's HTTP client, tied to this request (a response body of at
     // most N bytes, a first byte within M ms), and answers the upstream's status and body (502
-    // and the client's error when there is no response).
+    // and the client's error when there is no response). /redis/get?key=K and PUT
+    // /redis/set?key=K (the body is the value): through herd's Redis client at config.redis;
+    // the value (404 when there is none) or "OK", 503 and the client's error when Redis fails.
     herd::Task<> later(herd::Responder& r) {
         const herd::Request& request = r.request();
         herd::Response& response = r.response();
@@ -349,6 +353,32 @@ class Probe final : public herd::Plugin {
                 } catch (const herd::ClientError& e) {
                     response.set_status(502);
                     response.set_body(std::string("probe: /fetch: ") + e.what() + "\n");
+                }
+            } else if (path == "/redis/get" || path == "/redis/set") {
+                std::string key = percent_decode(query_param(request.query(), "key"));
+                bool set = path == "/redis/set";
+                if (key.empty() || (set && request.method() != "PUT")) {
+                    response.set_status(key.empty() ? 400 : 405);
+                    response.set_body("probe: " + path + (set ? " takes PUT and" : "") +
+                                      " needs key=K\n");
+                    co_return;
+                }
+                try {
+                    if (set) {
+                        auto write = ctx_->redis().set(key, std::string(request.body()));
+                        co_await write;
+                        response.set_body("OK");
+                    } else {
+                        auto read = ctx_->redis().get(key);
+                        std::optional<std::string> value = co_await read;
+                        if (value)
+                            response.set_body(*value);
+                        else
+                            response.set_status(404);
+                    }
+                } catch (const herd::ClientError& e) {
+                    response.set_status(503);
+                    response.set_body(std::string("probe: ") + path + ": " + e.what() + "\n");
                 }
             } else if (path == "/blocking") {
                 if (!number_param(request, "ms", 600000, "milliseconds", response, ms)) co_return;

@@ -1,11 +1,14 @@
-// What a worker's HTTP client did (requests started, responses by status class with their
-// latency, errors by kind) and its pool now (connections open and idle, requests waiting):
-// sent in the heartbeat, added up per app by the master for /metrics.
+// What a worker's clients did (requests started, responses with their latency (by status class
+// for HTTP), errors by kind) and their pools now (connections open and idle, requests waiting):
+// sent in the heartbeat, added up per app by the master for /metrics. One per client: "http",
+// "redis", "postgres" (ClientStatsMap).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -61,5 +64,40 @@ struct ClientStats {
         return true;
     }
 };
+
+// The clients' figures by name ("http", "redis", "postgres"): the heartbeat's "clients".
+using ClientStatsMap = std::map<std::string, ClientStats>;
+
+inline const std::vector<std::string>& client_names() {
+    static const std::vector<std::string> names = {"http", "redis", "postgres"};
+    return names;
+}
+
+inline ClientStatsMap& operator+=(ClientStatsMap& a, const ClientStatsMap& b) {
+    for (const auto& [name, s] : b) a[name] += s;
+    return a;
+}
+inline ClientStatsMap counters(const ClientStatsMap& m) {
+    ClientStatsMap c;
+    for (const auto& [name, s] : m) c[name] = s.counters();
+    return c;
+}
+inline nlohmann::json to_json(const ClientStatsMap& m) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [name, s] : m) j[name] = s.to_json();
+    return j;
+}
+// False (and `out` untouched) when the shape is wrong or a client is not one herd has.
+inline bool from_json(const nlohmann::json& j, ClientStatsMap& out) {
+    if (!j.is_object()) return false;
+    ClientStatsMap m;
+    for (const auto& [name, s] : j.items()) {
+        const auto& names = client_names();
+        if (std::find(names.begin(), names.end(), name) == names.end()) return false;
+        if (!ClientStats::from_json(s, m[name])) return false;
+    }
+    out = std::move(m);
+    return true;
+}
 
 }  // namespace herd::core

@@ -320,7 +320,7 @@ void Master::on_worker_exit(pid_t pid, int status) {
     if (!stopping()) recover_unread(*w);
     w->unread.reset();
     w->app->retired_stats += w->stats;
-    w->app->retired_client += w->http_client.counters();
+    w->app->retired_clients += core::counters(w->clients);
     if (balance::LoadBoard* board = w->strategy->load_board();
         board != nullptr && w->slot < balance::LoadBoard::max_slots &&
         !sup_.slot_taken(w->app->id, w->slot, pid))

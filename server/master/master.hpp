@@ -72,7 +72,7 @@ class Master {
         // Deferred requests, streams, plugin registrations, descriptors, heap (worker.cpp).
         nlohmann::json async = nlohmann::json::object();
         core::RequestStats stats;         // from its last heartbeat
-        core::ClientStats http_client;    // its HTTP client's, from its last heartbeat
+        core::ClientStatsMap clients;     // its clients', from its last heartbeat
         std::uint64_t state_version = 0;  // of its copy of the shared state
         // Connections passed by the master (round-robin, least-conn) and those the worker
         // reported closed: their difference is its open count, exact without a round trip.
@@ -117,7 +117,7 @@ class Master {
         // the connections on until the slot's worker has left, then closes them.
         std::map<int, core::UniqueFd> retiring;
         core::RequestStats retired_stats;  // of its workers that are gone
-        core::ClientStats retired_client;  // their HTTP clients' counters
+        core::ClientStatsMap retired_clients;  // their clients' counters
         // By socket: the master accepts on these (round-robin, least-conn, retiring slots).
         // Last, so destroyed first: each stops watching before its socket can close.
         std::map<int, std::unique_ptr<core::Acceptor>> acceptors;

@@ -37,57 +37,66 @@ void family(std::string& out, const char* name, const char* type, const char* he
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
-// The plugins' HTTP clients (Context::http()), per app.
-void render_client(std::string& out, const MasterMetrics& m) {
-    family(out, "herd_http_client_requests_total", "counter",
-           "Requests plugins started with herd's HTTP client.");
+// The plugins' clients (Context::http(), redis(), postgres()), per app: herd_http_client_*,
+// herd_redis_client_*, herd_postgres_client_*. Only HTTP has responses by status class.
+void render_client(std::string& out, const MasterMetrics& m, const std::string& client,
+                   const char* what) {
+    const core::ClientStats none;
+    auto stats = [&](const AppMetrics& a) -> const core::ClientStats& {
+        auto it = a.clients.find(client);
+        return it == a.clients.end() ? none : it->second;
+    };
+    std::string p = "herd_" + client + "_client_";
+    family(out, (p + "requests_total").c_str(), "counter",
+           fmt::format("Requests plugins started with herd's {} client.", what).c_str());
     for (const auto& a : m.apps)
-        out += fmt::format("herd_http_client_requests_total{{app=\"{}\"}} {}\n", label(a.name),
-                           a.http_client.requests);
-    family(out, "herd_http_client_responses_total", "counter",
-           "Responses the HTTP client received, by status class.");
+        out +=
+            fmt::format("{}requests_total{{app=\"{}\"}} {}\n", p, label(a.name), stats(a).requests);
+    if (client == "http") {
+        family(out, (p + "responses_total").c_str(), "counter",
+               "Responses the HTTP client received, by status class.");
+        for (const auto& a : m.apps)
+            for (std::size_t i = 0; i < stats(a).responses.by_class.size(); ++i)
+                out += fmt::format("{}responses_total{{app=\"{}\",code=\"{}xx\"}} {}\n", p,
+                                   label(a.name), i + 1, stats(a).responses.by_class[i]);
+    }
+    family(out, (p + "errors_total").c_str(), "counter",
+           "Requests that ended without an answer (or with the server's error), by kind.");
     for (const auto& a : m.apps)
-        for (std::size_t i = 0; i < a.http_client.responses.by_class.size(); ++i)
-            out += fmt::format("herd_http_client_responses_total{{app=\"{}\",code=\"{}xx\"}} {}\n",
-                               label(a.name), i + 1, a.http_client.responses.by_class[i]);
-    family(out, "herd_http_client_errors_total", "counter",
-           "Exchanges that ended without a response, by kind.");
-    for (const auto& a : m.apps)
-        for (const auto& [kind, n] : a.http_client.errors)
-            out += fmt::format("herd_http_client_errors_total{{app=\"{}\",kind=\"{}\"}} {}\n",
-                               label(a.name), label(kind), n);
-    family(out, "herd_http_client_duration_seconds", "histogram",
-           "Time from a request started to its whole response.");
+        for (const auto& [kind, n] : stats(a).errors)
+            out += fmt::format("{}errors_total{{app=\"{}\",kind=\"{}\"}} {}\n", p, label(a.name),
+                               label(kind), n);
+    family(out, (p + "duration_seconds").c_str(), "histogram",
+           "Time from a request started to its whole answer.");
     for (const auto& a : m.apps) {
         std::uint64_t cumulative = 0;
-        const core::RequestStats& r = a.http_client.responses;
+        const core::RequestStats& r = stats(a).responses;
         for (std::size_t i = 0; i < r.buckets.size(); ++i) {
             cumulative += r.buckets[i];
             std::string le = i < core::RequestStats::bounds.size()
                                  ? fmt::format("{}", core::RequestStats::bounds[i])
                                  : "+Inf";
-            out +=
-                fmt::format("herd_http_client_duration_seconds_bucket{{app=\"{}\",le=\"{}\"}} {}\n",
-                            label(a.name), le, cumulative);
+            out += fmt::format("{}duration_seconds_bucket{{app=\"{}\",le=\"{}\"}} {}\n", p,
+                               label(a.name), le, cumulative);
         }
-        out += fmt::format("herd_http_client_duration_seconds_sum{{app=\"{}\"}} {}\n",
-                           label(a.name), r.latency_sum);
-        out += fmt::format("herd_http_client_duration_seconds_count{{app=\"{}\"}} {}\n",
-                           label(a.name), cumulative);
+        out += fmt::format("{}duration_seconds_sum{{app=\"{}\"}} {}\n", p, label(a.name),
+                           r.latency_sum);
+        out += fmt::format("{}duration_seconds_count{{app=\"{}\"}} {}\n", p, label(a.name),
+                           cumulative);
     }
-    family(out, "herd_http_client_connections", "gauge",
-           "The HTTP client's pooled connections, open (idle included) and idle.");
+    family(
+        out, (p + "connections").c_str(), "gauge",
+        fmt::format("The {} client's connections, open (idle included) and idle.", what).c_str());
     for (const auto& a : m.apps) {
-        out += fmt::format("herd_http_client_connections{{app=\"{}\",state=\"open\"}} {}\n",
-                           label(a.name), a.http_client.open);
-        out += fmt::format("herd_http_client_connections{{app=\"{}\",state=\"idle\"}} {}\n",
-                           label(a.name), a.http_client.idle);
+        out += fmt::format("{}connections{{app=\"{}\",state=\"open\"}} {}\n", p, label(a.name),
+                           stats(a).open);
+        out += fmt::format("{}connections{{app=\"{}\",state=\"idle\"}} {}\n", p, label(a.name),
+                           stats(a).idle);
     }
-    family(out, "herd_http_client_waiting", "gauge",
-           "Requests waiting for a connection (the origin's limit reached).");
+    family(out, (p + "waiting").c_str(), "gauge",
+           "Requests waiting for a connection (the pool's limit reached, or connecting).");
     for (const auto& a : m.apps)
-        out += fmt::format("herd_http_client_waiting{{app=\"{}\"}} {}\n", label(a.name),
-                           a.http_client.waiting);
+        out += fmt::format("{}waiting{{app=\"{}\"}} {}\n", p, label(a.name), stats(a).waiting);
 }
 
 }  // namespace
@@ -151,7 +160,9 @@ std::string render_metrics(const MasterMetrics& m) {
         family(out, "herd_broker_restarts_total", "counter", "Broker processes restarted.");
         out += fmt::format("herd_broker_restarts_total {}\n", m.broker_restarts);
     }
-    render_client(out, m);
+    render_client(out, m, "http", "HTTP");
+    render_client(out, m, "redis", "Redis");
+    render_client(out, m, "postgres", "PostgreSQL");
     family(out, "herd_reloads_total", "counter", "Reloads, by outcome.");
     out += fmt::format("herd_reloads_total{{result=\"ok\"}} {}\n", m.reloads);
     out += fmt::format("herd_reloads_total{{result=\"failed\"}} {}\n", m.reload_failures);

@@ -22,7 +22,7 @@ struct AppMetrics {
     std::string name;
     int generation = 0;
     core::RequestStats requests;    // every worker the app had, live and gone
-    core::ClientStats http_client;  // the plugins' HTTP clients: counters of all, pools of live
+    core::ClientStatsMap clients;  // the plugins' clients: counters of all, pools of live
     std::uint64_t open_connections = 0;
     std::map<std::string, std::uint64_t> restarts;  // by reason
     std::map<std::string, int> workers;             // by state

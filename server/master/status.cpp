@@ -123,12 +123,12 @@ MasterMetrics Master::metrics() const {
         a.name = app->config.name;
         a.generation = s->generation;
         a.requests = app->retired_stats;
-        a.http_client = app->retired_client;
+        a.clients = app->retired_clients;
         a.restarts = s->restarts_by_reason;
         for (const auto& [pid, w] : workers_) {
             if (w->app != app.get()) continue;
             a.requests += w->stats;
-            a.http_client += w->http_client;
+            a.clients += w->clients;
             a.open_connections += w->open;
             if (const SupervisedWorker* sw = sup_.worker(pid)) ++a.workers[state_name(sw->state)];
             a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});

@@ -50,9 +50,8 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
         w.async = m.body["async"];
     if (m.body.contains("stats") && !core::RequestStats::from_json(m.body["stats"], w.stats))
         core::log_warn("{} sent request figures of the wrong shape; ignoring them", w.name);
-    if (m.body.contains("http_client") &&
-        !core::ClientStats::from_json(m.body["http_client"], w.http_client))
-        core::log_warn("{} sent HTTP client figures of the wrong shape; ignoring them", w.name);
+    if (m.body.contains("clients") && !core::from_json(m.body["clients"], w.clients))
+        core::log_warn("{} sent client figures of the wrong shape; ignoring them", w.name);
     apply(sup_.heartbeat(w.pid, w.rss_kb, Clock::now()));
 }
 

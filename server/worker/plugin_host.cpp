@@ -40,7 +40,8 @@ class NoState final : public State {
 class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
-                  MessageSink* sink, state::StateReplica* state, PluginLoop& loop, PluginHttp& http)
+                  MessageSink* sink, state::StateReplica* state, PluginLoop& loop, PluginHttp& http,
+                  PluginRedis& redis)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
@@ -49,7 +50,8 @@ class PluginContext final : public Context, public Logger {
           state_(state != nullptr ? state->make_view("plugin " + plugin.mount)
                                   : std::make_unique<NoState>()),
           loop_(loop),
-          http_(http) {}
+          http_(http),
+          redis_(redis) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
@@ -65,6 +67,7 @@ class PluginContext final : public Context, public Logger {
     State& state() override { return *state_; }
     Loop& loop() override { return loop_; }
     HttpClient& http() override { return http_; }
+    RedisClient& redis() override { return redis_; }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -86,11 +89,13 @@ class PluginContext final : public Context, public Logger {
     std::unique_ptr<State> state_;
     PluginLoop& loop_;
     PluginHttp& http_;
+    PluginRedis& redis_;
 };
 
 MountedPlugin::MountedPlugin() = default;
 MountedPlugin::~MountedPlugin() {
     if (http) http->shutdown();
+    if (redis) redis->shutdown();
     if (loop) loop->shutdown();  // nothing of the plugin runs once its object is gone
     plugin.reset();  // before the loop, the context and the library, whatever the member order
 }
@@ -102,6 +107,21 @@ bool mount_matches(std::string_view mount, std::string_view path) {
 }
 
 namespace {
+
+// A client's URL from the plugin's config ("redis": "redis://..."), checked now, before any of
+// the plugin's code runs, so that a bad one stops the start naming the key; "" when absent.
+std::string client_url(const core::PluginConfig& pc, const char* key, const std::string& who) {
+    if (!pc.config.is_object() || !pc.config.contains(key)) return {};
+    const nlohmann::json& v = pc.config[key];
+    std::string where = who + ": config." + key;
+    if (!v.is_string()) throw PluginError(where + " must be a URL string, not " + v.type_name());
+    try {
+        if (std::string_view(key) == "redis") client::parse_redis_url(v.get<std::string>());
+    } catch (const core::Error& e) {
+        throw PluginError(where + ": " + e.what());
+    }
+    return v.get<std::string>();
+}
 
 std::string octal_mode(mode_t mode) {
     char text[8];
@@ -220,6 +240,7 @@ void PluginHost::unload() {
     // construction, each before its library.
     for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
         if ((*it)->http) (*it)->http->shutdown();
+        if ((*it)->redis) (*it)->redis->shutdown();
         if ((*it)->loop) (*it)->loop->shutdown();
     }
     while (!config_order_.empty()) {
@@ -248,8 +269,19 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
         m->loop = std::make_unique<PluginLoop>(*loop, services.pool, m->who, &failed_);
         m->http = std::make_unique<PluginHttp>(
             [this]() -> client::HttpClient& { return shared_http(); }, *m->loop);
+        std::string redis_url = client_url(pc, "redis", m->who);
+        m->redis = std::make_unique<PluginRedis>(
+            [this, redis_url, who = m->who]() -> client::RedisClient& {
+                if (redis_url.empty())
+                    throw ClientError(ClientError::Kind::invalid,
+                                      who +
+                                          " has no Redis URL: set \"redis\" in its config "
+                                          "(\"redis://127.0.0.1:6379/0\")");
+                return shared_redis(redis_url);
+            },
+            *m->loop);
         m->context = std::make_unique<PluginContext>(app, pc, worker_id, services.sink,
-                                                     services.state, *m->loop, *m->http);
+                                                     services.state, *m->loop, *m->http, *m->redis);
         open_plugin(*m, pc.path, i < services.files.size() ? services.files[i] : -1);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
@@ -276,10 +308,24 @@ client::HttpClient& PluginHost::shared_http() {
     return *http_;
 }
 
+client::RedisClient& PluginHost::shared_redis(const std::string& url) {
+    auto& c = redis_[url];
+    if (!c) c = std::make_unique<client::RedisClient>(*loop_, url);
+    return *c;
+}
+
+core::ClientStatsMap PluginHost::client_stats() const {
+    core::ClientStatsMap m;
+    if (http_) m["http"] = http_->stats();
+    for (const auto& [url, c] : redis_) m["redis"] += c->stats();
+    return m;
+}
+
 void PluginHost::stop() {
     for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
         MountedPlugin* m = *it;
-        m->http->shutdown();  // its exchanges, then what it registered on its loop
+        m->http->shutdown();  // its exchanges and commands, then what it registered on its loop
+        m->redis->shutdown();
         m->loop->shutdown();  // also for a plugin whose on_start threw after registering
         if (!m->started) continue;
         m->started = false;

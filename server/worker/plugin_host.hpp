@@ -2,6 +2,7 @@
 // running any of their code, and routes a path to the plugin with the longest mount.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "client/http_client.hpp"
+#include "client/redis_client.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/event_loop.hpp"
@@ -17,6 +19,7 @@
 #include "herd/plugin.hpp"
 #include "worker/plugin_http.hpp"
 #include "worker/plugin_loop.hpp"
+#include "worker/plugin_redis.hpp"
 
 namespace herd::state {
 class StateReplica;
@@ -51,7 +54,8 @@ struct MountedPlugin {
     boost::dll::shared_library library;
     std::unique_ptr<PluginContext> context;
     std::unique_ptr<PluginLoop> loop;
-    std::unique_ptr<PluginHttp> http;  // its exchanges on the worker's HTTP client
+    std::unique_ptr<PluginHttp> http;    // its exchanges on the worker's HTTP client
+    std::unique_ptr<PluginRedis> redis;  // its commands on the worker's client for its URL
     std::unique_ptr<Plugin> plugin;
     std::string mount;
     std::string path;
@@ -98,8 +102,8 @@ class PluginHost {
     bool deliver(std::string_view mount, const nlohmann::json& message, int from_worker);
     // Every plugin's registrations, added up (for the heartbeat).
     PluginLoop::Counts loop_counts() const;
-    // The worker's HTTP client (made at the first plugin's use), or null.
-    const client::HttpClient* http() const { return http_.get(); }
+    // The clients' figures ("http", "redis", ...: those a plugin has used), for the heartbeat.
+    core::ClientStatsMap client_stats() const;
 
     // The plugin with the longest mount that is a path-segment prefix of `path`, or null.
     MountedPlugin* route(std::string_view path);
@@ -113,6 +117,9 @@ class PluginHost {
     // The worker's one HTTP client, shared by its plugins (after own_loop_: destroyed first).
     std::unique_ptr<client::HttpClient> http_;
     client::HttpClient& shared_http();
+    // The worker's Redis clients, one per URL (config.redis), made at the first command.
+    std::map<std::string, std::unique_ptr<client::RedisClient>> redis_;
+    client::RedisClient& shared_redis(const std::string& url);
     core::FailureHandler failed_;
 };
 

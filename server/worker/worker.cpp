@@ -431,9 +431,9 @@ void Worker::send_heartbeat() {
         {"open", open_connections_}, {"rss_kb", rss_pages * (sysconf(_SC_PAGESIZE) / 1024)},
         {"stats", stats_.to_json()}, {"state_version", state_.version()},
         {"async", async_figures()}};
-    // Its HTTP client's figures, once a plugin has used it.
-    if (const client::HttpClient* http = plugins_.http())
-        beat["http_client"] = http->stats().to_json();
+    // Its clients' figures, once a plugin has used them.
+    if (core::ClientStatsMap clients = plugins_.client_stats(); !clients.empty())
+        beat["clients"] = core::to_json(clients);
     master_->send(beat);
 }
 

@@ -9,22 +9,16 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import unittest
 
 import harness
+from redis_server import RedisServer, free_port
 from harness import app, plugin
 from state_common import read_all, wait_all
 
 PASSWORD = "s3cret-pw-81f0"
 SOURCE = os.environ.get("HERD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_script():
@@ -36,27 +30,8 @@ def write_script():
     return m.group(1)
 
 
-class Redis:
-    def __init__(self, port, folder):
-        self.port, self.folder, self.proc = port, folder, None
-
-    def start(self):
-        # AOF on, so that a restart keeps the data (as a production Redis would).
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", self.folder, "--requirepass", PASSWORD],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        harness.wait_until(lambda: self.cli("PING") == "PONG", what="redis-server to answer")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(harness.timeout(10))
-
-    def cli(self, *args):
-        p = subprocess.run(["redis-cli", "-p", str(self.port), "-a", PASSWORD, "--no-auth-warning"]
-                           + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        return p.stdout.decode().strip()
+def Redis(port, folder):
+    return RedisServer(port, folder, password=PASSWORD, appendonly=True)
 
 
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-cli"),

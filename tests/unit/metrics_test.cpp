@@ -85,13 +85,13 @@ TEST(RenderMetricsTest, HttpClientFamilies) {
     MasterMetrics m;
     AppMetrics a;
     a.name = "web";
-    a.http_client.requests = 3;
-    a.http_client.responses.record(200, 0.002);
-    a.http_client.responses.record(503, 0.2);
-    a.http_client.errors["connect"] = 1;
-    a.http_client.open = 2;
-    a.http_client.idle = 1;
-    a.http_client.waiting = 4;
+    a.clients["http"].requests = 3;
+    a.clients["http"].responses.record(200, 0.002);
+    a.clients["http"].responses.record(503, 0.2);
+    a.clients["http"].errors["connect"] = 1;
+    a.clients["http"].open = 2;
+    a.clients["http"].idle = 1;
+    a.clients["http"].waiting = 4;
     m.apps.push_back(a);
     std::string t = render_metrics(m);
     for (const char* line :

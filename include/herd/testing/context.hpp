@@ -1,6 +1,6 @@
 // Part of herd/testing.hpp, the plugin author's test kit (include that): FakeContext, a
 // Context with settable identity and config that records what the plugin logs and sends, its
-// in-memory FakeState, and FakeHttp, its scripted HTTP client.
+// in-memory FakeState, FakeHttp, its scripted HTTP client, and FakeRedis (testing/redis.hpp).
 #pragma once
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include "herd/context.hpp"
 #include "herd/state.hpp"
 #include "herd/testing/loop.hpp"
+#include "herd/testing/redis.hpp"
 
 namespace herd::testing {
 
@@ -213,6 +214,7 @@ class FakeContext final : public Context, private Logger {
     }
     FakeState& state() override { return state_; }
     FakeHttp& http() override { return http_; }
+    FakeRedis& redis() override { return redis_; }
     FakeLoop& loop() override { return loop_; }
 
     void set_config(nlohmann::json config) { config_ = std::move(config); }
@@ -248,6 +250,7 @@ class FakeContext final : public Context, private Logger {
     FakeLoop loop_;  // before state_ and http_: they post into it
     FakeState state_{loop_};
     FakeHttp http_{loop_};
+    FakeRedis redis_{loop_};
 };
 
 }  // namespace herd::testing

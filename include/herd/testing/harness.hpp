@@ -33,6 +33,7 @@ class Harness {
     FakeLoop& loop() noexcept { return ctx_.loop(); }
     FakeState& state() noexcept { return ctx_.state(); }
     FakeHttp& http() noexcept { return ctx_.http(); }  // answers for the plugin's fetches
+    FakeRedis& redis() noexcept { return ctx_.redis(); }  // the plugin's Redis, in memory
 
     // Constructs the plugin and runs its on_start; what on_start throws comes out of here
     // (the worker's start-up failure), after the plugin's loop was stopped.

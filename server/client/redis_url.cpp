@@ -1,11 +1,11 @@
 // Redis connection URLs; see redis_url.hpp.
-#include "broker/redis_url.hpp"
+#include "client/redis_url.hpp"
 
 #include <charconv>
 
 #include <fmt/format.h>
 
-namespace herd::broker {
+namespace herd::client {
 namespace {
 
 int hex_digit(char c) {
@@ -185,4 +185,4 @@ std::string RedisUrl::scrub(std::string text) const {
     return text;
 }
 
-}  // namespace herd::broker
+}  // namespace herd::client

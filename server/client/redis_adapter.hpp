@@ -12,11 +12,11 @@
 
 #include "core/event_loop.hpp"
 
-namespace herd::broker {
+namespace herd::client {
 
 // Returns false (and attaches nothing) when the context already has event hooks or a
 // connection error. The context may be freed by hiredis at any time afterwards; cleanup is
 // automatic.
 bool attach_to_loop(redisAsyncContext* context, core::EventLoop& loop);
 
-}  // namespace herd::broker
+}  // namespace herd::client

@@ -14,7 +14,7 @@
 
 #include "core/error.hpp"
 
-namespace herd::broker {
+namespace herd::client {
 
 struct RedisUrl {
     bool unix_socket = false;
@@ -38,4 +38,4 @@ struct RedisUrl {
 // Throws core::Error saying what is wrong, never quoting the password.
 RedisUrl parse_redis_url(std::string_view url);
 
-}  // namespace herd::broker
+}  // namespace herd::client

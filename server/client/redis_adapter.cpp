@@ -1,9 +1,9 @@
 // hiredis on core::EventLoop; see redis_adapter.hpp.
-#include "broker/redis_adapter.hpp"
+#include "client/redis_adapter.hpp"
 
 #include "core/log.hpp"
 
-namespace herd::broker {
+namespace herd::client {
 namespace {
 
 struct Attachment {
@@ -94,4 +94,4 @@ bool attach_to_loop(redisAsyncContext* context, core::EventLoop& loop) {
     return true;
 }
 
-}  // namespace herd::broker
+}  // namespace herd::client

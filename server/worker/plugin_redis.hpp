@@ -1,0 +1,45 @@
+// A plugin's view of the worker's Redis client (Context::redis()): the client for the plugin's
+// config.redis URL (one per URL in the worker, shared by its plugins); every command tied to a
+// scope (the plugin's, or the one it passes) and bounded by its deadline; replies reach the
+// plugin through its PluginLoop, so a throwing handler is a plugin failure like any other and
+// nothing of the plugin runs once it stops.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include <herd/redis.hpp>
+
+#include "client/redis_client.hpp"
+#include "worker/plugin_loop.hpp"
+
+namespace herd::worker {
+
+class PluginRedis final : public herd::RedisClient {
+  public:
+    // shared(): the worker's client for this plugin's URL, made at the first use; throws
+    // ClientError when the plugin has none (no config.redis), which its commands then report.
+    PluginRedis(std::function<client::RedisClient&()> shared, PluginLoop& loop);
+    ~PluginRedis();
+    PluginRedis(const PluginRedis&) = delete;
+    PluginRedis& operator=(const PluginRedis&) = delete;
+
+    Id command(herd::RedisArgs args, Done done, herd::Scope* scope = nullptr) override;
+    Id transaction(std::vector<herd::RedisArgs> commands, Done done,
+                   herd::Scope* scope = nullptr) override;
+    bool cancel(Id id) noexcept override;
+    // The plugin stops: every command it still waits for is cancelled.
+    void shutdown() noexcept;
+
+  private:
+    struct Entry;
+    Id start(std::vector<herd::RedisArgs> commands, bool transaction, Done done,
+             herd::Scope* scope);
+    std::function<client::RedisClient&()> shared_;
+    PluginLoop& loop_;
+    std::map<Id, std::unique_ptr<Entry>> entries_;
+    Id next_id_ = 1;
+};
+
+}  // namespace herd::worker
