@@ -130,13 +130,17 @@ class HttpClient {
 
 namespace detail {
 
-class FetchAwait final : public CancelHook {
+// What every client's awaitable shares: it ties itself to the awaiting task's scope, starts
+// the call through Derived::start(done) (which returns the client's id), and resumes the task
+// with the answer, the client's error, or Cancelled. Reply is what done delivers.
+template <class Derived, class Client, class Reply>
+class ClientAwait : public CancelHook {
   public:
-    FetchAwait(HttpClient& client, HttpRequest request)
-        : client_(client), request_(std::move(request)) {}
-    FetchAwait(const FetchAwait&) = delete;
-    FetchAwait& operator=(const FetchAwait&) = delete;
-    ~FetchAwait() {
+    using Done = Function<void(Reply&& reply, const ClientError* error)>;
+    explicit ClientAwait(Client& client) : client_(client) {}
+    ClientAwait(const ClientAwait&) = delete;
+    ClientAwait& operator=(const ClientAwait&) = delete;
+    ~ClientAwait() {
         if (id_ != 0) client_.cancel(id_);
     }
     bool await_ready() const noexcept { return false; }
@@ -148,8 +152,7 @@ class FetchAwait final : public CancelHook {
             cancelled_ = true;
             return false;
         }
-        HttpHandlers handlers;
-        handlers.done = [this](HttpReply&& reply, const ClientError* error) {
+        Done done = [this](Reply&& reply, const ClientError* error) {
             id_ = 0;
             if (error != nullptr)
                 error_.emplace(*error);
@@ -158,14 +161,19 @@ class FetchAwait final : public CancelHook {
             unlink();
             handle_.resume();
         };
-        id_ = client_.fetch(std::move(request_), std::move(handlers), scope_);
+        id_ = static_cast<Derived*>(this)->start(std::move(done));
         return true;
     }
-    HttpReply await_resume() {
+
+  protected:
+    // The answer, for Derived::await_resume().
+    Reply take() {
         if (cancelled_) throw Cancelled(std::string(scope_->why()));
         if (error_) throw ClientError(*error_);
         return std::move(reply_);
     }
+    Client& client_;
+    Scope* scope_ = nullptr;
 
   private:
     void on_cancel() noexcept override {
@@ -173,14 +181,26 @@ class FetchAwait final : public CancelHook {
         if (id_ != 0) client_.cancel(std::exchange(id_, 0));
         handle_.resume();
     }
-    HttpClient& client_;
-    HttpRequest request_;
-    Scope* scope_ = nullptr;
     std::coroutine_handle<> handle_;
-    HttpClient::Id id_ = 0;
+    typename Client::Id id_ = 0;
     bool cancelled_ = false;
-    HttpReply reply_;
+    Reply reply_;
     std::optional<ClientError> error_;
+};
+
+class FetchAwait final : public ClientAwait<FetchAwait, HttpClient, HttpReply> {
+  public:
+    FetchAwait(HttpClient& client, HttpRequest request)
+        : ClientAwait(client), request_(std::move(request)) {}
+    HttpClient::Id start(Done done) {
+        HttpHandlers handlers;
+        handlers.done = std::move(done);
+        return client_.fetch(std::move(request_), std::move(handlers), scope_);
+    }
+    HttpReply await_resume() { return take(); }
+
+  private:
+    HttpRequest request_;
 };
 
 }  // namespace detail

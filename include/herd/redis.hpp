@@ -90,63 +90,28 @@ template <class T>
 using RedisConvert = T (*)(RedisReply&&);
 
 template <class T>
-class RedisAwait final : public CancelHook {
+class RedisAwait final : public ClientAwait<RedisAwait<T>, RedisClient, RedisReply> {
+    using Base = ClientAwait<RedisAwait<T>, RedisClient, RedisReply>;
+
   public:
     RedisAwait(RedisClient& client, std::vector<RedisArgs> commands, bool transaction,
                RedisConvert<T> convert)
-        : client_(client),
+        : Base(client),
           commands_(std::move(commands)),
           transaction_(transaction),
           convert_(convert) {}
-    RedisAwait(const RedisAwait&) = delete;
-    RedisAwait& operator=(const RedisAwait&) = delete;
-    ~RedisAwait() {
-        if (id_ != 0) client_.cancel(id_);
+    RedisClient::Id start(typename Base::Done done) {
+        return transaction_
+                   ? this->client_.transaction(std::move(commands_), std::move(done), this->scope_)
+                   : this->client_.command(std::move(commands_.front()), std::move(done),
+                                           this->scope_);
     }
-    bool await_ready() const noexcept { return false; }
-    template <class P>
-    bool await_suspend(std::coroutine_handle<P> h) {
-        scope_ = scope_of(h);
-        handle_ = h;
-        if (scope_ != nullptr && !scope_->add_hook(*this)) {
-            cancelled_ = true;
-            return false;
-        }
-        RedisClient::Done done = [this](RedisReply&& reply, const ClientError* error) {
-            id_ = 0;
-            if (error != nullptr)
-                error_.emplace(*error);
-            else
-                reply_ = std::move(reply);
-            unlink();
-            handle_.resume();
-        };
-        id_ = transaction_ ? client_.transaction(std::move(commands_), std::move(done), scope_)
-                           : client_.command(std::move(commands_.front()), std::move(done), scope_);
-        return true;
-    }
-    T await_resume() {
-        if (cancelled_) throw Cancelled(std::string(scope_->why()));
-        if (error_) throw ClientError(*error_);
-        return convert_(std::move(reply_));
-    }
+    T await_resume() { return convert_(this->take()); }
 
   private:
-    void on_cancel() noexcept override {
-        cancelled_ = true;
-        if (id_ != 0) client_.cancel(std::exchange(id_, 0));
-        handle_.resume();
-    }
-    RedisClient& client_;
     std::vector<RedisArgs> commands_;
     bool transaction_;
     RedisConvert<T> convert_;
-    Scope* scope_ = nullptr;
-    std::coroutine_handle<> handle_;
-    RedisClient::Id id_ = 0;
-    bool cancelled_ = false;
-    RedisReply reply_;
-    std::optional<ClientError> error_;
 };
 
 inline RedisReply redis_as_reply(RedisReply&& r) {

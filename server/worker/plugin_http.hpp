@@ -5,12 +5,11 @@
 #pragma once
 
 #include <functional>
-#include <map>
-#include <memory>
 
 #include <herd/client.hpp>
 
 #include "client/http_client.hpp"
+#include "worker/plugin_calls.hpp"
 #include "worker/plugin_loop.hpp"
 
 namespace herd::worker {
@@ -19,23 +18,23 @@ class PluginHttp final : public herd::HttpClient {
   public:
     // shared(): the worker's one client, made at the first use.
     PluginHttp(std::function<client::HttpClient&()> shared, PluginLoop& loop);
-    ~PluginHttp();
     PluginHttp(const PluginHttp&) = delete;
     PluginHttp& operator=(const PluginHttp&) = delete;
 
     Id fetch(herd::HttpRequest request, herd::HttpHandlers handlers,
              herd::Scope* scope = nullptr) override;
-    bool cancel(Id id) noexcept override;
+    bool cancel(Id id) noexcept override { return calls_.cancel(id); }
     // The plugin stops: every exchange it still has is cancelled.
-    void shutdown() noexcept;
-    std::size_t in_flight() const { return entries_.size(); }
+    void shutdown() noexcept { calls_.shutdown(); }
 
   private:
-    struct Entry;
+    struct Call {
+        client::HttpClient::Id inner = 0;
+        herd::HttpHandlers handlers;
+    };
     std::function<client::HttpClient&()> shared_;
     PluginLoop& loop_;
-    std::map<Id, std::unique_ptr<Entry>> entries_;
-    Id next_id_ = 1;
+    PluginCalls<Call> calls_;
 };
 
 }  // namespace herd::worker

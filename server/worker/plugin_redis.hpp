@@ -6,12 +6,11 @@
 #pragma once
 
 #include <functional>
-#include <map>
-#include <memory>
 
 #include <herd/redis.hpp>
 
 #include "client/redis_client.hpp"
+#include "worker/plugin_calls.hpp"
 #include "worker/plugin_loop.hpp"
 
 namespace herd::worker {
@@ -21,25 +20,27 @@ class PluginRedis final : public herd::RedisClient {
     // shared(): the worker's client for this plugin's URL, made at the first use; throws
     // ClientError when the plugin has none (no config.redis), which its commands then report.
     PluginRedis(std::function<client::RedisClient&()> shared, PluginLoop& loop);
-    ~PluginRedis();
     PluginRedis(const PluginRedis&) = delete;
     PluginRedis& operator=(const PluginRedis&) = delete;
 
     Id command(herd::RedisArgs args, Done done, herd::Scope* scope = nullptr) override;
     Id transaction(std::vector<herd::RedisArgs> commands, Done done,
                    herd::Scope* scope = nullptr) override;
-    bool cancel(Id id) noexcept override;
+    bool cancel(Id id) noexcept override { return calls_.cancel(id); }
     // The plugin stops: every command it still waits for is cancelled.
-    void shutdown() noexcept;
+    void shutdown() noexcept { calls_.shutdown(); }
 
   private:
-    struct Entry;
+    struct Call {
+        client::RedisClient* client = nullptr;
+        client::RedisClient::Id inner = 0;
+        Done done;
+    };
     Id start(std::vector<herd::RedisArgs> commands, bool transaction, Done done,
              herd::Scope* scope);
     std::function<client::RedisClient&()> shared_;
     PluginLoop& loop_;
-    std::map<Id, std::unique_ptr<Entry>> entries_;
-    Id next_id_ = 1;
+    PluginCalls<Call> calls_;
 };
 
 }  // namespace herd::worker

@@ -274,6 +274,18 @@ def wait_until(predicate, seconds=10, what="condition"):
         delay = min(delay * 2, 0.1)
 
 
+def wait_metrics(port, wanted, what="the figures in /metrics"):
+    """Polls /metrics on port until every line in `wanted` (bytes) is there; returns the body
+    (the master shows each worker's figures as of its last heartbeat, one a second)."""
+    seen = {}
+
+    def reported():
+        seen["body"] = get(port, "/metrics").body
+        return all(line in seen["body"] for line in wanted)
+    wait_until(reported, what=what)
+    return seen["body"]
+
+
 class HerdTestCase(unittest.TestCase):
     """One herd per test class; its log is printed and its temp dir kept if any test failed."""
     config = None

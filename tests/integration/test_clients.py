@@ -143,12 +143,7 @@ class Fetch(unittest.TestCase):
                           b'herd_http_client_duration_seconds_count{app="web"} 5',
                           b'herd_http_client_connections{app="web",state="idle"} 1',
                           b'herd_http_client_waiting{app="web"} 0']
-                seen = {}
-
-                def reported():
-                    seen["body"] = harness.get(metrics_port, "/metrics").body
-                    return all(line in seen["body"] for line in wanted)
-                harness.wait_until(reported, what="the client's figures in /metrics")
+                harness.wait_metrics(metrics_port, wanted, "the client's figures in /metrics")
                 self.assertEqual(herd.stop(), 0, herd.log())
         finally:
             upstream.close()

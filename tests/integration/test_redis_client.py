@@ -70,17 +70,13 @@ class RedisClient(unittest.TestCase):
                       b'herd_redis_client_errors_total{app="web",kind="server"} 1',
                       b'herd_redis_client_connections{app="web",state="open"} 1',
                       b'herd_redis_client_duration_seconds_count{app="web"} 3']
-            seen = {}
-
-            def reported():
-                seen["body"] = harness.get(metrics_port, "/metrics").body
-                return all(line in seen["body"] for line in wanted)
-            harness.wait_until(reported, what="the Redis client's figures in /metrics")
+            metrics = harness.wait_metrics(metrics_port, wanted,
+                                           "the Redis client's figures in /metrics")
             code, status = harness.run_herd("status", "--json", "-c", herd.config_path)
             self.assertEqual(code, 0, status)
             self.assertEqual(herd.stop(), 0, herd.log())
             for text, where in [(herd.log(), "log"), (status, "status"),
-                                (seen["body"].decode(), "metrics")]:
+                                (metrics.decode(), "metrics")]:
                 self.assertNotIn(PASSWORD, text, where)
 
     def test_a_bad_url_stops_the_start_naming_the_key(self):
