@@ -148,10 +148,11 @@ PgUrl parse_pg_url(std::string_view url) {
     return u;
 }
 
-// A connection failure as libpq words it ("connection to server at \"127.0.0.1\", port 5432
-// failed: FATAL:  3D000: database \"nope\" does not exist\nLOCATION: ..."): the reason alone,
-// and the SQLSTATE when the server said no (the connection's verbosity is VERBOSE for that).
-std::string connect_reason(const char* message, std::string& sqlstate) {
+// A libpq error message, such as a connection failure ("connection to server at \"127.0.0.1\",
+// port 5432 failed: FATAL:  3D000: database \"nope\" does not exist\nLOCATION: ..."): the
+// reason alone, and the SQLSTATE when the server said no (a connecting connection's verbosity
+// is VERBOSE for that).
+std::string libpq_reason(const char* message, std::string& sqlstate) {
     std::string line = first_line(message != nullptr ? message : "");
     if (auto at = line.find(" failed: "); at != std::string::npos) line.erase(0, at + 9);
     for (std::string_view severity : {"FATAL:  ", "ERROR:  "}) {
@@ -374,7 +375,7 @@ PgClient::Id PgClient::query(PgQuery pq, Done done) {
     milliseconds limit = q.query.timeout.count() > 0 ? q.query.timeout : options_.query_timeout;
     auto deadline = std::min(q.started + limit, q.query.deadline);
     if (deadline <= q.started) {
-        fail(q, ErrorKind::timeout, "its request's deadline has passed already");
+        fail(q, ErrorKind::timeout, peer() + ": its request's deadline has passed already");
         return id;
     }
     std::string why =
@@ -385,34 +386,31 @@ PgClient::Id PgClient::query(PgQuery pq, Done done) {
         auto it = queries_.find(id);
         if (it == queries_.end()) return;
         it->second->timer = 0;
-        fail(*it->second, ErrorKind::timeout, why);
+        fail(*it->second, ErrorKind::timeout, peer() + ": " + why);
     });
     acquire(q);
     return id;
 }
 
 void PgClient::acquire(Query& q) {
-    q.waiting = true;
-    waiting_.push_back(q.id);
-    if (!idle_.empty()) {
-        pump();
+    if (idle_.empty() && waiting_.size() >= options_.max_waiting) {
+        fail(q, ErrorKind::overloaded,
+             peer() + ": " + std::to_string(waiting_.size()) +
+                 " queries already wait for a connection");
         return;
     }
+    q.waiting = true;
+    waiting_.push_back(q.id);
+    pump();
+    // No connection, none coming (the server is down and the back-off runs): fail at once
+    // rather than wait for the timeout.
     auto now = Clock::now();
-    if (established() == 0 && now < down_until_) {
+    if (q.waiting && conns_.empty() && now < down_until_) {
         auto ms = std::chrono::ceil<milliseconds>(down_until_ - now).count();
         fail(q, down_kind_,
              peer() + " is down (" + down_reason_ + "); next attempt in " + std::to_string(ms) +
                  " ms");
-        return;
     }
-    if (waiting_.size() > options_.max_waiting) {
-        fail(q, ErrorKind::overloaded,
-             peer() + ": " + std::to_string(waiting_.size() - 1) +
-                 " queries already wait for a connection");
-        return;
-    }
-    pump();
 }
 
 void PgClient::pump() {
@@ -465,7 +463,7 @@ void PgClient::attach(Query& q, Conn& c) {
     for (const auto& p : q.query.params) values.push_back(p ? p->c_str() : nullptr);
     if (PQsendQueryParams(c.pg, q.query.sql.c_str(), static_cast<int>(values.size()), nullptr,
                           values.data(), nullptr, nullptr, 0) == 0) {
-        broken(c, first_line(PQerrorMessage(c.pg)));
+        broken(c, PQerrorMessage(c.pg));
         return;
     }
     c.flushing = true;
@@ -635,7 +633,7 @@ void PgClient::start_connect(Conn& c, const std::vector<std::string>& hostaddrs)
     (void)PQsetErrorVerbosity(c.pg, PQERRORS_VERBOSE);
     if (PQstatus(c.pg) == CONNECTION_BAD) {
         std::string sqlstate;
-        std::string why = connect_reason(PQerrorMessage(c.pg), sqlstate);
+        std::string why = libpq_reason(PQerrorMessage(c.pg), sqlstate);
         connect_failed(c, ErrorKind::connect, why, sqlstate);
         return;
     }
@@ -673,7 +671,7 @@ void PgClient::connect_step(Conn& c) {
             return;
         case PGRES_POLLING_FAILED: {
             std::string sqlstate;
-            std::string why = connect_reason(PQerrorMessage(c.pg), sqlstate);
+            std::string why = libpq_reason(PQerrorMessage(c.pg), sqlstate);
             connect_failed(c, ErrorKind::connect, why, sqlstate);
             return;
         }
@@ -761,7 +759,7 @@ void PgClient::on_conn_event(Conn& c, std::uint32_t events) {
 void PgClient::flush(Conn& c) {
     int r = PQflush(c.pg);
     if (r < 0) {
-        broken(c, first_line(PQerrorMessage(c.pg)));
+        broken(c, PQerrorMessage(c.pg));
         return;
     }
     c.flushing = r == 1;
@@ -770,7 +768,7 @@ void PgClient::flush(Conn& c) {
 
 void PgClient::read_results(Conn& c) {
     if (PQconsumeInput(c.pg) == 0) {
-        broken(c, first_line(PQerrorMessage(c.pg)));
+        broken(c, PQerrorMessage(c.pg));
         return;
     }
     if (c.flushing) {
@@ -824,9 +822,10 @@ void PgClient::query_done(Conn& c) {
                     r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
                 const char* detail =
                     r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : nullptr;
+                std::string unused;
                 std::string message = primary != nullptr ? primary
-                                      : r != nullptr     ? first_line(PQresultErrorMessage(r))
-                                                         : first_line(PQerrorMessage(c.pg));
+                                      : r != nullptr ? libpq_reason(PQresultErrorMessage(r), unused)
+                                                     : libpq_reason(PQerrorMessage(c.pg), unused);
                 if (detail != nullptr) message += ": " + std::string(detail);
                 std::string_view code = sqlstate != nullptr ? sqlstate : "";
                 if (bad || code.empty() || code.starts_with("57P0") || code.starts_with("08")) {
@@ -858,10 +857,12 @@ void PgClient::query_done(Conn& c) {
         release(c);
 }
 
-void PgClient::broken(Conn& c, const std::string& why) {
+void PgClient::broken(Conn& c, const std::string& libpq_error) {
     if (Query* q = std::exchange(c.q, nullptr)) {
         q->conn = nullptr;
-        fail(*q, ErrorKind::closed, peer() + " closed the connection: " + why);
+        std::string unused;
+        fail(*q, ErrorKind::closed,
+             peer() + " closed the connection: " + libpq_reason(libpq_error.c_str(), unused));
     }
     close_conn(c);
 }
