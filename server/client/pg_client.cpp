@@ -360,16 +360,17 @@ PgClient::Id PgClient::query(PgQuery pq, Done done) {
     Id id = q.id;
     // libpq takes C strings: a NUL would cut the text short without a word.
     if (q.query.sql.find('\0') != std::string::npos) {
-        fail(q, ErrorKind::invalid, "the SQL has a NUL byte");
+        fail(q, ErrorKind::invalid, peer() + ": the SQL has a NUL byte");
         return id;
     }
     if (q.query.params.size() > 65535) {
-        fail(q, ErrorKind::invalid, "more than 65535 parameters");
+        fail(q, ErrorKind::invalid, peer() + ": more than 65535 parameters");
         return id;
     }
     for (std::size_t i = 0; i < q.query.params.size(); ++i)
         if (q.query.params[i] && q.query.params[i]->find('\0') != std::string::npos) {
-            fail(q, ErrorKind::invalid, "parameter $" + std::to_string(i + 1) + " has a NUL byte");
+            fail(q, ErrorKind::invalid,
+                 peer() + ": parameter $" + std::to_string(i + 1) + " has a NUL byte");
             return id;
         }
     milliseconds limit = q.query.timeout.count() > 0 ? q.query.timeout : options_.query_timeout;

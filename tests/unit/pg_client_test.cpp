@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -478,6 +479,30 @@ TEST_F(PgClientTest, ServerErrorsCarryTheirSqlstate) {
     ASSERT_TRUE(o.error);
     EXPECT_EQ(o.error->kind(), ErrorKind::unsupported);
     EXPECT_FALSE(run(c, "SELECT 1").error);
+}
+
+TEST_F(PgClientTest, NulBytesAreRefusedAndNoticesStayOffStderr) {
+    PgClient c(loop, options());
+    Outcome o = run(c, "SELECT $1::text", {std::string("a\0b", 3)});
+    ASSERT_TRUE(o.error);
+    EXPECT_EQ(o.error->kind(), ErrorKind::invalid);
+    EXPECT_NE(std::string(o.error->what()).find("parameter $1 has a NUL byte"), std::string::npos);
+    // A NOTICE from the server is not written to stderr by libpq.
+    std::fflush(stderr);
+    int saved = dup(2);
+    FILE* capture = std::tmpfile();
+    ASSERT_NE(capture, nullptr);
+    dup2(fileno(capture), 2);
+    o = run(c, "DO $$ BEGIN RAISE NOTICE 'herd-notice-marker'; END $$");
+    std::fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ASSERT_FALSE(o.error) << o.error->what();
+    std::rewind(capture);
+    char buffer[4096] = {};
+    std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, capture);
+    std::fclose(capture);
+    EXPECT_EQ(std::string(buffer, n).find("herd-notice-marker"), std::string::npos);
 }
 
 TEST_F(PgClientTest, PoolNeverExceedsItsLimit) {
