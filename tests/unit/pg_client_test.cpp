@@ -592,6 +592,44 @@ TEST_F(PgClientTest, CancelCallsNoHandlerAndStopsTheServerQuery) {
     EXPECT_EQ(c.counts().connections_opened, 1u);
 }
 
+TEST_F(PgClientTest, AConnectionNotDrainedInTimeIsClosed) {
+    // The cancels are held back: the server keeps running the query, the connection never
+    // drains, and after drain_timeout it is closed rather than pooled.
+    std::vector<std::function<void()>> held;
+    auto o = options();
+    o.max_connections = 1;
+    o.drain_timeout = scaled(200ms);
+    o.run_blocking = [&held](std::function<void()> fn) { held.push_back(std::move(fn)); };
+    PgClient c(loop, o);
+    PgQuery q;
+    q.sql = "SELECT pg_sleep(30) -- held";
+    q.timeout = scaled(100ms);
+    Outcome out = run(c, std::move(q));
+    ASSERT_TRUE(out.error);
+    EXPECT_EQ(out.error->kind(), ErrorKind::timeout);
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(c.stats().open, 1u);  // draining, not pooled
+    EXPECT_EQ(c.stats().idle, 0u);
+    run_until([&] { return c.stats().open == 0; });
+    Outcome next = run(c, "SELECT 1");
+    ASSERT_FALSE(next.error) << next.error->what();
+    EXPECT_EQ(c.counts().connections_opened, 2u);
+    for (auto& fn : held) fn();  // the cancel, late: it still stops the server's query
+    expect_not_running("SELECT pg_sleep(30) -- held");
+}
+
+TEST_F(PgClientTest, IdleConnectionsCloseAfterIdleTimeout) {
+    auto o = options();
+    o.idle_timeout = scaled(100ms);
+    PgClient c(loop, o);
+    ASSERT_FALSE(run(c, "SELECT 1").error);
+    EXPECT_EQ(c.stats().idle, 1u);
+    run_until([&] { return c.stats().open == 0; });
+    EXPECT_EQ(c.stats().idle, 0u);
+    ASSERT_FALSE(run(c, "SELECT 1").error);
+    EXPECT_EQ(c.counts().connections_opened, 2u);
+}
+
 TEST_F(PgClientTest, TheDeadlineCutsTheTimeout) {
     PgClient c(loop, options());
     PgQuery q;
