@@ -531,15 +531,15 @@ void PgClient::detach_and_cancel(Query& q) {
         PQclear(c.result);
         c.result = nullptr;
     }
-    if (PGcancel* handle = PQgetCancel(c.pg)) {
+    if (PGcancel* raw = PQgetCancel(c.pg)) {
         ++counts_.server_cancels;
         // PQcancel connects to the server's address (not its name) and waits for the answer:
-        // it owns everything it touches, so it may outlive the client.
+        // the work owns everything it touches, so it may outlive the client.
+        std::shared_ptr<PGcancel> handle(raw, PQfreeCancel);
         auto work = [handle] {
             char error[256];
-            (void)PQcancel(handle, error, sizeof error);  // nothing to do if it fails: the
-                                                          // drain timeout closes the connection
-            PQfreeCancel(handle);
+            // Nothing to do if it fails: the drain timeout closes the connection.
+            (void)PQcancel(handle.get(), error, sizeof error);
         };
         try {
             if (options_.run_blocking)
@@ -548,7 +548,6 @@ void PgClient::detach_and_cancel(Query& q) {
                 std::thread(work).detach();
         } catch (const std::exception&) {
             // No thread for it: the connection goes, the server notices when it next writes.
-            PQfreeCancel(handle);
             if (!destroying_) close_conn(c);
             return;
         }
