@@ -715,6 +715,7 @@ TEST_F(PgClientTest, DestroyingWithQueriesInFlightCallsNothing) {
     {
         auto o = options();
         o.max_connections = 2;
+        o.run_blocking = nullptr;  // the default: a detached thread per cancel
         PgClient c(loop, o);
         start(c, PgQuery{"SELECT pg_sleep(30) -- destroyed", {}}, a);
         start(c, PgQuery{"SELECT pg_sleep(30) -- destroyed", {}}, b);
