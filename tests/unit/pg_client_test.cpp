@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,6 +186,9 @@ class PgServer {
             if (as_postgres_ &&
                 (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 || setuid(uid_) != 0))
                 _exit(126);
+            // Should the test die without its teardown, the server goes too (set after the
+            // setuid, which clears it).
+            (void)prctl(PR_SET_PDEATHSIG, SIGINT);
             std::vector<char*> args;
             for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
             args.push_back(nullptr);
