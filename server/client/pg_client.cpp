@@ -269,6 +269,7 @@ struct PgClient::Conn {
     Query* q = nullptr;
     PGresult* result = nullptr;  // the last one of the running query
     bool flushing = false;       // PQflush has more to send
+    bool used = false;           // has run a query before
     std::uint32_t watched = 0;
     std::uint64_t resolve_id = 0;
     core::EventLoop::TimerId connect_timer = 0, idle_timer = 0, drain_timer = 0;
@@ -431,7 +432,8 @@ void PgClient::pump() {
             continue;
         }
         it->second->waiting = false;
-        ++counts_.reused;
+        if (c.used) ++counts_.reused;
+        c.used = true;
         attach(*it->second, c);
     }
     if (waiting_.empty() || Clock::now() < down_until_) return;

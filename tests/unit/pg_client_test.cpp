@@ -473,6 +473,7 @@ TEST_F(PgClientTest, ServerErrorsCarryTheirSqlstate) {
     o = run(c, "SELECT count(*) FROM u");
     ASSERT_FALSE(o.error) << o.error->what();
     EXPECT_EQ(c.counts().connections_opened, 1u);
+    EXPECT_EQ(c.counts().reused, 4u);  // every query but the first
     auto s = c.stats();
     EXPECT_EQ(s.errors["server"], 2u);
     EXPECT_EQ(s.responses.by_class[4], 2u);  // recorded as 500
@@ -712,6 +713,30 @@ TEST_F(PgClientTest, AUnixSocketDirectoryNeedsNoLookup) {
     Outcome o = run(c, "SELECT inet_server_addr() IS NULL AS unix");
     ASSERT_FALSE(o.error) << o.error->what();
     EXPECT_EQ(o.result.to_json()[0]["unix"], true);
+}
+
+TEST_F(PgClientTest, ConnectTimeoutWhenTheServerNeverAnswers) {
+    // A listening socket nobody serves: the kernel completes the handshake, nothing answers.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(listen(fd, 8), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    auto o = options("postgresql://app@127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/db");
+    o.connect_timeout = scaled(200ms);
+    PgClient c(loop, o);
+    auto t0 = EventLoop::Clock::now();
+    Outcome out = run(c, "SELECT 1");
+    close(fd);
+    ASSERT_TRUE(out.error);
+    EXPECT_EQ(out.error->kind(), ErrorKind::timeout) << out.error->what();
+    EXPECT_NE(std::string(out.error->what()).find("not connected within"), std::string::npos)
+        << out.error->what();
+    EXPECT_LT(EventLoop::Clock::now() - t0, scaled(3s));
+    EXPECT_EQ(c.stats().open, 0u);
 }
 
 TEST_F(PgClientTest, DestroyingWithQueriesInFlightCallsNothing) {
