@@ -1,11 +1,13 @@
 // Tests herd's PostgreSQL client against a real, private PostgreSQL (initdb + postgres from the
 // system's installation, on a temp dir and a free 127.0.0.1 port; as the `postgres` user when
-// run as root): URLs, results and typed JSON, bound parameters and NULLs, server errors with
-// their SQLSTATE, the pool's limit and its waiting limit, the query timeout, cancel() and the
-// caller's deadline (each checked in pg_stat_activity to have stopped the server's query too),
-// refused connections (unknown database, bad password), a host name through c-ares, destroying
-// a client with queries in flight, and a server restart. Waits are bounded and scaled by
-// HERD_TIMEOUT_SCALE; nothing waits on a sleep.
+// run as root): URLs (never quoting a password), results and typed JSON, bound parameters and
+// NULLs, NUL bytes refused, notices kept off stderr, server errors with their SQLSTATE, the
+// pool's limit and its waiting limit, idle connections closing, the query timeout, cancel() and
+// the caller's deadline (each checked in pg_stat_activity to have stopped the server's query
+// too), a connection whose cancel goes unanswered, refused connections (unknown database, bad
+// password), the connect timeout, a host name through c-ares, a Unix socket, destroying a client
+// with queries in flight, and a server restart (fail fast, then recover). Waits are bounded and
+// scaled by HERD_TIMEOUT_SCALE; nothing waits on a sleep.
 #include "client/pg_client.hpp"
 
 #include <fcntl.h>
