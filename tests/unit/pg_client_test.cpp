@@ -488,6 +488,20 @@ TEST_F(PgClientTest, ServerErrorsCarryTheirSqlstate) {
     EXPECT_FALSE(run(c, "SELECT 1").error);
 }
 
+TEST_F(PgClientTest, ALargeParameterIsFlushedThroughTheLoop) {
+    // Far more than a socket buffer: PQflush says "more" and the loop waits for EPOLLOUT.
+    PgClient c(loop, options());
+    std::string big(16 * 1024 * 1024, 'x');
+    big[12345] = 'y';
+    Outcome o = run(c, "SELECT length($1) AS n, position('y' in $1) AS p", {big});
+    ASSERT_FALSE(o.error) << o.error->what();
+    EXPECT_EQ(o.result.to_json()[0]["n"], 16 * 1024 * 1024);
+    EXPECT_EQ(o.result.to_json()[0]["p"], 12346);
+    o = run(c, "SELECT repeat('z', 8 * 1024 * 1024) AS r");
+    ASSERT_FALSE(o.error) << o.error->what();
+    EXPECT_EQ(o.result.rows[0][0]->size(), 8u * 1024 * 1024);
+}
+
 TEST_F(PgClientTest, NulBytesAreRefusedAndNoticesStayOffStderr) {
     PgClient c(loop, options());
     Outcome o = run(c, "SELECT $1::text", {std::string("a\0b", 3)});
