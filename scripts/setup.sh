@@ -8,14 +8,14 @@ HERD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${HERD_BUILD_DIR:-$HERD_ROOT/build}"
 
 # Build: compiler, Meson, the libraries (hiredis for the state broker's Redis backend, c-ares
-# for the HTTP client's name lookups).
+# for the HTTP client's name lookups, libpq for the PostgreSQL client).
 # Tests: GoogleTest, Python, curl and wrk as clients, redis-server and redis-cli (the tests
-# start their own Redis).
+# start their own Redis), postgresql (the PostgreSQL client's tests start their own server).
 PACKAGES=(
   g++ meson ninja-build pkg-config
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp libhiredis-dev
-  libc-ares-dev
-  libgtest-dev python3 curl wrk redis-server redis-tools
+  libc-ares-dev libpq-dev
+  libgtest-dev python3 curl wrk redis-server redis-tools postgresql
 )
 # A caller may ask for more (scripts/test.sh: clang and its libFuzzer runtime for the fuzz pass,
 # which serving does not need).
