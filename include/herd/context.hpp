@@ -7,6 +7,7 @@
 
 #include "herd/client.hpp"
 #include "herd/loop.hpp"
+#include "herd/postgres.hpp"
 #include "herd/redis.hpp"
 #include "herd/state.hpp"
 
@@ -62,6 +63,12 @@ class Context {
     // ("redis://127.0.0.1:6379/0"): one pipelined connection per worker and URL, on the same
     // loop. Without that key its commands fail with a ClientError of kind `invalid`. (ABI 5.2)
     virtual RedisClient& redis() = 0;
+
+    // The worker's PostgreSQL client (postgres.hpp) for the URL in this plugin's config
+    // "postgres" ("postgresql://app@127.0.0.1:5432/app"): a pool per worker and URL, on the
+    // same loop. Without that key its queries fail with a ClientError of kind `invalid`.
+    // (ABI 5.2)
+    virtual PostgresClient& postgres() = 0;
 };
 
 }  // namespace herd

@@ -6,6 +6,7 @@
 #include "herd/http.hpp"
 #include "herd/loop.hpp"
 #include "herd/plugin.hpp"
+#include "herd/postgres.hpp"
 #include "herd/redis.hpp"
 #include "herd/responder.hpp"
 #include "herd/scope.hpp"

@@ -74,7 +74,8 @@ class Probe final : public herd::Plugin {
         std::string_view path = r.request().subpath();
         if (path == "/wait" || path == "/wait-throw" || path == "/wait-forever" ||
             path == "/stream" || path == "/sse" || path == "/blocking" || path == "/watch" ||
-            path == "/fetch" || path == "/redis/get" || path == "/redis/set")
+            path == "/fetch" || path == "/redis/get" || path == "/redis/set" ||
+            path == "/pg/ping" || path == "/pg/sleep")
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
@@ -222,6 +223,9 @@ class Probe final : public herd::Plugin {
     // and the client's error when there is no response). /redis/get?key=K and PUT
     // /redis/set?key=K (the body is the value): through herd's Redis client at config.redis;
     // the value (404 when there is none) or "OK", 503 and the client's error when Redis fails.
+    // /pg/ping: SELECT 1 through herd's PostgreSQL client at config.postgres, answers "1";
+    // /pg/sleep?ms=N: SELECT pg_sleep(N/1000), tied to the request (a client that leaves
+    // cancels it on the server); 503 and the client's error when PostgreSQL fails.
     herd::Task<> later(herd::Responder& r) {
         const herd::Request& request = r.request();
         herd::Response& response = r.response();
@@ -376,6 +380,23 @@ class Probe final : public herd::Plugin {
                         else
                             response.set_status(404);
                     }
+                } catch (const herd::ClientError& e) {
+                    response.set_status(503);
+                    response.set_body(std::string("probe: ") + path + ": " + e.what() + "\n");
+                }
+            } else if (path == "/pg/ping" || path == "/pg/sleep") {
+                std::string sql = "SELECT 1 AS one";
+                herd::PgParams params;
+                if (path == "/pg/sleep") {
+                    if (!number_param(request, "ms", 600000, "milliseconds", response, ms))
+                        co_return;
+                    sql = "SELECT pg_sleep($1::float8 / 1000) IS NULL AS one";
+                    params.push_back(std::to_string(ms));
+                }
+                try {
+                    auto q = ctx_->postgres().query(sql, std::move(params));
+                    herd::PgResult result = co_await q;
+                    response.set_body(result.to_json().at(0).at("one").dump());
                 } catch (const herd::ClientError& e) {
                     response.set_status(503);
                     response.set_body(std::string("probe: ") + path + ": " + e.what() + "\n");

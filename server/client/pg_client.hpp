@@ -27,7 +27,7 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <herd/postgres.hpp>
 
 #include "client/client_error.hpp"
 #include "client/resolver.hpp"
@@ -46,20 +46,8 @@ struct PgQuery {
     core::EventLoop::Clock::time_point deadline = core::EventLoop::Clock::time_point::max();
 };
 
-struct PgResult {
-    std::vector<std::string> columns;
-    std::vector<unsigned> types;                                // column type OIDs
-    std::vector<std::vector<std::optional<std::string>>> rows;  // text values, nullopt = NULL
-    std::uint64_t affected = 0;                                 // PQcmdTuples, 0 when none
-    std::string command;                                        // PQcmdStatus: "SELECT 1"
-
-    // The rows as a JSON array of objects (a repeated column name: the last one wins), typed by
-    // OID: bool -> true/false; int2/int4/int8/oid -> integer; float4/float8 -> number, but NaN
-    // and the infinities (which JSON has no word for) -> string; numeric -> string, so that no
-    // precision is lost; json/jsonb -> the parsed JSON; NULL -> null; anything else (and a
-    // value that does not parse as its type says) -> string.
-    nlohmann::json to_json() const;
-};
+// The SDK's (herd/postgres.hpp): the client fills what the plugin receives, no copy between.
+using PgResult = herd::PgResult;
 
 class PgClient {
   public:

@@ -41,7 +41,7 @@ class PluginContext final : public Context, public Logger {
   public:
     PluginContext(const core::AppConfig& app, const core::PluginConfig& plugin, int worker_id,
                   MessageSink* sink, state::StateReplica* state, PluginLoop& loop, PluginHttp& http,
-                  PluginRedis& redis)
+                  PluginRedis& redis, PluginPostgres& postgres)
         : config_(plugin.config),
           app_(app.name),
           mount_(plugin.mount),
@@ -51,7 +51,8 @@ class PluginContext final : public Context, public Logger {
                                   : std::make_unique<NoState>()),
           loop_(loop),
           http_(http),
-          redis_(redis) {}
+          redis_(redis),
+          postgres_(postgres) {}
 
     const nlohmann::json& config() const override { return config_; }
     Logger& log() override { return *this; }
@@ -68,6 +69,7 @@ class PluginContext final : public Context, public Logger {
     Loop& loop() override { return loop_; }
     HttpClient& http() override { return http_; }
     RedisClient& redis() override { return redis_; }
+    PostgresClient& postgres() override { return postgres_; }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug
@@ -90,12 +92,14 @@ class PluginContext final : public Context, public Logger {
     PluginLoop& loop_;
     PluginHttp& http_;
     PluginRedis& redis_;
+    PluginPostgres& postgres_;
 };
 
 MountedPlugin::MountedPlugin() = default;
 MountedPlugin::~MountedPlugin() {
     if (http) http->shutdown();
     if (redis) redis->shutdown();
+    if (postgres) postgres->shutdown();
     if (loop) loop->shutdown();  // nothing of the plugin runs once its object is gone
     plugin.reset();  // before the loop, the context and the library, whatever the member order
 }
@@ -116,8 +120,13 @@ std::string client_url(const core::PluginConfig& pc, const char* key, const std:
     std::string where = who + ": config." + key;
     if (!v.is_string()) throw PluginError(where + " must be a URL string, not " + v.type_name());
     try {
-        if (std::string_view(key) == "redis") client::parse_redis_url(v.get<std::string>());
+        if (std::string_view(key) == "redis")
+            client::parse_redis_url(v.get<std::string>());
+        else
+            client::check_pg_url(v.get<std::string>());
     } catch (const core::Error& e) {
+        throw PluginError(where + ": " + e.what());
+    } catch (const ClientError& e) {
         throw PluginError(where + ": " + e.what());
     }
     return v.get<std::string>();
@@ -241,6 +250,7 @@ void PluginHost::unload() {
     for (auto it = config_order_.rbegin(); it != config_order_.rend(); ++it) {
         if ((*it)->http) (*it)->http->shutdown();
         if ((*it)->redis) (*it)->redis->shutdown();
+        if ((*it)->postgres) (*it)->postgres->shutdown();
         if ((*it)->loop) (*it)->loop->shutdown();
     }
     while (!config_order_.empty()) {
@@ -280,8 +290,20 @@ void PluginHost::load(const core::AppConfig& app, int worker_id, PluginServices 
                 return shared_redis(redis_url);
             },
             *m->loop);
-        m->context = std::make_unique<PluginContext>(app, pc, worker_id, services.sink,
-                                                     services.state, *m->loop, *m->http, *m->redis);
+        std::string pg_url = client_url(pc, "postgres", m->who);
+        m->postgres = std::make_unique<PluginPostgres>(
+            [this, pg_url, who = m->who]() -> client::PgClient& {
+                if (pg_url.empty())
+                    throw ClientError(ClientError::Kind::invalid,
+                                      who +
+                                          " has no PostgreSQL URL: set \"postgres\" in its "
+                                          "config (\"postgresql://user@127.0.0.1:5432/db\")");
+                return shared_postgres(pg_url);
+            },
+            *m->loop);
+        m->context =
+            std::make_unique<PluginContext>(app, pc, worker_id, services.sink, services.state,
+                                            *m->loop, *m->http, *m->redis, *m->postgres);
         open_plugin(*m, pc.path, i < services.files.size() ? services.files[i] : -1);
         config_order_.push_back(m.get());
         plugins_.push_back(std::move(m));
@@ -314,10 +336,21 @@ client::RedisClient& PluginHost::shared_redis(const std::string& url) {
     return *c;
 }
 
+client::PgClient& PluginHost::shared_postgres(const std::string& url) {
+    auto& c = postgres_[url];
+    if (!c) {
+        client::PgClient::Options options;
+        options.url = url;
+        c = std::make_unique<client::PgClient>(*loop_, std::move(options));
+    }
+    return *c;
+}
+
 core::ClientStatsMap PluginHost::client_stats() const {
     core::ClientStatsMap m;
     if (http_) m["http"] = http_->stats();
     for (const auto& [url, c] : redis_) m["redis"] += c->stats();
+    for (const auto& [url, c] : postgres_) m["postgres"] += c->stats();
     return m;
 }
 
@@ -326,6 +359,7 @@ void PluginHost::stop() {
         MountedPlugin* m = *it;
         m->http->shutdown();  // its exchanges and commands, then what it registered on its loop
         m->redis->shutdown();
+        m->postgres->shutdown();
         m->loop->shutdown();  // also for a plugin whose on_start threw after registering
         if (!m->started) continue;
         m->started = false;

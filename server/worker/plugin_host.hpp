@@ -11,6 +11,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "client/http_client.hpp"
+#include "client/pg_client.hpp"
 #include "client/redis_client.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -19,6 +20,7 @@
 #include "herd/plugin.hpp"
 #include "worker/plugin_http.hpp"
 #include "worker/plugin_loop.hpp"
+#include "worker/plugin_postgres.hpp"
 #include "worker/plugin_redis.hpp"
 
 namespace herd::state {
@@ -54,8 +56,9 @@ struct MountedPlugin {
     boost::dll::shared_library library;
     std::unique_ptr<PluginContext> context;
     std::unique_ptr<PluginLoop> loop;
-    std::unique_ptr<PluginHttp> http;    // its exchanges on the worker's HTTP client
-    std::unique_ptr<PluginRedis> redis;  // its commands on the worker's client for its URL
+    std::unique_ptr<PluginHttp> http;          // its exchanges on the worker's HTTP client
+    std::unique_ptr<PluginRedis> redis;        // its commands on the worker's client for its URL
+    std::unique_ptr<PluginPostgres> postgres;  // its queries on the worker's pool for its URL
     std::unique_ptr<Plugin> plugin;
     std::string mount;
     std::string path;
@@ -120,6 +123,9 @@ class PluginHost {
     // The worker's Redis clients, one per URL (config.redis), made at the first command.
     std::map<std::string, std::unique_ptr<client::RedisClient>> redis_;
     client::RedisClient& shared_redis(const std::string& url);
+    // The worker's PostgreSQL pools, one per URL (config.postgres), made at the first query.
+    std::map<std::string, std::unique_ptr<client::PgClient>> postgres_;
+    client::PgClient& shared_postgres(const std::string& url);
     core::FailureHandler failed_;
 };
 

@@ -1,6 +1,7 @@
 // Part of herd/testing.hpp, the plugin author's test kit (include that): FakeContext, a
 // Context with settable identity and config that records what the plugin logs and sends, its
-// in-memory FakeState, FakeHttp, its scripted HTTP client, and FakeRedis (testing/redis.hpp).
+// in-memory FakeState, FakeHttp, its scripted HTTP client, FakeRedis (testing/redis.hpp) and
+// FakePostgres (testing/postgres.hpp).
 #pragma once
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "herd/context.hpp"
 #include "herd/state.hpp"
 #include "herd/testing/loop.hpp"
+#include "herd/testing/postgres.hpp"
 #include "herd/testing/redis.hpp"
 
 namespace herd::testing {
@@ -215,6 +217,7 @@ class FakeContext final : public Context, private Logger {
     FakeState& state() override { return state_; }
     FakeHttp& http() override { return http_; }
     FakeRedis& redis() override { return redis_; }
+    FakePostgres& postgres() override { return postgres_; }
     FakeLoop& loop() override { return loop_; }
 
     void set_config(nlohmann::json config) { config_ = std::move(config); }
@@ -251,6 +254,7 @@ class FakeContext final : public Context, private Logger {
     FakeState state_{loop_};
     FakeHttp http_{loop_};
     FakeRedis redis_{loop_};
+    FakePostgres postgres_{loop_};
 };
 
 }  // namespace herd::testing

@@ -32,8 +32,9 @@ class Harness {
     FakeContext& context() noexcept { return ctx_; }
     FakeLoop& loop() noexcept { return ctx_.loop(); }
     FakeState& state() noexcept { return ctx_.state(); }
-    FakeHttp& http() noexcept { return ctx_.http(); }  // answers for the plugin's fetches
+    FakeHttp& http() noexcept { return ctx_.http(); }     // answers for the plugin's fetches
     FakeRedis& redis() noexcept { return ctx_.redis(); }  // the plugin's Redis, in memory
+    FakePostgres& postgres() noexcept { return ctx_.postgres(); }  // answers for its queries
 
     // Constructs the plugin and runs its on_start; what on_start throws comes out of here
     // (the worker's start-up failure), after the plugin's loop was stopped.
