@@ -8,9 +8,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 
+#include <herd/client.hpp>
 #include <herd/scope.hpp>
+
+#include "worker/plugin_loop.hpp"
 
 namespace herd::worker {
 
@@ -76,6 +80,33 @@ class PluginCalls {
         while (!entries_.empty()) cancel(entries_.begin()->first);
     }
     std::size_t size() const { return entries_.size(); }
+
+    // Hands a call's answer to Payload::done, through the plugin's loop and tied to the call's
+    // scope (dropped if the scope goes first). Nothing when the call was cancelled.
+    template <class Result>
+    void answer(PluginLoop& loop, Id id, Result result, const herd::ClientError* error) {
+        std::unique_ptr<Entry> entry = take(id);
+        if (!entry) return;
+        std::optional<herd::ClientError> copy;
+        if (error != nullptr) copy.emplace(*error);
+        loop.post(
+            [done = std::move(entry->data.done), result = std::move(result),
+             copy = std::move(copy)]() mutable {
+                if (done) done(std::move(result), copy ? &*copy : nullptr);
+            },
+            entry->scope);
+    }
+    // The worker's client for a call (shared() makes it at the first use), or null when the
+    // plugin has none: then the call's answer is shared()'s error, from the loop.
+    template <class Result, class Client>
+    Client* client_for(PluginLoop& loop, Id id, const std::function<Client&()>& shared) {
+        try {
+            return &shared();
+        } catch (const herd::ClientError& error) {
+            loop.post([this, &loop, id, error] { answer(loop, id, Result(), &error); });
+            return nullptr;
+        }
+    }
 
   private:
     std::function<void(Entry&)> stop_;

@@ -2,8 +2,6 @@
 // pool; see plugin_postgres.hpp.
 #include "worker/plugin_postgres.hpp"
 
-#include <optional>
-
 namespace herd::worker {
 
 PluginPostgres::PluginPostgres(std::function<client::PgClient&()> shared, PluginLoop& loop)
@@ -19,30 +17,16 @@ herd::PostgresClient::Id PluginPostgres::run(std::string sql, herd::PgParams par
     auto [id, e] = calls_.open(s, std::move(call));
     if (e == nullptr) return id;
 
-    auto deliver = [this, id](herd::PgResult result, const client::ClientError* error) {
-        auto entry = calls_.take(id);
-        if (!entry) return;
-        std::optional<herd::ClientError> copy;
-        if (error != nullptr) copy.emplace(*error);
-        loop_.post(
-            [done = std::move(entry->data.done), result = std::move(result),
-             copy = std::move(copy)]() mutable {
-                if (done) done(std::move(result), copy ? &*copy : nullptr);
-            },
-            entry->scope);
-    };
-    try {
-        e->data.client = &shared_();
-    } catch (const herd::ClientError& error) {
-        // No (usable) config.postgres: the query fails, from the loop like any other.
-        loop_.post([deliver, error] { deliver({}, &error); });
-        return id;
-    }
+    e->data.client = calls_.client_for<herd::PgResult>(loop_, id, shared_);
+    if (e->data.client == nullptr) return id;
     client::PgQuery q;
     q.sql = std::move(sql);
     q.params = std::move(params);
     q.deadline = s.deadline();
-    e->data.inner = e->data.client->query(std::move(q), deliver);
+    e->data.inner = e->data.client->query(
+        std::move(q), [this, id](herd::PgResult result, const client::ClientError* error) {
+            calls_.answer(loop_, id, std::move(result), error);
+        });
     return id;
 }
 

@@ -2,8 +2,6 @@
 // see plugin_redis.hpp.
 #include "worker/plugin_redis.hpp"
 
-#include <optional>
-
 namespace herd::worker {
 
 PluginRedis::PluginRedis(std::function<client::RedisClient&()> shared, PluginLoop& loop)
@@ -30,25 +28,11 @@ herd::RedisClient::Id PluginRedis::start(std::vector<herd::RedisArgs> commands, 
     auto [id, e] = calls_.open(s, std::move(call));
     if (e == nullptr) return id;
 
+    e->data.client = calls_.client_for<herd::RedisReply>(loop_, id, shared_);
+    if (e->data.client == nullptr) return id;
     auto deliver = [this, id](herd::RedisReply reply, const client::ClientError* error) {
-        auto entry = calls_.take(id);
-        if (!entry) return;
-        std::optional<herd::ClientError> copy;
-        if (error != nullptr) copy.emplace(*error);
-        loop_.post(
-            [done = std::move(entry->data.done), reply = std::move(reply),
-             copy = std::move(copy)]() mutable {
-                if (done) done(std::move(reply), copy ? &*copy : nullptr);
-            },
-            entry->scope);
+        calls_.answer(loop_, id, std::move(reply), error);
     };
-    try {
-        e->data.client = &shared_();
-    } catch (const herd::ClientError& error) {
-        // No (usable) config.redis: the command fails, from the loop like any other.
-        loop_.post([deliver, error] { deliver({}, &error); });
-        return id;
-    }
     auto deadline = s.deadline();
     e->data.inner = transaction
                         ? e->data.client->transaction(std::move(commands), deliver, deadline)

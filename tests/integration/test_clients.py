@@ -3,7 +3,6 @@ worker's loop; keep-alive connections are pooled; https:// and an unreachable up
 with a clear error; an exchange whose request ends (the client went away, request_timeout_ms
 passed) closes its upstream connection; hostile, slow and restarted upstreams fail only their
 own requests, with a clear 502, and leave no descriptor behind."""
-import json
 import socket
 import threading
 import time
@@ -12,6 +11,7 @@ import urllib.parse
 
 import harness
 from harness import app, plugin
+from outage import outage_under_load, worker_fds
 
 
 class Upstream:
@@ -69,10 +69,13 @@ class Upstream:
                         self.requests.append(head.decode())
                         self.cond.notify_all()
                     answer = self.reply(head.decode())
-                    if callable(answer):
-                        answer(conn)  # it writes (and closes) itself
-                    elif answer is not None:
-                        conn.sendall(answer)
+                    try:
+                        if callable(answer):
+                            answer(conn)  # it writes (and closes) itself
+                        elif answer is not None:
+                            conn.sendall(answer)
+                    except OSError:
+                        return  # the client (or close()) went first
 
     def wait(self, predicate, what):
         with self.cond:
@@ -100,8 +103,8 @@ def ok(body):
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def probe_app(**extra):
-    return app(workers=1, plugins=[{"mount": "/probe", "path": plugin("probe")}], **extra)
+def probe_app(workers=1, **extra):
+    return app(workers=workers, plugins=[{"mount": "/probe", "path": plugin("probe")}], **extra)
 
 
 def fetch_path(url):
@@ -204,14 +207,6 @@ def hostile(head):
     }.get(path, ok(b"fine"))
 
 
-def worker_fds(herd):
-    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
-    if code != 0:
-        return None
-    workers = json.loads(out)["apps"][0]["workers"]
-    return workers[0]["async"].get("fds") if workers else None
-
-
 class Faults(unittest.TestCase):
     def test_hostile_slow_and_restarted_upstreams_fail_only_their_requests(self):
         upstream = Upstream(hostile)
@@ -264,6 +259,27 @@ class Faults(unittest.TestCase):
         finally:
             upstream.close()
 
+
+    def test_an_upstream_stopped_and_started_again_under_load(self):
+        holder = {"upstream": Upstream(hostile)}
+        port_of_upstream = holder["upstream"].port
+
+        def stop():
+            holder["upstream"].close()
+
+        def start():
+            holder["upstream"] = Upstream(hostile, port=port_of_upstream)
+        try:
+            with harness.Herd({"apps": [probe_app(workers=2)]}) as herd:
+                target = fetch_path("http://127.0.0.1:%d/" % port_of_upstream)
+                self.assertEqual(harness.get(herd.port(), target).status, 200)
+                outage_under_load(self, herd, target, stop, start, before_ok=(200, b"fine"),
+                                  after_ok=(200, b"fine"), failure=502,
+                                  reasons=[b"Connection refused", b"closed the connection",
+                                           b"Connection reset"])
+                self.assertEqual(herd.stop(), 0, herd.log())
+        finally:
+            holder["upstream"].close()
 
 if __name__ == "__main__":
     harness.main()

@@ -12,12 +12,12 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import unittest
 
 import harness
 import pg_server
 from harness import app, plugin
+from outage import outage_under_load
 from redis_server import free_port
 
 PASSWORD = "pg-pw-3b9d-secret"
@@ -28,13 +28,6 @@ SLEEPING = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
 def probe_app(url, workers=1):
     return app(workers=workers, plugins=[{"mount": "/probe", "path": plugin("probe"),
                                           "config": {"postgres": url}}])
-
-
-def worker_fds(herd):
-    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
-    if code != 0:
-        return None
-    return [w["async"].get("fds") for w in json.loads(out)["apps"][0]["workers"]]
 
 
 @unittest.skipUnless(pg_server.available(),
@@ -107,72 +100,12 @@ class PostgresClient(unittest.TestCase):
 
     def test_postgres_stopped_and_started_again_under_load(self):
         with harness.Herd({"apps": [probe_app(self.pg.url(), workers=2)]}) as herd:
-            port = herd.port()
-            pids = sorted(herd.worker_pids())
             for _ in range(4):
-                self.assertEqual(harness.get(port, "/probe/pg/ping").status, 200)
-            baseline = {}
-
-            def settled():
-                baseline["fds"] = worker_fds(herd)
-                return baseline["fds"] is not None and None not in baseline["fds"]
-            harness.wait_until(settled, what="the workers' descriptor counts")
-
-            answers, lock, stop = [], threading.Lock(), threading.Event()
-
-            def load():
-                with harness.Client(port, seconds=60) as c:
-                    while not stop.is_set():
-                        r = c.request("GET", "/probe/pg/ping")
-                        with lock:
-                            answers.append((r.status, r.body))
-            threads = [threading.Thread(target=load) for _ in range(2)]
-            for t in threads:
-                t.start()
-            try:
-                def answered(n):
-                    with lock:
-                        return len(answers) >= n
-                harness.wait_until(lambda: answered(50), what="answers before the outage")
-                with lock:
-                    before = len(answers)
-                self.pg.stop()
-
-                def failing():
-                    with lock:
-                        return any(s == 503 for s, _ in answers[before:])
-                harness.wait_until(failing, what="503s while PostgreSQL is down")
-                with lock:
-                    down_at = len(answers)
-                harness.wait_until(lambda: answered(down_at + 20), what="answers while down")
-                self.pg.start()
-
-                def recovered():
-                    with lock:
-                        tail = answers[-50:]
-                    return (len(tail) == 50 and answers[-1][0] == 200
-                            and all(s == 200 for s, _ in tail))
-                harness.wait_until(recovered, seconds=30, what="PostgreSQL answering again")
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join(harness.timeout(60))
-            with lock:
-                seen = list(answers)
-            self.assertTrue(all(a == (200, b"1") for a in seen[:before]), seen[:before][:5])
-            last_503 = max(i for i, (s, _) in enumerate(seen) if s == 503)
-            self.assertGreater(last_503, before)
-            self.assertTrue(all(a == (200, b"1") for a in seen[last_503 + 1:]))
-            for status, body in seen[before:last_503 + 1]:
-                self.assertIn(status, (200, 503), body)
-                if status == 503:
-                    self.assertIn(b"PostgreSQL", body)
-                    self.assertNotIn(PASSWORD.encode(), body)
-            self.assertEqual(sorted(herd.worker_pids()), pids)
-            harness.wait_until(lambda: worker_fds(herd) == baseline["fds"],
-                               what="the workers back at %s descriptors" % baseline["fds"])
+                self.assertEqual(harness.get(herd.port(), "/probe/pg/ping").status, 200)
+            outage_under_load(self, herd, "/probe/pg/ping", self.pg.stop, self.pg.start,
+                              before_ok=(200, b"1"), after_ok=(200, b"1"),
+                              reasons=[b"PostgreSQL"], secret=PASSWORD)
             self.assertEqual(herd.stop(), 0, herd.log())
-
 
 if __name__ == "__main__":
     harness.main()

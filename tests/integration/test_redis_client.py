@@ -9,11 +9,11 @@ worker crashes and none keeps a descriptor more.
 import json
 import shutil
 import tempfile
-import threading
 import unittest
 
 import harness
 from harness import app, plugin
+from outage import outage_under_load
 from redis_server import RedisServer, free_port
 
 PASSWORD = "pw-7c1e-secret"
@@ -27,13 +27,6 @@ def probe_app(redis_url, workers=1):
 def put(port, target, body):
     with harness.Client(port) as c:
         return c.request("PUT", target, body=body)
-
-
-def worker_fds(herd):
-    code, out = harness.run_herd("status", "--json", "-c", herd.config_path)
-    if code != 0:
-        return None
-    return [w["async"].get("fds") for w in json.loads(out)["apps"][0]["workers"]]
 
 
 @unittest.skipUnless(shutil.which("redis-server") and shutil.which("redis-cli"),
@@ -94,79 +87,14 @@ class RedisClient(unittest.TestCase):
 
     def test_redis_stopped_and_started_again_under_load(self):
         with harness.Herd({"apps": [probe_app(self.url, workers=2)]}) as herd:
-            port = herd.port()
-            self.assertEqual(put(port, "/probe/redis/set?key=k", "v").status, 200)
-            pids = sorted(herd.worker_pids())
-            baseline = {}
-
-            def settled():
-                baseline["fds"] = worker_fds(herd)
-                return baseline["fds"] is not None and None not in baseline["fds"]
-            harness.wait_until(settled, what="the workers' descriptor counts")
-
-            # Two clients read in a loop on keep-alive connections; each answer is recorded.
-            answers, lock, stop = [], threading.Lock(), threading.Event()
-
-            def load():
-                with harness.Client(port, seconds=30) as c:
-                    while not stop.is_set():
-                        r = c.request("GET", "/probe/redis/get?key=k")
-                        with lock:
-                            answers.append((r.status, r.body))
-            threads = [threading.Thread(target=load) for _ in range(2)]
-            for t in threads:
-                t.start()
-            try:
-                def answered(n):
-                    with lock:
-                        return len(answers) >= n
-                harness.wait_until(lambda: answered(50), what="answers before the outage")
-                with lock:
-                    before = len(answers)
-                self.redis.stop()
-
-                def failing():
-                    with lock:
-                        return any(s == 503 for s, _ in answers[before:])
-                harness.wait_until(failing, what="503s while Redis is down")
-                with lock:
-                    down_at = len(answers)
-                harness.wait_until(lambda: answered(down_at + 50), what="answers while down")
-                self.redis.start()
-                # The redis-server started again has no data (no persistence): 404 means Redis
-                # answered. Wait for a run of 50 answers in a row from Redis.
-
-                def recovered():
-                    with lock:
-                        tail = answers[-50:]
-                    return len(tail) == 50 and all(s == 404 for s, _ in tail)
-                harness.wait_until(recovered, seconds=30, what="Redis answering again")
-            finally:
-                stop.set()
-                for t in threads:
-                    t.join(harness.timeout(30))
-            with lock:
-                seen = list(answers)
-            # Before the outage every answer was the value; after it Redis's own (404); between,
-            # while each worker found Redis again in its own time (its back-off), 503s that say
-            # why, and nothing else anywhere.
-            self.assertTrue(all(a == (200, b"v") for a in seen[:before]), seen[:before][:5])
-            last_503 = max(i for i, (s, _) in enumerate(seen) if s == 503)
-            self.assertGreater(last_503, before)
-            self.assertGreaterEqual(len(seen) - last_503 - 1, 50)
-            self.assertTrue(all(s == 404 for s, _ in seen[last_503 + 1:]))
-            for status, body in seen[before:last_503 + 1]:
-                self.assertIn(status, (200, 404, 503), body)
-                if status == 503:
-                    self.assertTrue(b"is down" in body or b"cannot connect" in body
-                                    or b"broke" in body, body)
-                    self.assertNotIn(PASSWORD.encode(), body)
-            # Same workers, same descriptors.
-            self.assertEqual(sorted(herd.worker_pids()), pids)
-            harness.wait_until(lambda: worker_fds(herd) == baseline["fds"],
-                               what="the workers back at %s descriptors" % baseline["fds"])
+            self.assertEqual(put(herd.port(), "/probe/redis/set?key=k", "v").status, 200)
+            # The redis-server started again has no data (no persistence): 404 is Redis's
+            # answer then.
+            outage_under_load(self, herd, "/probe/redis/get?key=k", self.redis.stop,
+                              self.redis.start, before_ok=(200, b"v"), after_ok=(404, b""),
+                              reasons=[b"is down", b"cannot connect", b"broke"],
+                              secret=PASSWORD)
             self.assertEqual(herd.stop(), 0, herd.log())
-
 
 if __name__ == "__main__":
     harness.main()

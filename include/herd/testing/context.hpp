@@ -133,11 +133,11 @@ struct LogLine {
 // their scope when it is cancelled.
 class FakeHttp final : public HttpClient {
   public:
-    explicit FakeHttp(FakeLoop& loop) : loop_(loop) {}
+    explicit FakeHttp(FakeLoop& loop) : answers_(loop) {}
     FakeHttp(const FakeHttp&) = delete;
     FakeHttp& operator=(const FakeHttp&) = delete;
 
-    void on(std::string url, HttpReply reply) { answers_[std::move(url)] = std::move(reply); }
+    void on(std::string url, HttpReply reply) { replies_[std::move(url)] = std::move(reply); }
     void fail(std::string url, ClientError::Kind kind, std::string message) {
         failures_.insert_or_assign(std::move(url), ClientError(kind, std::move(message)));
     }
@@ -145,10 +145,9 @@ class FakeHttp final : public HttpClient {
 
     Id fetch(HttpRequest request, HttpHandlers handlers, Scope* scope = nullptr) override {
         requests_.push_back(request);
-        Id id = next_id_++;
         std::optional<HttpReply> reply;
         std::optional<ClientError> error;
-        if (auto a = answers_.find(request.url); a != answers_.end())
+        if (auto a = replies_.find(request.url); a != replies_.end())
             reply = a->second;
         else if (auto f = failures_.find(request.url); f != failures_.end())
             error = f->second;
@@ -156,10 +155,9 @@ class FakeHttp final : public HttpClient {
             error = ClientError(ClientError::Kind::connect,
                                 request.method + " " + request.url +
                                     ": no fake answer for this URL (FakeHttp::on)");
-        posted_[id] = loop_.post(
-            [this, id, h = std::move(handlers), reply = std::move(reply),
+        return answers_.post(
+            [h = std::move(handlers), reply = std::move(reply),
              error = std::move(error)]() mutable {
-                posted_.erase(id);
                 if (error) {
                     if (h.done) h.done(HttpReply(), &*error);
                     return;
@@ -174,23 +172,14 @@ class FakeHttp final : public HttpClient {
                 if (h.done) h.done(std::move(*reply), nullptr);
             },
             scope);
-        return id;
     }
-    bool cancel(Id id) noexcept override {
-        auto it = posted_.find(id);
-        if (it == posted_.end()) return false;
-        loop_.cancel(it->second);
-        posted_.erase(it);
-        return true;
-    }
+    bool cancel(Id id) noexcept override { return answers_.cancel(id); }
 
   private:
-    FakeLoop& loop_;
-    std::map<std::string, HttpReply> answers_;
+    std::map<std::string, HttpReply> replies_;
     std::map<std::string, ClientError> failures_;
     std::vector<HttpRequest> requests_;
-    std::map<Id, Loop::Id> posted_;
-    Id next_id_ = 1;
+    PostedAnswers answers_;
 };
 
 // A Context with settable identity and config, recording what the plugin logs and sends.

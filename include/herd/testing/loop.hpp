@@ -292,4 +292,37 @@ class FakeLoop final : public Loop, private detail::TaskOwner {
     bool stopped_ = false;
 };
 
+// The answers a fake client (FakeHttp, FakeRedis, FakePostgres) has posted to the loop and
+// not yet delivered, by the client's own id: cancel() takes one back before it runs.
+class PostedAnswers {
+  public:
+    explicit PostedAnswers(FakeLoop& loop) : loop_(loop) {}
+    PostedAnswers(const PostedAnswers&) = delete;
+    PostedAnswers& operator=(const PostedAnswers&) = delete;
+
+    // Posts the answer tied to scope; returns the id the client hands out.
+    std::uint64_t post(Callback answer, Scope* scope) {
+        std::uint64_t id = next_id_++;
+        posted_[id] = loop_.post(
+            [this, id, answer = std::move(answer)]() mutable {
+                posted_.erase(id);
+                answer();
+            },
+            scope);
+        return id;
+    }
+    bool cancel(std::uint64_t id) noexcept {
+        auto it = posted_.find(id);
+        if (it == posted_.end()) return false;
+        loop_.cancel(it->second);
+        posted_.erase(it);
+        return true;
+    }
+
+  private:
+    FakeLoop& loop_;
+    std::map<std::uint64_t, Loop::Id> posted_;
+    std::uint64_t next_id_ = 1;
+};
+
 }  // namespace herd::testing

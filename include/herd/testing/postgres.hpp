@@ -23,7 +23,7 @@ class FakePostgres final : public PostgresClient {
         std::string sql;
         PgParams params;
     };
-    explicit FakePostgres(FakeLoop& loop) : loop_(loop) {}
+    explicit FakePostgres(FakeLoop& loop) : posted_(loop) {}
     FakePostgres(const FakePostgres&) = delete;
     FakePostgres& operator=(const FakePostgres&) = delete;
 
@@ -38,7 +38,6 @@ class FakePostgres final : public PostgresClient {
 
     Id run(std::string sql, PgParams params, Done done, Scope* scope = nullptr) override {
         queries_.push_back(Query{sql, params});
-        Id id = next_id_++;
         std::optional<PgResult> result;
         std::optional<ClientError> error;
         if (auto a = answers_.find(sql); a != answers_.end())
@@ -48,33 +47,23 @@ class FakePostgres final : public PostgresClient {
         else
             error = ClientError(ClientError::Kind::invalid,
                                 "no fake answer for \"" + sql + "\" (FakePostgres::on)");
-        posted_[id] = loop_.post(
-            [this, id, done = std::move(done), result = std::move(result),
+        return posted_.post(
+            [done = std::move(done), result = std::move(result),
              error = std::move(error)]() mutable {
-                posted_.erase(id);
                 if (error)
                     done(PgResult(), &*error);
                 else
                     done(std::move(*result), nullptr);
             },
             scope);
-        return id;
     }
-    bool cancel(Id id) noexcept override {
-        auto it = posted_.find(id);
-        if (it == posted_.end()) return false;
-        loop_.cancel(it->second);
-        posted_.erase(it);
-        return true;
-    }
+    bool cancel(Id id) noexcept override { return posted_.cancel(id); }
 
   private:
-    FakeLoop& loop_;
     std::map<std::string, PgResult> answers_;
     std::map<std::string, ClientError> failures_;
     std::vector<Query> queries_;
-    std::map<Id, Loop::Id> posted_;
-    Id next_id_ = 1;
+    PostedAnswers posted_;
 };
 
 }  // namespace herd::testing

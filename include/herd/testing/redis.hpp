@@ -22,7 +22,7 @@ namespace herd::testing {
 class FakeRedis final : public RedisClient {
   public:
     using Answer = Function<RedisReply(const RedisArgs& args)>;
-    explicit FakeRedis(FakeLoop& loop) : loop_(loop) {}
+    explicit FakeRedis(FakeLoop& loop) : posted_(loop) {}
     FakeRedis(const FakeRedis&) = delete;
     FakeRedis& operator=(const FakeRedis&) = delete;
 
@@ -43,13 +43,7 @@ class FakeRedis final : public RedisClient {
     Id transaction(std::vector<RedisArgs> commands, Done done, Scope* scope = nullptr) override {
         return start(std::move(commands), true, std::move(done), scope);
     }
-    bool cancel(Id id) noexcept override {
-        auto it = posted_.find(id);
-        if (it == posted_.end()) return false;
-        loop_.cancel(it->second);
-        posted_.erase(it);
-        return true;
-    }
+    bool cancel(Id id) noexcept override { return posted_.cancel(id); }
 
   private:
     static std::string upper(std::string s) {
@@ -122,7 +116,6 @@ class FakeRedis final : public RedisClient {
     }
     Id start(std::vector<RedisArgs> commands, bool transaction, Done done, Scope* scope) {
         for (const auto& c : commands) commands_.push_back(c);
-        Id id = next_id_++;
         RedisReply reply;
         std::optional<ClientError> error;
         if (down_) {
@@ -146,23 +139,18 @@ class FakeRedis final : public RedisClient {
                 error = e;
             }
         }
-        posted_[id] = loop_.post(
-            [this, id, done = std::move(done), reply = std::move(reply),
-             error = std::move(error)]() mutable {
-                posted_.erase(id);
+        return posted_.post(
+            [done = std::move(done), reply = std::move(reply), error = std::move(error)]() mutable {
                 if (done) done(std::move(reply), error ? &*error : nullptr);
             },
             scope);
-        return id;
     }
 
-    FakeLoop& loop_;
     std::map<std::string, Answer> answers_;
     std::map<std::string, std::string> data_;
     std::optional<std::string> down_;
     std::vector<RedisArgs> commands_;
-    std::map<Id, Loop::Id> posted_;
-    Id next_id_ = 1;
+    PostedAnswers posted_;
 };
 
 }  // namespace herd::testing
