@@ -269,9 +269,11 @@ def versions():
         except (OSError, ValueError, KeyError):
             return "?"
     pg = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-    return {"redis": first_line(["redis-server", "--version"]),
-            "postgres": first_line([pg[-1], "--version"]) if pg else "?",
-            "nginx": first_line(["nginx", "-v"]), "node": first_line(["node", "--version"]),
+    redis = first_line(["redis-server", "--version"])  # "Redis server v=7.0.15 sha=..."
+    redis = "Redis " + redis.split("v=", 1)[1].split()[0] if "v=" in redis else redis
+    return {"redis": redis,
+            "postgres": first_line([pg[-1], "--version"]).replace("postgres (PostgreSQL)", "PostgreSQL") if pg else "?",
+            "nginx": first_line(["nginx", "-v"]).replace("nginx version: ", ""), "node": first_line(["node", "--version"]),
             "ioredis": npm_version("ioredis"), "pg": npm_version("pg"),
             "commit": first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}
 
