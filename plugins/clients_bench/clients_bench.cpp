@@ -150,17 +150,21 @@ class BlockingHttp {
         std::string_view head(buffer_.data(), head_end);
         if (!head.starts_with("HTTP/1.1 200"))
             throw std::runtime_error("upstream answered " + std::string(head.substr(0, 12)));
-        std::size_t length = 0;
+        // A Content-Length is all this client reads (nginx's static answers have one).
+        std::optional<std::size_t> length;
         for (std::string_view name : {"Content-Length: ", "content-length: "}) {
             auto at = head.find(name);
             if (at == std::string_view::npos) continue;
             std::string_view digits = head.substr(at + name.size());
-            std::from_chars(digits.data(), digits.data() + digits.size(), length);
+            std::size_t n = 0;
+            if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ec == std::errc())
+                length = n;
             break;
         }
-        std::size_t total = head_end + 4 + length;
+        if (!length) throw std::runtime_error("upstream answered without a Content-Length");
+        std::size_t total = head_end + 4 + *length;
         while (buffer_.size() < total) read_more();
-        std::string body = buffer_.substr(head_end + 4, length);
+        std::string body = buffer_.substr(head_end + 4, *length);
         buffer_.erase(0, total);
         return body;
     }
