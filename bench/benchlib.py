@@ -63,11 +63,11 @@ def wait_port(port, proc, timeout=20):
 class Proc:
     """A server process in its own process group (its session), with its output read by a
     thread so that it never blocks on a full pipe. Lines matching `watch` are kept with the
-    time they were read."""
+    time they were read. user: run as that user (PostgreSQL refuses root)."""
 
-    def __init__(self, cmd, env=None, cwd=None, watch=None):
+    def __init__(self, cmd, env=None, cwd=None, watch=None, user=None):
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, user=user,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
         _groups.add(self.pid)
@@ -239,12 +239,14 @@ http {{
     return ["nginx", "-p", tmp, "-c", path, "-e", os.path.join(tmp, "nginx-error.log")]
 
 
-def wrk(port, seconds, close=False, connections=64, path="/", cpus=None):
-    """Runs wrk -t1 against 127.0.0.1:port (on the CPUs `cpus` if given); returns a dict of its
-    figures."""
+def wrk(port, seconds, close=False, connections=64, path="/", cpus=None, script=None):
+    """Runs wrk -t1 against 127.0.0.1:port (on the CPUs `cpus` if given, with the Lua `script`
+    if given); returns a dict of its figures."""
     cmd = ["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds, "--latency"]
     if close:
         cmd += ["-H", "Connection: close"]
+    if script:
+        cmd += ["-s", script]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
