@@ -10,6 +10,7 @@ served from PostgreSQL and refuses writes with a 503 naming it.
 import http.server
 import json
 import os
+import re
 import shutil
 import socketserver
 import tempfile
@@ -22,6 +23,7 @@ import sdk_build
 from redis_server import RedisServer, free_port
 
 PASSWORD = "notes-pw-5e1c"
+WORKERS = 2
 WRITES_PER_MINUTE = 6
 CACHE_TTL_MS = 60000
 PAGE = b"<!doctype html><html><head><title>\n  The Upstream &amp; Co </title></head><body>hi</body></html>"
@@ -62,11 +64,12 @@ class NotesService(harness.HerdTestCase):
             sdk = sdk_build.Sdk(os.path.join(cls.tmp, "sdk"))
             src, env = sdk.build_example("notes-service")
             out = sdk_build.run(["meson", "test", "-C", "build", "--print-errorlogs"], cwd=src, env=env)
-            if "notes_test" not in out or " OK " not in out.replace("\t", " "):
+            if not re.search(r"notes_test\s+OK", out):
                 raise AssertionError("the example's unit tests did not run:\n" + out)
 
-            pg_folder = os.path.join(cls.tmp, "pg")
-            os.mkdir(pg_folder)
+            # Its own temp dir: PgServer hands it to the postgres user, and cls.tmp is root's.
+            pg_folder = tempfile.mkdtemp(prefix="herd-notes-pg-")
+            cleanup.append(lambda: shutil.rmtree(pg_folder, ignore_errors=True))
             cls.pg = pg_server.PgServer(free_port(), pg_folder, PASSWORD)
             cls.pg.start()
             cleanup.append(cls.pg.stop)
@@ -89,8 +92,17 @@ class NotesService(harness.HerdTestCase):
                 src, os.path.join(src, "build", "libnotes.so"), postgres=cls.pg.url(),
                 redis="redis://127.0.0.1:%d/0" % cls.redis.port, writes_per_minute=WRITES_PER_MINUTE,
                 cache_ttl_ms=CACHE_TTL_MS, fetch_timeout_ms=500)
-            super().setUpClass()
+            # Each new connection to the next worker: WORKERS requests in a row on fresh
+            # connections reach every worker (see recovered()).
+            cls.config["apps"][0]["workers"] = WORKERS
+            cls.config["apps"][0]["balance"] = "round-robin"
+            # As HerdTestCase.setUpClass, for an app named "notes".
+            cls.failed = False
+            cls.herd = harness.Herd(cls.config)
+            cleanup.append(lambda: cls.herd.__exit__(AssertionError, None, None))
+            cls.herd.start()
             cls.port = cls.herd.port("notes")
+            cleanup.pop()
         except BaseException:
             cls.release()
             raise
@@ -115,12 +127,20 @@ class NotesService(harness.HerdTestCase):
             headers["Content-Type"] = "application/json"
         c = harness.Client(self.port)
         try:
-            r = c.request(method, target, headers,
-                          body if isinstance(body, (str, bytes)) or body is None else json.dumps(body))
+            if body is None:
+                body = b""
+            elif not isinstance(body, (str, bytes)):
+                body = json.dumps(body)
+            r = c.request(method, target, headers, body)
         finally:
             c.close()
         r.json = json.loads(r.body) if r.body else None
         return r
+
+    def recovered(self, succeeds, what):
+        """Waits until `succeeds()` holds WORKERS times in a row: every worker is past the
+        outage (each has its own connections and back-off)."""
+        harness.wait_until(lambda: all(succeeds() for _ in range(WORKERS)), seconds=30, what=what)
 
     def create(self, **note):
         note.setdefault("body", "text")
@@ -236,8 +256,8 @@ class NotesService(harness.HerdTestCase):
             self.assertEqual((cached.status, cached.header("X-Cache")), (200, "hit"))
         finally:
             self.pg.start()
-        harness.wait_until(lambda: self.call("GET", "/notes?limit=1").status == 200, seconds=30,
-                           what="the notes service to use PostgreSQL again")
+        self.recovered(lambda: self.call("GET", "/notes?limit=1").status == 200,
+                       "every worker to use PostgreSQL again")
         self.assertEqual(self.create(title="after")["title"], "after")
 
     def test_redis_stopped_reads_go_on_and_writes_are_503(self):
@@ -256,8 +276,8 @@ class NotesService(harness.HerdTestCase):
             self.assertEqual(self.pg.psql("SELECT count(*) FROM notes"), before)  # not stored
         finally:
             self.redis.start()
-        harness.wait_until(lambda: self.call("POST", "/notes", {"title": "back", "body": ""}).status == 201,
-                           seconds=30, what="the notes service to use Redis again")
+        self.recovered(lambda: self.call("POST", "/notes", {"title": "back", "body": ""}).status == 201,
+                       "every worker to use Redis again")
         self.assertEqual(self.call("GET", target).header("X-Cache"), "miss")
         self.assertEqual(self.call("GET", target).header("X-Cache"), "hit")
 
