@@ -1,66 +1,35 @@
 """The installable SDK: `meson install` into a temporary root, then each out-of-tree example
 plugin is configured with pkg-config against it, built, checked and served: the minimal one,
 and the asynchronous one, whose own unit tests (on herd/testing.hpp) run first."""
-import glob
 import http.client
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import unittest
 
 import harness
-
-SOURCE = os.environ.get("HERD_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.dirname(os.path.dirname(harness.HERD_BIN))
-
-
-def run(cmd, **kw):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=harness.timeout(300), **kw)
-    if p.returncode != 0:
-        raise AssertionError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode, p.stdout.decode()))
-    return p.stdout.decode()
+import sdk_build
+from sdk_build import SOURCE, run
 
 
 class SdkTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="herd-sdk-")
-        cls.root = os.path.join(cls.tmp, "root")
-        run(["meson", "install", "-C", BUILD, "--quiet", "--destdir", cls.root])
-        cls.headers = glob.glob(os.path.join(cls.root, "**", "include", "herd", "herd.hpp"), recursive=True)
-        cls.pcs = glob.glob(os.path.join(cls.root, "**", "pkgconfig", "herd-plugin.pc"), recursive=True)
+        cls.sdk = sdk_build.Sdk(cls.tmp)
+        cls.headers, cls.pcs = cls.sdk.headers, cls.sdk.pcs
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def build_example(self, name):
-        """Copies examples/NAME out of the tree and builds it against the installed SDK; returns
-        its folder and the environment that finds the SDK."""
-        src = os.path.join(self.tmp, name)
-        shutil.copytree(os.path.join(SOURCE, "examples", name), src)
-        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(self.pcs[0]), PKG_CONFIG_SYSROOT_DIR=self.root)
-        run(["meson", "setup", "build"], cwd=src, env=env)
-        run(["meson", "compile", "-C", "build"], cwd=src, env=env)
-        return src, env
+        return self.sdk.build_example(name)
 
     def config_for(self, src, so, **plugin_config):
-        """The example's herd.json on port 0 with the built library, checked by `herd check`."""
-        with open(os.path.join(src, "herd.json")) as f:
-            config = json.load(f)
-        config["apps"][0]["listen"] = "127.0.0.1:0"
-        config["apps"][0]["plugins"][0]["path"] = so
-        config["apps"][0]["plugins"][0].setdefault("config", {}).update(plugin_config)
-        config_path = os.path.join(src, "test.json")
-        with open(config_path, "w") as f:
-            json.dump(config, f)
-        code, out = harness.run_herd("check", config_path)
-        self.assertEqual(code, 0, out)
-        self.assertIn("OK", out)
-        return config
+        return sdk_build.checked_config(src, so, **plugin_config)
 
     def test_sdk_installed(self):
         self.assertEqual(len(self.headers), 1, "herd.hpp installed once")
