@@ -16,7 +16,10 @@ herd::HttpClient::Id PluginHttp::fetch(herd::HttpRequest request, herd::HttpHand
     herd::Scope& s = scope != nullptr ? *scope : loop_.scope();
     Call call;
     call.handlers = std::move(handlers);
-    auto [id, e] = calls_.open(s, std::move(call));
+    // (No structured binding: clang 14 cannot capture one in the lambdas below.)
+    auto opened = calls_.open(s, std::move(call));
+    Id id = opened.first;
+    auto* e = opened.second;
     if (e == nullptr) return id;
 
     client::HttpRequest r;

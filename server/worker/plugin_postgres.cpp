@@ -14,7 +14,10 @@ herd::PostgresClient::Id PluginPostgres::run(std::string sql, herd::PgParams par
     herd::Scope& s = scope != nullptr ? *scope : loop_.scope();
     Call call;
     call.done = std::move(done);
-    auto [id, e] = calls_.open(s, std::move(call));
+    // (No structured binding: clang 14 cannot capture one in the lambdas below.)
+    auto opened = calls_.open(s, std::move(call));
+    Id id = opened.first;
+    auto* e = opened.second;
     if (e == nullptr) return id;
 
     e->data.client = calls_.client_for<herd::PgResult>(loop_, id, shared_);

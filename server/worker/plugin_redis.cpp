@@ -25,7 +25,10 @@ herd::RedisClient::Id PluginRedis::start(std::vector<herd::RedisArgs> commands, 
     herd::Scope& s = scope != nullptr ? *scope : loop_.scope();
     Call call;
     call.done = std::move(done);
-    auto [id, e] = calls_.open(s, std::move(call));
+    // (No structured binding: clang 14 cannot capture one in the lambdas below.)
+    auto opened = calls_.open(s, std::move(call));
+    Id id = opened.first;
+    auto* e = opened.second;
     if (e == nullptr) return id;
 
     e->data.client = calls_.client_for<herd::RedisReply>(loop_, id, shared_);
