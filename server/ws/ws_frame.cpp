@@ -46,6 +46,32 @@ std::uint8_t unmask(char* p, std::size_t n, const std::uint8_t mask[4], std::uin
     return pos;
 }
 
+// The rule that a frame's first two header bytes break, if any (all are 1002's).
+const char* header_rule_broken(std::uint8_t b0, std::uint8_t b1, bool in_message) noexcept {
+    // The reasons for the opcodes RFC 6455 leaves reserved: 0x3-0x7 (data), 0xB-0xF (control).
+    static const char* const reserved_data[] = {"unknown opcode 0x3", "unknown opcode 0x4",
+                                                "unknown opcode 0x5", "unknown opcode 0x6",
+                                                "unknown opcode 0x7"};
+    static const char* const reserved_control[] = {"unknown opcode 0xB", "unknown opcode 0xC",
+                                                   "unknown opcode 0xD", "unknown opcode 0xE",
+                                                   "unknown opcode 0xF"};
+    auto op = static_cast<Opcode>(b0 & 0x0F);
+    if (b0 & 0x70) return "reserved bits set (no extension was negotiated)";
+    if (!(b1 & 0x80)) return "a client frame is not masked";
+    unsigned code = b0 & 0x0F;
+    if (code >= 0x3 && code <= 0x7) return reserved_data[code - 0x3];
+    if (code >= 0xB) return reserved_control[code - 0xB];
+    if (is_control(op)) {
+        if (!(b0 & 0x80)) return "a fragmented control frame";
+        if ((b1 & 0x7F) > 125) return "a control frame of more than 125 bytes";
+    } else if (op == Opcode::continuation) {
+        if (!in_message) return "a continuation frame outside a fragmented message";
+    } else if (in_message) {
+        return "a new message inside a fragmented message";
+    }
+    return nullptr;
+}
+
 }  // namespace
 
 bool valid_close_code(int code) noexcept {
@@ -87,59 +113,10 @@ FrameParser::Event FrameParser::next(char* data, std::size_t size, std::size_t& 
             }
             if (need == 2) {
                 // Every rule that the first two bytes decide is checked before the rest arrives.
-                std::uint8_t b0 = header_[0], b1 = header_[1];
-                fin_ = (b0 & 0x80) != 0;
-                unsigned op = b0 & 0x0F;
-                opcode_ = static_cast<Opcode>(op);
-                if (b0 & 0x70)
-                    return fail(close_code::protocol_error,
-                                "reserved bits set (no extension was negotiated)");
-                if (!(b1 & 0x80))
-                    return fail(close_code::protocol_error, "a client frame is not masked");
-                switch (op) {
-                    case 0x0:
-                    case 0x1:
-                    case 0x2:
-                    case 0x8:
-                    case 0x9:
-                    case 0xA:
-                        break;
-                    default: {
-                        static const char* const unknown[16] = {
-                            "",
-                            "",
-                            "",
-                            "unknown opcode 0x3",
-                            "unknown opcode 0x4",
-                            "unknown opcode 0x5",
-                            "unknown opcode 0x6",
-                            "unknown opcode 0x7",
-                            "",
-                            "",
-                            "",
-                            "unknown opcode 0xB",
-                            "unknown opcode 0xC",
-                            "unknown opcode 0xD",
-                            "unknown opcode 0xE",
-                            "unknown opcode 0xF",
-                        };
-                        return fail(close_code::protocol_error, unknown[op]);
-                    }
-                }
-                if (is_control(opcode_)) {
-                    if (!fin_)
-                        return fail(close_code::protocol_error, "a fragmented control frame");
-                    if ((b1 & 0x7F) > 125)
-                        return fail(close_code::protocol_error,
-                                    "a control frame of more than 125 bytes");
-                } else if (opcode_ == Opcode::continuation) {
-                    if (!in_message_)
-                        return fail(close_code::protocol_error,
-                                    "a continuation frame outside a fragmented message");
-                } else if (in_message_) {
-                    return fail(close_code::protocol_error,
-                                "a new message inside a fragmented message");
-                }
+                fin_ = (header_[0] & 0x80) != 0;
+                opcode_ = static_cast<Opcode>(header_[0] & 0x0F);
+                if (const char* broken = header_rule_broken(header_[0], header_[1], in_message_))
+                    return fail(close_code::protocol_error, broken);
                 continue;
             }
             // The whole header: the length, then the limit on the message before its payload.
