@@ -82,7 +82,13 @@ HandshakeCheck check_handshake(const herd::Request& request) {
     std::optional<std::string_view> version = request.header("Sec-WebSocket-Version");
     if (!version) return refuse(400, "Sec-WebSocket-Version: missing");
     std::string_view v = trim_ows(*version);
-    if (v != "13") return refuse(426, "Sec-WebSocket-Version: " + std::string(v) + " is not 13");
+    if (v != "13") {
+        // The client's value goes into a reason that may be logged or sent back: a short cut.
+        constexpr std::size_t shown = 16;
+        std::string quoted =
+            v.size() > shown ? std::string(v.substr(0, shown)) + "..." : std::string(v);
+        return refuse(426, "Sec-WebSocket-Version: " + quoted + " is not 13");
+    }
 
     std::size_t keys = count_fields(request, "Sec-WebSocket-Key");
     if (keys == 0) return refuse(400, "Sec-WebSocket-Key: missing");

@@ -114,6 +114,12 @@ TEST(WsHandshake, Version) {
     r = refusal(old);
     EXPECT_EQ(r.status, 426);
     EXPECT_EQ(r.reason, "Sec-WebSocket-Version: 8 is not 13");
+
+    RequestBuilder long_value = handshake("Sec-WebSocket-Version");
+    long_value.header("Sec-WebSocket-Version", std::string(1000, '9'));
+    r = refusal(long_value);
+    EXPECT_EQ(r.status, 426);
+    EXPECT_EQ(r.reason, "Sec-WebSocket-Version: " + std::string(16, '9') + "... is not 13");
 }
 
 TEST(WsHandshake, Key) {
