@@ -24,8 +24,9 @@
 namespace herd {
 
 inline constexpr std::uint32_t abi_major = 5;
-inline constexpr std::uint32_t abi_minor = 2;  // 5.1: Context::http(); 5.2: the Redis and
-                                               // PostgreSQL clients, ClientError::code()
+inline constexpr std::uint32_t abi_minor = 3;  // 5.1: Context::http(); 5.2: the Redis and
+                                               // PostgreSQL clients, ClientError::code();
+                                               // 5.3: WebSockets, Context::publish()
 // What a plugin exports as herd_plugin_abi. Before 5.0 herd exported a single number (1 to
 // 4): a value below 1 << 16 is one of those.
 inline constexpr std::uint32_t abi_version = (abi_major << 16) | abi_minor;

@@ -10,6 +10,7 @@
 #include "herd/postgres.hpp"
 #include "herd/redis.hpp"
 #include "herd/state.hpp"
+#include "herd/websocket.hpp"
 
 namespace herd {
 
@@ -69,6 +70,14 @@ class Context {
     // same loop. Without that key its queries fail with a ClientError of kind `invalid`.
     // (ABI 5.2)
     virtual PostgresClient& postgres() = 0;
+
+    // Sends a WebSocket message to every socket of this plugin subscribed to `topic`
+    // (WebSocket::subscribe), in every worker of the app: herd encodes the frame once per
+    // worker and writes it to each socket, subject to each one's ws_send_queue_bytes (a
+    // socket too far behind is closed with 1008; the others are not held up). A text message
+    // must be UTF-8 (std::invalid_argument). False when it could not reach the other workers
+    // (this worker's sockets have it all the same). (ABI 5.3)
+    virtual bool publish(std::string_view topic, std::string_view data, bool binary) = 0;
 };
 
 }  // namespace herd

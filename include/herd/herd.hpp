@@ -11,3 +11,4 @@
 #include "herd/responder.hpp"
 #include "herd/scope.hpp"
 #include "herd/task.hpp"
+#include "herd/websocket.hpp"

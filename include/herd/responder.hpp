@@ -15,6 +15,7 @@
 #include "herd/loop.hpp"
 #include "herd/scope.hpp"
 #include "herd/task.hpp"
+#include "herd/websocket.hpp"
 
 namespace herd {
 
@@ -43,6 +44,9 @@ class Exchange {
     // the task given to run() ends, then runs the task in the request's scope.
     virtual Responder& adopt(Responder&& responder) = 0;
     virtual void run(Task<> task) = 0;
+    // Answers 101 and makes the connection a WebSocket (null, having answered 4xx itself,
+    // when the request is not a valid handshake). (ABI 5.3)
+    virtual WsEndpoint* upgrade(const WsAccept& accept) = 0;
 
   protected:
     ~Exchange() = default;
@@ -106,6 +110,19 @@ class Responder {
         e.end();
     }
     bool writable() const { return get().writable(); }
+
+    // Accepts a WebSocket handshake (websocket.hpp): answers 101 and returns the socket. A
+    // request that is not a valid handshake (is_websocket_request() is only its first test)
+    // is answered by herd instead: 400, 405, 426 (a version other than 13), with the reason,
+    // and the WebSocket returned is empty. Either way the responder has answered. The
+    // request's data is not kept: copy what the conversation needs (a query parameter, a
+    // cookie) before. (ABI 5.3)
+    WebSocket accept_websocket(const WsAccept& accept = {}) {
+        Exchange& e = get();
+        ex_ = nullptr;
+        return WebSocket(e.upgrade(accept));
+    }
+
     // Runs fn once when the unsent bytes fall below the low-water mark (not if the request is
     // cancelled first). Replaces an earlier fn.
     void when_writable(Callback fn) { get().when_writable(std::move(fn)); }

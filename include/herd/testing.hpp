@@ -27,3 +27,4 @@
 #include "herd/testing/harness.hpp"
 #include "herd/testing/loop.hpp"
 #include "herd/testing/request.hpp"
+#include "herd/testing/websocket.hpp"

@@ -1,6 +1,7 @@
 // probe: endpoints for tests and deployment checks (pid, environment, slow, crashing and
 // stuck requests, messages between workers, printed output, and answers that come later:
-// timers, streams, server-sent events, blocking work; fetching through herd's HTTP client).
+// timers, streams, server-sent events, blocking work; fetching through herd's HTTP client;
+// WebSockets, in probe_ws.hpp).
 // Never mount it on a public address.
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include <herd/herd.hpp>
+
+#include "probe_ws.hpp"
 
 namespace {
 
@@ -87,11 +90,18 @@ class Probe final : public herd::Plugin {
             return;
         }
         if (path == "/drop") return;  // dropped without an answer: herd answers 500 and logs
+        if (path.starts_with("/ws/")) {
+            std::string_view query = r.request().query();
+            if (sockets_.respond(r, path, query_param(query, "room"),
+                                 query_param(query, "hello") == "1"))
+                return;
+        }
         Plugin::respond(std::move(r));
     }
 
     void on_start(herd::Context& ctx) override {
         ctx_ = &ctx;
+        sockets_.start(ctx);
         // {"hang_on_start_slots": [1]}: on_start never returns in those slots (a plugin stuck
         // connecting to something at start-up), for the master's start_timeout_ms.
         if (const auto& hang = ctx.config().value("hang_on_start_slots", nlohmann::json::array());
@@ -526,6 +536,7 @@ class Probe final : public herd::Plugin {
     std::map<std::string, std::int64_t> seen_;
     std::vector<std::string> held_;  // /alloc
     nlohmann::json inbox_ = nlohmann::json::array();
+    ProbeSockets sockets_;  // /ws/...
 };
 
 }  // namespace

@@ -44,6 +44,12 @@ struct AppConfig {
     // A handler that has not answered this long after the request arrived: 504, and its work
     // is cancelled. 0: no limit.
     int request_timeout_ms = 30000;
+    // WebSockets (worker/ws_session.cpp): the largest message a client may send (1009 above
+    // it), the unsent bytes a socket may have before herd closes it (1008), and how often a
+    // silent client is pinged (one silent for two intervals is cut off; 0: never).
+    std::size_t max_ws_message_bytes = 1 << 20;
+    std::size_t ws_send_queue_bytes = 1 << 20;
+    int ws_ping_interval_ms = 30000;
     int blocking_threads = 4;  // the worker's pool for Loop::run_blocking (started at first use)
     int backlog = 511;
     int watchdog_ms = 30000;  // a ready worker silent this long (stuck in a plugin) is killed

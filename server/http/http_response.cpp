@@ -326,6 +326,39 @@ bool encode_stream_head(std::string& out, const Response& response, bool chunked
                                                    error, now);
 }
 
+bool encode_switch(std::string& out, const std::vector<ResponseHeader>& extra,
+                   std::string_view accept, std::string_view protocol, std::string& error,
+                   SteadyTime now) {
+    bool add_server = true;
+    for (const ResponseHeader& h : extra) {
+        if (!valid_name(h.name) || !valid_value(h.value)) {
+            error = "invalid header name or value in the WebSocket answer: \"" +
+                    h.name.substr(0, 64) + "\"";
+            return false;
+        }
+        std::string_view n = h.name;
+        if (iequals(n, "content-length") || iequals(n, "transfer-encoding") ||
+            iequals(n, "connection") || iequals(n, "date") || iequals(n, "upgrade") ||
+            (n.size() >= 14 && iequals(n.substr(0, 14), "sec-websocket-"))) {
+            error = "header \"" + h.name + "\" of a WebSocket answer is set by herd";
+            return false;
+        }
+        if (iequals(n, "server")) add_server = false;
+    }
+    out.append(
+           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Accept: ")
+        .append(accept)
+        .append("\r\n");
+    if (!protocol.empty()) out.append("Sec-WebSocket-Protocol: ").append(protocol).append("\r\n");
+    out.append("Date: ").append(http_date(now)).append("\r\n");
+    if (add_server) out.append(server_line);
+    for (const ResponseHeader& h : extra)
+        out.append(h.name).append(": ").append(h.value).append("\r\n");
+    out.append("\r\n");
+    return true;
+}
+
 void encode_error(std::string& out, int status, bool close, bool head_only, bool http10_keep_alive,
                   SteadyTime now) {
     constexpr std::string_view content_type = "Content-Type: text/plain; charset=utf-8\r\n\r\n";

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "herd/http.hpp"
 
@@ -31,6 +32,14 @@ bool encode_head(std::string& out, const Response& response, std::size_t body_si
 bool encode_stream_head(std::string& out, const Response& response, bool chunked, bool close,
                         bool http10_keep_alive, std::string& error,
                         SteadyTime now = std::chrono::steady_clock::now());
+
+// The 101 answer to a WebSocket handshake (RFC 6455 4.2.2): Upgrade, Connection,
+// Sec-WebSocket-Accept, the subprotocol if any, Date and Server, then the plugin's `extra`
+// headers. Fails as encode_head does, also for extra headers that are the handshake's own
+// (Upgrade, Sec-WebSocket-*) or that a 101 cannot carry (Content-Length, Transfer-Encoding).
+bool encode_switch(std::string& out, const std::vector<ResponseHeader>& extra,
+                   std::string_view accept, std::string_view protocol, std::string& error,
+                   SteadyTime now = std::chrono::steady_clock::now());
 
 // Appends a whole plain-text error response (400, 408, 413, 500, ...).
 void encode_error(std::string& out, int status, bool close, bool head_only = false,

@@ -185,6 +185,7 @@ class Master {
     void on_heartbeat(WorkerProc& w, core::Message& m);
     void on_retire(WorkerProc& w, core::Message& m);
     void on_user(WorkerProc& w, core::Message& m);
+    void on_ws_publish(WorkerProc& w, core::Message& m);
     void on_load(WorkerProc& w, core::Message& m);
     void on_fatal(WorkerProc& w, core::Message& m);
     void on_draining(WorkerProc& w, core::Message& m);

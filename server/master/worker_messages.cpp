@@ -23,6 +23,7 @@ void Master::register_handlers() {
     dispatch_.on("heartbeat", [this](core::Message& m, WorkerProc& w) { on_heartbeat(w, m); });
     dispatch_.on("retire", [this](core::Message& m, WorkerProc& w) { on_retire(w, m); });
     dispatch_.on("user", [this](core::Message& m, WorkerProc& w) { on_user(w, m); });
+    dispatch_.on("ws.publish", [this](core::Message& m, WorkerProc& w) { on_ws_publish(w, m); });
     dispatch_.on("load", [this](core::Message& m, WorkerProc& w) { on_load(w, m); });
     dispatch_.on("fatal", [this](core::Message& m, WorkerProc& w) { on_fatal(w, m); });
     dispatch_.on("draining", [this](core::Message& m, WorkerProc& w) { on_draining(w, m); });
@@ -76,6 +77,14 @@ void Master::on_user(WorkerProc& w, core::Message& m) {
     } else {
         core::log_warn("ignoring plugin message with \"to\": \"{}\" from {}", to, w.name);
     }
+}
+
+void Master::on_ws_publish(WorkerProc& w, core::Message& m) {
+    // A plugin's Context::publish: its worker wrote to its own subscribers; the app's other
+    // workers (of every generation: a draining one still has sockets) get the message. The
+    // workers check what they are given.
+    for (auto& [pid, other] : workers_)
+        if (other->app == w.app && other.get() != &w) other->channel->send(m.body);
 }
 
 void Master::on_load(WorkerProc& w, core::Message& m) {

@@ -15,6 +15,7 @@
 #include "core/log.hpp"
 #include "http/http_response.hpp"
 #include "worker/plugin_host.hpp"
+#include "worker/ws_session.hpp"
 
 namespace herd::worker {
 
@@ -190,6 +191,11 @@ void Connection::process(const char* data, std::size_t size) {
             return;
         }
         dispatch();
+        if (upgraded_to_ != nullptr) {
+            // What the client sent past its handshake is the WebSocket's first input.
+            upgraded_to_->add_input(data, size);
+            return;
+        }
         switch (state_) {
             case State::reading:
                 break;
@@ -367,6 +373,10 @@ void Connection::finish_exchange(int status, std::size_t bytes) {
     disarm_deadline();
     on_cancel_ = nullptr;
     when_writable_ = nullptr;
+    if (upgraded_to_ != nullptr) {
+        hand_over();
+        return;
+    }
     if (task_) {
         state_ = State::answered;  // the next request waits for the coroutine to return
         return;

@@ -33,6 +33,7 @@
 namespace herd::worker {
 
 class Connection;
+class WsSession;
 struct MountedPlugin;
 
 // What a connection needs of its worker (tests give it a fake one).
@@ -69,6 +70,19 @@ class ConnectionHost {
     // request, so the object must live on until connection_unheld().
     virtual void connection_closed(Connection& c, int fd, bool was_lingering, bool held) = 0;
     virtual void connection_unheld(Connection& c) = 0;
+    // A plugin accepts a WebSocket handshake: the session that will own the socket, or null
+    // when this host serves none (the handshake is then answered 503).
+    virtual WsSession* open_websocket(MountedPlugin& plugin) {
+        (void)plugin;
+        return nullptr;
+    }
+    // The connection gave its socket (descriptor fd) to the WebSocket session open_websocket
+    // made: it counts as open still, as that session. `held` as for connection_closed.
+    virtual void connection_upgraded(Connection& c, int fd, bool held) {
+        (void)c;
+        (void)fd;
+        (void)held;
+    }
 
   protected:
     ~ConnectionHost() = default;
@@ -137,6 +151,7 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void release() noexcept override;
     herd::Responder& adopt(herd::Responder&& responder) override;
     void run(herd::Task<> task) override;
+    herd::WsEndpoint* upgrade(const herd::WsAccept& accept) override;
 
   private:
     void on_events(std::uint32_t events);
@@ -150,6 +165,9 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
     void answer_plugin_error(int status);
     void finish_exchange(int status, std::size_t bytes);
     void next_request();
+    // The 101 answer is recorded: the socket is the WebSocket session's, this object ends as
+    // a closed connection (kept while a coroutine still runs in it).
+    void hand_over();
     void schedule_resume();
     void resume();
     void continue_reading();
@@ -227,6 +245,8 @@ class Connection final : public herd::Exchange, private herd::detail::TaskOwner 
 
     // The request in the plugin's hands (handling, waiting, streaming, answered).
     MountedPlugin* plugin_ = nullptr;
+    WsSession* upgraded_to_ = nullptr;  // the plugin accepted a WebSocket: its session
+    int upgraded_fd_ = -1;
     herd::BasicScope scope_;
     herd::Responder held_;  // a coroutine handler's (serve_coroutine)
     std::coroutine_handle<> task_;

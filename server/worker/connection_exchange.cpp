@@ -8,6 +8,8 @@
 #include "core/log.hpp"
 #include "http/http_response.hpp"
 #include "worker/plugin_host.hpp"
+#include "worker/ws_session.hpp"
+#include "ws/handshake.hpp"
 
 namespace herd::worker {
 
@@ -202,6 +204,72 @@ void Connection::task_finished(std::coroutine_handle<> frame, std::exception_ptr
     }
     if (state_ == State::answered) next_request();
     maybe_unheld();
+}
+
+herd::WsEndpoint* Connection::upgrade(const herd::WsAccept& accept) {
+    responder_out_ = false;
+    if (!can_answer()) {
+        maybe_unheld();
+        return nullptr;
+    }
+    const Request& r = parser_.request();
+    ws::HandshakeCheck check = ws::check_handshake(r);
+    std::string head;
+    if (check.status == 0 && !accept.protocol.empty() && !ws::offers_protocol(r, accept.protocol)) {
+        check.status = 500;
+        check.reason = "the plugin chose subprotocol \"" + accept.protocol.substr(0, 64) +
+                       "\", which the client did not offer";
+    } else if (check.status == 0 &&
+               !http::encode_switch(head, accept.headers, check.accept, accept.protocol,
+                                    check.reason, loop_.cached_now())) {
+        check.status = 500;
+    }
+    WsSession* session = check.status == 0 ? host_.open_websocket(*plugin_) : nullptr;
+    if (check.status == 0 && session == nullptr) {
+        check.status = 503;
+        check.reason = "WebSockets are not served here";
+    }
+    if (check.status != 0) {
+        if (check.status == 500)
+            core::log_error("{} accepted a WebSocket {}: {}; answering 500", plugin_->who,
+                            describe_request(), check.reason);
+        else
+            core::log_info("refusing a WebSocket handshake {} with {}: {}", describe_request(),
+                           check.status, check.reason);
+        response_.clear();
+        response_.set_status(check.status);
+        response_.set_header("Content-Type", "text/plain; charset=utf-8");
+        if (check.status == 426) response_.set_header("Sec-WebSocket-Version", "13");
+        response_.set_body(check.reason + "\n");
+        close_after_ = true;
+        send();
+        return nullptr;
+    }
+    // The socket goes to the session with what it still had to write (earlier pipelined
+    // answers, then the 101) and what it read past the handshake; reading and the request's
+    // deadline stop here.
+    out_.tail().append(head);
+    upgraded_to_ = session;
+    upgraded_fd_ = fd_.get();
+    loop_.remove(fd_.get());
+    session->adopt(std::move(fd_), std::move(out_), std::move(unparsed_));
+    out_.clear();
+    unparsed_.clear();
+    scope_.set_deadline(Clock::time_point::max());
+    if (in_call_ && state_ == State::handling) {
+        answered_in_call_ = true;  // dispatch() finishes once respond() has returned
+        answer_status_ = 101;
+        answer_bytes_ = 0;
+    } else {
+        finish_exchange(101, 0);
+    }
+    return session;
+}
+
+void Connection::hand_over() {
+    state_ = State::closed;
+    orphaned_ = held();
+    host_.connection_upgraded(*this, upgraded_fd_, orphaned_);
 }
 
 }  // namespace herd::worker

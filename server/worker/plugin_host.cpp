@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include <boost/core/demangle.hpp>
 
 #include "core/log.hpp"
 #include "state/state_replica.hpp"
+#include "ws/utf8.hpp"
 
 namespace herd::worker {
 
@@ -70,6 +72,11 @@ class PluginContext final : public Context, public Logger {
     HttpClient& http() override { return http_; }
     RedisClient& redis() override { return redis_; }
     PostgresClient& postgres() override { return postgres_; }
+    bool publish(std::string_view topic, std::string_view data, bool binary) override {
+        if (!binary && !ws::valid_utf8(data))
+            throw std::invalid_argument("herd::Context::publish: a text message must be UTF-8");
+        return sink_ != nullptr && sink_->ws_publish(mount_, topic, data, binary);
+    }
 
     void write(Level level, std::string_view message) override {
         core::LogLevel l = level == Level::debug  ? core::LogLevel::debug

@@ -44,6 +44,15 @@ class MessageSink {
     // broadcast: to the plugin at `mount` in every worker of the app; else to the master.
     virtual bool plugin_message(std::string_view mount, const nlohmann::json& message,
                                 bool broadcast) = 0;
+    // Context::publish (WebSockets): false when it reached no other worker.
+    virtual bool ws_publish(std::string_view mount, std::string_view topic, std::string_view data,
+                            bool binary) {
+        (void)mount;
+        (void)topic;
+        (void)data;
+        (void)binary;
+        return false;
+    }
 };
 
 struct MountedPlugin {

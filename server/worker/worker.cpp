@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 
 #include "core/acceptor.hpp"
 #include "core/error.hpp"
@@ -22,6 +23,8 @@
 #include "worker/connection.hpp"
 #include "worker/crash_report.hpp"
 #include "worker/throw_trace.hpp"
+#include "ws/base64.hpp"
+#include "ws/ws_frame.hpp"
 
 namespace herd::worker {
 namespace {
@@ -47,6 +50,10 @@ Worker::~Worker() {
     connections_.clear();
     orphans_.clear();
     released_.clear();
+    // What plugins hold (WebSockets) is let go before the sessions go.
+    plugins_.unload();
+    websockets_.clear();
+    released_websockets_.clear();
 }
 
 int Worker::run() {
@@ -81,6 +88,32 @@ int Worker::run() {
         if (!plugins_.deliver(mount, m.body.contains("data") ? m.body["data"] : nlohmann::json(),
                               m.body.value("from", -1)))
             core::log_warn("message for plugin \"{}\", which is not mounted here; ignored", mount);
+    });
+    dispatch_.on("ws.publish", [this](core::Message& m) {
+        // Another worker's Context::publish, relayed by the master.
+        const nlohmann::json& b = m.body;
+        auto field = [&](const char* name) -> const std::string* {
+            auto it = b.find(name);
+            return it != b.end() && it->is_string() ? it->get_ptr<const std::string*>() : nullptr;
+        };
+        const std::string *mount = field("mount"), *topic = field("topic"), *data = field("data");
+        auto flag = b.find("binary");
+        bool binary = flag != b.end() && flag->is_boolean() && flag->get<bool>();
+        if (mount == nullptr || topic == nullptr || data == nullptr) {
+            core::log_error("\"ws.publish\" from master without mount, topic or data; ignored");
+            return;
+        }
+        if (!binary) {
+            deliver_published(*mount, *topic, *data, false);
+            return;
+        }
+        std::optional<std::string> bytes = ws::base64_decode(*data);
+        if (!bytes) {
+            core::log_error("\"ws.publish\" from master for \"{}\": data is not base64; ignored",
+                            *mount);
+            return;
+        }
+        deliver_published(*mount, *topic, *bytes, true);
     });
     dispatch_.on("reopen", [this](core::Message&) { access_log_.reopen(); });
     dispatch_.on("state.attach", [this](core::Message& m) {
@@ -207,6 +240,8 @@ int Worker::run() {
     plugins_.unload();
     orphans_.clear();
     released_.clear();
+    websockets_.clear();
+    released_websockets_.clear();
     access_log_.flush();
     send_heartbeat();  // the last figures, so that metrics count every request
     core::log_info("stopped after serving {} requests", requests_);
@@ -224,6 +259,70 @@ bool Worker::plugin_message(std::string_view mount, const nlohmann::json& messag
                                      {"mount", mount},
                                      {"from", spec_.slot},
                                      {"data", message}});
+}
+
+bool Worker::ws_publish(std::string_view mount, std::string_view topic, std::string_view data,
+                        bool binary) {
+    std::string m(mount), t(topic);
+    deliver_published(m, t, data, binary);
+    return master_ &&
+           master_->send({{"type", "ws.publish"},
+                          {"mount", m},
+                          {"topic", t},
+                          {"binary", binary},
+                          {"data", binary ? ws::base64_encode(data) : std::string(data)}});
+}
+
+void Worker::deliver_published(const std::string& mount, const std::string& topic,
+                               std::string_view data, bool binary) {
+    auto it = ws_topics_.find(mount);
+    if (it == ws_topics_.end()) return;
+    // Encoded once, written to each subscriber.
+    std::string frame;
+    frame.reserve(data.size() + ws::max_frame_header);
+    ws::append_frame(frame, binary ? ws::Opcode::binary : ws::Opcode::text, data);
+    it->second.publish(topic, frame);
+}
+
+WsSession* Worker::open_websocket(MountedPlugin& plugin) {
+    auto topics = ws_topics_.try_emplace(plugin.mount).first;
+    auto s = std::make_unique<WsSession>(*this, plugin, topics->second, ++websocket_ids_);
+    WsSession* raw = s.get();
+    websockets_.emplace(raw, std::move(s));
+    return raw;
+}
+
+void Worker::connection_upgraded(Connection& c, int fd, bool held) {
+    // Still an open connection (open_connections_), now as a WebSocket session.
+    auto& slot = connections_.at(static_cast<std::size_t>(fd));
+    if (held) {
+        orphans_.emplace(&c, std::move(slot));
+    } else {
+        if (released_.empty()) loop_.post([this] { released_.clear(); });
+        released_.push_back(std::move(slot));
+    }
+}
+
+void Worker::ws_closed(WsSession& s, bool held) {
+    --open_connections_;
+    publish_open();
+    ++closed_;
+    report_load();
+    if (!held) release_websocket(s);
+    maybe_finish();
+}
+
+void Worker::ws_unheld(WsSession& s) {
+    if (s.state() == WsSession::State::closed) release_websocket(s);
+}
+
+void Worker::release_websocket(WsSession& s) {
+    auto it = websockets_.find(&s);
+    if (it == websockets_.end()) return;
+    // Freed in the next iteration: the session may be on the stack below us.
+    if (released_websockets_.empty()) loop_.post([this] { released_websockets_.clear(); });
+    released_websockets_.push_back(std::move(it->second));
+    websockets_.erase(it);
 }
 
 bool Worker::accept_gate() {
@@ -348,6 +447,11 @@ void Worker::close_connections(const std::string& why) {
         if (orphans_.contains(c)) c->abort(why);
     connections_.clear();
     released_.clear();
+    // Sessions may leave the map as they close: walk a copy of the pointers.
+    std::vector<WsSession*> sockets;
+    for (auto& [raw, s] : websockets_) sockets.push_back(raw);
+    for (WsSession* s : sockets)
+        if (websockets_.contains(s)) s->abort();
 }
 
 void Worker::start_drain(bool close_idle, int deadline_ms) {
@@ -376,6 +480,12 @@ void Worker::start_drain(bool close_idle, int deadline_ms) {
     });
     for (std::size_t i = 0; i < connections_.size(); ++i)
         if (connections_[i]) connections_[i]->drain(close_idle);
+    // WebSockets get 1001 ("going away") now: the master drains a worker only once its
+    // replacement is ready, so the clients reconnect to a worker that serves.
+    std::vector<WsSession*> sockets;
+    for (auto& [raw, s] : websockets_) sockets.push_back(raw);
+    for (WsSession* s : sockets)
+        if (websockets_.contains(s)) s->drain();
     maybe_finish();
 }
 
@@ -413,9 +523,11 @@ nlohmann::json Worker::async_figures() const {
         if (c) count(*c);
     PluginLoop::Counts loop = plugins_.loop_counts();
     struct mallinfo2 heap = mallinfo2();
-    return {{"waiting", waiting},         {"streaming", streaming},  {"orphans", orphans_.size()},
-            {"timers", loop.timers},      {"watches", loop.watches}, {"posts", loop.posts},
-            {"jobs", loop.jobs},          {"tasks", loop.tasks},     {"fds", open_descriptors()},
+    return {{"waiting", waiting},         {"streaming", streaming},
+            {"orphans", orphans_.size()}, {"timers", loop.timers},
+            {"watches", loop.watches},    {"posts", loop.posts},
+            {"jobs", loop.jobs},          {"tasks", loop.tasks},
+            {"fds", open_descriptors()},  {"websockets", websockets_.size()},
             {"heap_bytes", heap.uordblks}};
 }
 
@@ -450,6 +562,13 @@ void Worker::sweep() {
     auto now = Connection::Clock::now();
     for (auto& c : connections_)
         if (c) c->check_timeouts(now);
+    if (!websockets_.empty()) {
+        std::vector<WsSession*> sockets;
+        sockets.reserve(websockets_.size());
+        for (auto& [raw, s] : websockets_) sockets.push_back(raw);
+        for (WsSession* s : sockets)
+            if (websockets_.contains(s)) s->check_timeouts(now);
+    }
     // Timeouts are checked at a quarter of the shortest one: enough resolution, no timer per
     // connection.
     int shortest = std::min(spec_.app.header_timeout_ms, spec_.app.keepalive_timeout_ms);

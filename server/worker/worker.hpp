@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -21,6 +22,7 @@
 #include "worker/blocking_pool.hpp"
 #include "worker/connection.hpp"
 #include "worker/plugin_host.hpp"
+#include "worker/ws_session.hpp"
 
 namespace herd::worker {
 
@@ -43,7 +45,7 @@ struct WorkerSpec {
     std::vector<int> plugin_files;
 };
 
-class Worker final : public MessageSink, public ConnectionHost {
+class Worker final : public MessageSink, public ConnectionHost, public WsHost {
   public:
     explicit Worker(WorkerSpec spec);
     ~Worker() override;
@@ -73,6 +75,12 @@ class Worker final : public MessageSink, public ConnectionHost {
     void connection_lingering() override;
     void connection_closed(Connection& c, int fd, bool was_lingering, bool held) override;
     void connection_unheld(Connection& c) override;
+    WsSession* open_websocket(MountedPlugin& plugin) override;
+    void connection_upgraded(Connection& c, int fd, bool held) override;
+
+    // WsHost: for WebSockets (counted as open connections until their descriptor closes).
+    void ws_closed(WsSession& s, bool held) override;
+    void ws_unheld(WsSession& s) override;
 
     // An exception escaped plugin code (the guard says where): log it with where it was
     // thrown, report "fatal" to the master, stop accepting, and keep serving what is open
@@ -86,6 +94,13 @@ class Worker final : public MessageSink, public ConnectionHost {
     void on_master_message(core::Message&& m);
     bool plugin_message(std::string_view mount, const nlohmann::json& message,
                         bool broadcast) override;
+    // Context::publish: this worker's subscribers at once, the app's other workers through
+    // the master ("ws.publish").
+    bool ws_publish(std::string_view mount, std::string_view topic, std::string_view data,
+                    bool binary) override;
+    void deliver_published(const std::string& mount, const std::string& topic,
+                           std::string_view data, bool binary);
+    void release_websocket(WsSession& s);
     // Asked before each accept (shared mode): false when this worker steps back.
     bool accept_gate();
     // Serves a connection accepted here or passed by the master.
@@ -121,6 +136,12 @@ class Worker final : public MessageSink, public ConnectionHost {
     std::vector<std::unique_ptr<Connection>> released_;  // freed in the next iteration
     // Closed while a plugin still holds their request: freed once it lets go.
     std::unordered_map<Connection*, std::unique_ptr<Connection>> orphans_;
+    // WebSockets: each plugin's topics (by mount; before the sessions, which unsubscribe as
+    // they go), the sessions, and those closed and let go, freed in the next iteration.
+    std::map<std::string, WsTopics, std::less<>> ws_topics_;
+    std::unordered_map<WsSession*, std::unique_ptr<WsSession>> websockets_;
+    std::vector<std::unique_ptr<WsSession>> released_websockets_;
+    std::uint64_t websocket_ids_ = 0;
     std::vector<char> read_buffer_;
     AccessLog access_log_{loop_};
     core::RequestStats stats_;

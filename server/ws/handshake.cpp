@@ -1,7 +1,9 @@
-// The WebSocket opening handshake; see handshake.hpp. SHA-1 and base64 are nettle's.
+// The WebSocket opening handshake; see handshake.hpp. SHA-1 is nettle's (base64 too, in
+// base64.cpp).
 #include "ws/handshake.hpp"
 
-#include <nettle/base64.h>
+#include "ws/base64.hpp"
+
 #include <nettle/sha1.h>
 
 #include <cstdint>
@@ -47,12 +49,8 @@ bool valid_key(std::string_view key) {
     constexpr std::size_t key_chars = 24;
     constexpr std::size_t key_bytes = 16;
     if (key.size() != key_chars) return false;
-    base64_decode_ctx ctx;
-    base64_decode_init(&ctx);
-    std::uint8_t out[BASE64_DECODE_LENGTH(key_chars)];
-    std::size_t out_size = sizeof out;
-    return base64_decode_update(&ctx, &out_size, out, key.size(), key.data()) == 1 &&
-           base64_decode_final(&ctx) == 1 && out_size == key_bytes;
+    std::optional<std::string> bytes = base64_decode(key);
+    return bytes && bytes->size() == key_bytes;
 }
 
 HandshakeCheck refuse(int status, std::string reason) {
@@ -109,9 +107,7 @@ std::string accept_key(std::string_view key) {
     sha1_update(&ctx, guid.size(), reinterpret_cast<const std::uint8_t*>(guid.data()));
     std::uint8_t digest[SHA1_DIGEST_SIZE];
     sha1_digest(&ctx, sizeof digest, digest);
-    std::string out(BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE), '\0');
-    base64_encode_raw(out.data(), sizeof digest, digest);
-    return out;
+    return base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
 bool offers_protocol(const herd::Request& request, std::string_view protocol) {

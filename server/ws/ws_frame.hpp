@@ -71,11 +71,12 @@ class FrameParser {
         Kind kind = Kind::none;
         bool binary = false;
         int code = 0;
-        std::string_view data;  // valid until the next call to next() or reset()
+        std::string_view data;  // valid until the next call to next()
         const char* reason = "";
     };
 
-    explicit FrameParser(std::size_t max_message_bytes) noexcept : max_message_(max_message_bytes) {}
+    explicit FrameParser(std::size_t max_message_bytes) noexcept
+        : max_message_(max_message_bytes) {}
 
     // Parses data[0..size) up to the end of the next complete event (or all of it); `used`
     // says how many bytes were consumed. Call again with the rest until it returns `none`

@@ -166,5 +166,5 @@ TEST(ReloadPlanTest, EveryAppKeyIsNamedWhenItAloneChanges) {
         EXPECT_EQ(herd::master::changed_keys(a, b), name);
         ++keys;
     }
-    EXPECT_EQ(keys, 22);
+    EXPECT_EQ(keys, 25);
 }

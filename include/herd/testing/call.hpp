@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +23,7 @@
 #include "herd/task.hpp"
 #include "herd/testing/loop.hpp"
 #include "herd/testing/request.hpp"
+#include "herd/testing/websocket.hpp"
 
 namespace herd::testing {
 
@@ -197,6 +199,29 @@ class Call final : public Exchange, private detail::TaskOwner {
         held_ = std::move(responder);
         return held_;
     }
+    WsEndpoint* upgrade(const WsAccept& accept) override {
+        responder_out_ = false;
+        if (!can_answer()) return nullptr;
+        const Request& r = *request_;
+        if (r.method() != "GET" || !is_websocket_request(r) || !r.header("Sec-WebSocket-Key")) {
+            herd_answer(400,
+                        "not a WebSocket handshake (GET, Upgrade: websocket, Sec-WebSocket-Key)");
+            finish_exchange();
+            return nullptr;
+        }
+        result_.answered = true;
+        result_.status = 101;
+        result_.headers = accept.headers;
+        if (!accept.protocol.empty())
+            result_.headers.emplace_back("Sec-WebSocket-Protocol", accept.protocol);
+        result_.ended = true;
+        websocket_ = std::make_unique<FakeWebSocket>(loop_, ++websocket_ids_);
+        finish_exchange();
+        return websocket_.get();
+    }
+    // The socket the plugin accepted (accept_websocket), or null.
+    FakeWebSocket* websocket() noexcept { return websocket_.get(); }
+
     void run(Task<> task) override {
         auto h = task.release();
         if (!h) return;
@@ -432,6 +457,8 @@ class Call final : public Exchange, private detail::TaskOwner {
     const Request* request_ = nullptr;
     Response response_;
     BasicScope scope_;
+    std::unique_ptr<FakeWebSocket> websocket_;  // before held_: a coroutine may hold its WebSocket
+    static inline std::uint64_t websocket_ids_ = 0;
     Responder held_;  // a coroutine handler's (serve_coroutine)
     std::coroutine_handle<> task_;
     Callback on_cancel_;

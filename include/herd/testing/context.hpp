@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +22,7 @@
 #include "herd/testing/loop.hpp"
 #include "herd/testing/postgres.hpp"
 #include "herd/testing/redis.hpp"
+#include "herd/testing/websocket.hpp"
 
 namespace herd::testing {
 
@@ -208,6 +210,12 @@ class FakeContext final : public Context, private Logger {
     FakeRedis& redis() override { return redis_; }
     FakePostgres& postgres() override { return postgres_; }
     FakeLoop& loop() override { return loop_; }
+    bool publish(std::string_view topic, std::string_view data, bool binary) override {
+        if (!binary && !is_utf8(data))
+            throw std::invalid_argument("herd::Context::publish: a text message must be UTF-8");
+        published_.push_back(Published{std::string(topic), std::string(data), binary});
+        return reachable_;
+    }
 
     void set_config(nlohmann::json config) { config_ = std::move(config); }
     void set_worker_id(int id) { worker_id_ = id; }
@@ -225,6 +233,13 @@ class FakeContext final : public Context, private Logger {
     }
     const std::vector<nlohmann::json>& sent() const noexcept { return sent_; }
     const std::vector<nlohmann::json>& broadcasts() const noexcept { return broadcasts_; }
+    // What publish() sent (the test delivers it to its FakeWebSockets if it wants).
+    struct Published {
+        std::string topic;
+        std::string data;
+        bool binary = false;
+    };
+    const std::vector<Published>& published() const noexcept { return published_; }
 
   private:
     void write(Level level, std::string_view message) override {
@@ -239,6 +254,7 @@ class FakeContext final : public Context, private Logger {
     std::vector<LogLine> lines_;
     std::vector<nlohmann::json> sent_;
     std::vector<nlohmann::json> broadcasts_;
+    std::vector<Published> published_;
     FakeLoop loop_;  // before state_ and http_: they post into it
     FakeState state_{loop_};
     FakeHttp http_{loop_};
