@@ -231,11 +231,11 @@ void WsSession::client_closed(int code, std::string_view reason) {
     begin_finish();
 }
 
-void WsSession::fail(int code, const char* reason) {
+void WsSession::fail(int code, const char* reason, bool inside_plugin) {
     core::log_info("closing WebSocket {} of {} with {}: {}", id_, plugin_.who, code, reason);
     if (state_ == State::open) queue_close(code, reason);
     state_ = State::finishing;
-    notify_close(code, reason, false);
+    notify_close(code, reason, false, inside_plugin);
     begin_finish();
 }
 
@@ -287,13 +287,27 @@ void WsSession::lost(const char* why) {
     close_fd();
 }
 
-void WsSession::notify_close(int code, std::string_view reason, bool by_client) {
+void WsSession::notify_close(int code, std::string_view reason, bool by_client,
+                             bool inside_plugin) {
     if (notified_) return;
     notified_ = true;
     for (const std::string& t : subscriptions_) topics_.unsubscribe(t, *this);
     subscriptions_.clear();
     when_writable_ = nullptr;
     on_message_ = nullptr;
+    if (inside_plugin) {
+        // Ended by the plugin's own call (a send or publish past ws_send_queue_bytes): its
+        // callbacks run after that call, never inside it (it may still use the socket). The
+        // session is freed in a later iteration, after this.
+        loop_.defer([this, code, why = std::string(reason), by_client] {
+            closed_callbacks(code, why, by_client);
+        });
+        return;
+    }
+    closed_callbacks(code, reason, by_client);
+}
+
+void WsSession::closed_callbacks(int code, std::string_view reason, bool by_client) {
     scope_.cancel("the WebSocket closed");
     auto fn = std::move(on_close_);
     on_close_ = nullptr;
@@ -360,7 +374,7 @@ bool WsSession::over_queue_limit() {
     // The client reads too slowly for what is sent: herd's policy is to close (1008) rather
     // than drop messages silently or grow without bound. The close frame waits behind the
     // queue; the send timeout ends a client that reads nothing at all.
-    fail(close_code::policy, "ws_send_queue_bytes exceeded: the client reads too slowly");
+    fail(close_code::policy, "ws_send_queue_bytes exceeded: the client reads too slowly", true);
     return true;
 }
 
@@ -391,14 +405,31 @@ void WsSession::close(int code, std::string_view reason) {
         throw std::invalid_argument("herd::WebSocket::close: code " + std::to_string(code) +
                                     " (1000, or 3000-4999 for the application's own)");
     if (state_ != State::open || !fd_) return;
+    begin_closing(code, reason);
+    flush(false);
+    update_interest();
+}
+
+void WsSession::begin_closing(int code, std::string_view reason) {
     close_code_ = code;
     close_reason_ = std::string(reason.substr(0, 123));
     queue_close(code, close_reason_);
     state_ = State::closing;
     phase_since_ = loop_.cached_now();
-    on_message_ = nullptr;  // what the client still sends is dropped
-    flush(false);
-    update_interest();
+    // What the client still sends is read for its close frame, and its messages dropped; a
+    // message held for on_message is dropped too, and what was read behind it is parsed.
+    on_message_ = nullptr;
+    if (held_message_) {
+        held_message_ = false;
+        held_data_ = std::string();
+        if (!input_.empty() && !resume_queued_) {
+            resume_queued_ = true;
+            loop_.defer([this] {
+                resume_queued_ = false;
+                if (fd_ && state_ == State::closing) resume_input();
+            });
+        }
+    }
 }
 
 bool WsSession::writable() const noexcept {
@@ -455,10 +486,7 @@ void WsSession::release() noexcept {
     on_close_ = nullptr;
     when_writable_ = nullptr;
     if (state_ == State::open && fd_) {
-        close_code_ = close_code::normal;
-        queue_close(close_code::normal, {});
-        state_ = State::closing;
-        phase_since_ = loop_.cached_now();
+        begin_closing(close_code::normal, {});
         loop_.defer([this] {
             if (fd_) {
                 flush(false);
@@ -471,24 +499,14 @@ void WsSession::release() noexcept {
 
 void WsSession::drain() {
     if (state_ != State::open || !fd_) return;
-    close_code_ = close_code::going_away;
-    close_reason_ = "going away";
-    queue_close(close_code_, close_reason_);
-    state_ = State::closing;
-    phase_since_ = loop_.cached_now();
-    on_message_ = nullptr;
+    begin_closing(close_code::going_away, "going away");
     flush(false);
     update_interest();
 }
 
 void WsSession::abort() {
     if (!fd_) return;
-    if (state_ == State::open) {
-        close_code_ = close_code::going_away;
-        close_reason_ = "going away";
-        queue_close(close_code_, close_reason_);
-        state_ = State::closing;
-    }
+    if (state_ == State::open) begin_closing(close_code::going_away, "going away");
     for (int i = 0; i < 8 && !out_.empty(); ++i)
         if (out_.write_to(fd_.get()) < 0 && errno != EINTR) break;
     if (state_ == State::closing) notify_close(close_code_, close_reason_, false);

@@ -125,14 +125,21 @@ class WsSession final : public herd::WsEndpoint {
     void client_closed(int code, std::string_view reason);
     // herd ends the socket with a close frame and no wait for the client's (protocol errors,
     // 1008, 1011): logged with the reason.
-    void fail(int code, const char* reason);
+    // inside_plugin: called from the plugin's own call (send, publish).
+    void fail(int code, const char* reason, bool inside_plugin = false);
     void queue_close(int code, std::string_view reason);
+    // open -> closing: herd's close frame is queued (the plugin's close, a drop, a drain).
+    void begin_closing(int code, std::string_view reason);
     void begin_finish();
     void finish_step();
     void resume_input();
     // The connection ended without the close handshake (1006 for the plugin).
     void lost(const char* why);
-    void notify_close(int code, std::string_view reason, bool by_client);
+    // The socket has closed: no more messages or publications; the scope is cancelled and
+    // on_close runs (after the plugin's call, when inside one).
+    void notify_close(int code, std::string_view reason, bool by_client,
+                      bool inside_plugin = false);
+    void closed_callbacks(int code, std::string_view reason, bool by_client);
     void close_fd();
     // Writes what is queued; `notify`: may run the plugin's when_writable.
     void flush(bool notify);

@@ -237,6 +237,15 @@ class Herd:
         return False
 
 
+def raise_nofile(n):
+    """Raises this process's RLIMIT_NOFILE soft limit to n if the hard limit allows; True when
+    it is at least n (a test opening thousands of connections)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= n
+
+
 def run_herd(*args, seconds=30):
     """Runs `herd ARGS...` to completion: (exit code, combined output)."""
     p = subprocess.run([HERD_BIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

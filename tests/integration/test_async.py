@@ -5,7 +5,6 @@ pipelined requests behind a deferred one. The probe plugin's /wait, /wait-cb, /g
 /sse and /blocking endpoints answer later in each of the SDK's styles."""
 import json
 import os
-import resource
 import selectors
 import signal
 import socket
@@ -14,7 +13,7 @@ import time
 import unittest
 
 import harness
-from harness import Client, Herd, app, ms, plugin, timeout, wait_until
+from harness import Client, Herd, app, ms, plugin, raise_nofile, timeout, wait_until
 
 PROBE = [{"mount": "/", "path": plugin("probe")}]
 
@@ -45,13 +44,6 @@ def figures(herd, app_name="web"):
             for k, v in w.get("async", {}).items():
                 total[k] = total.get(k, 0) + v
     return total
-
-
-def raise_nofile(n):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < n:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= n
 
 
 class Connections:
