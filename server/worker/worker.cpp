@@ -264,13 +264,16 @@ bool Worker::plugin_message(std::string_view mount, const nlohmann::json& messag
 bool Worker::ws_publish(std::string_view mount, std::string_view topic, std::string_view data,
                         bool binary) {
     std::string m(mount), t(topic);
+    // To the other workers first (send writes at once): they write to their sockets while
+    // this one writes to its own.
+    bool relayed =
+        master_ && master_->send({{"type", "ws.publish"},
+                                  {"mount", m},
+                                  {"topic", t},
+                                  {"binary", binary},
+                                  {"data", binary ? ws::base64_encode(data) : std::string(data)}});
     deliver_published(m, t, data, binary);
-    return master_ &&
-           master_->send({{"type", "ws.publish"},
-                          {"mount", m},
-                          {"topic", t},
-                          {"binary", binary},
-                          {"data", binary ? ws::base64_encode(data) : std::string(data)}});
+    return relayed;
 }
 
 void Worker::deliver_published(const std::string& mount, const std::string& topic,
