@@ -16,6 +16,8 @@ Three scenarios, a fresh server per run, servers interleaved round by round:
   fanout  10,000 sockets in one room; socket 0 sends one message to the room, COUNT times (0.3 s
           apart); for each, the time from the send until the last of the 10,000 sockets (the
           sender included) has it. Median over the messages, then over rounds.
+The client's own CPU time (getrusage) over the measured echo run and over each fan-out wait is
+recorded: a share near 1 (one CPU) means the client, not the server, set the pace.
 Targets (the issue): idle ≤ 4 KB per socket and ≤ 0.25 × Node's; echo round trips ≥ 2 × Node's.
 
 A benchmark: it passes or fails nothing. Results: bench/results/websocket.json, websocket.md.
@@ -288,14 +290,17 @@ def main():
                     elif part == "echo":
                         res = run_echo(s, load, args.echo_sockets, args.seconds, tmp, server_cpus)
                         log("round %d/%d  echo    %-8s %6d sockets  %9.0f round trips/s  p50 %.2f ms  p99 %.2f ms  "
-                            "errors %d" % (r + 1, args.rounds, s.name, res["sockets"], res["per_second"],
-                                           res["p50_ms"], res["p99_ms"], res["errors"]))
+                            "client CPU %.0f%%  errors %d" % (r + 1, args.rounds, s.name, res["sockets"],
+                                                             res["per_second"], res["p50_ms"], res["p99_ms"],
+                                                             100 * res["client_cpu_share"], res["errors"]))
                     else:
                         res = run_fanout(s, load, args.fanout, args.messages, tmp, server_cpus)
-                        log("round %d/%d  fanout  %-8s %6d sockets  last %s ms  (median %.1f ms, first %.1f ms)  "
-                            "errors %d" % (r + 1, args.rounds, s.name, res["sockets"],
-                                           ", ".join("%.0f" % x for x in res["last_ms"]), res["median_last_ms"],
-                                           res["median_first_ms"], res["errors"]))
+                        log("round %d/%d  fanout  %-8s %6d sockets  last %s ms  (median %.1f ms, first %.1f ms, "
+                            "client CPU %s ms)  errors %d" % (
+                                r + 1, args.rounds, s.name, res["sockets"],
+                                ", ".join("%.0f" % x for x in res["last_ms"]), res["median_last_ms"],
+                                res["median_first_ms"], ", ".join("%.0f" % x for x in res["client_cpu_ms"]),
+                                res["errors"]))
                     res["round"] = r + 1
                     res["load_avg"] = os.getloadavg()[0]
                     results[part][s.name].append(res)
@@ -348,13 +353,14 @@ def report(meta, results, parts):
             hm, "met" if hm <= 4096 else "missed", whole, "met" if whole <= 0.25 else "missed"))
     if "echo" in parts:
         out += ["## Echo, %d sockets, 32-byte messages, %g s" % (meta["echo_sockets"], meta["echo_seconds"]), "",
-                "| server | round trips/s | p50 ms | p99 ms | max ms | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                "| server | round trips/s | p50 ms | p99 ms | max ms | the client's CPU share | errors |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name in (H, N):
             rs = results["echo"][name]
-            out.append("| %s | %s | %s | %s | %s | %d |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
                 name, med([r["per_second"] for r in rs]), med([r["p50_ms"] for r in rs], "%.2f"),
                 med([r["p99_ms"] for r in rs], "%.2f"), med([r["max_ms"] for r in rs], "%.1f"),
-                sum(r["errors"] for r in rs)))
+                med([r.get("client_cpu_share", float("nan")) for r in rs], "%.2f"), sum(r["errors"] for r in rs)))
         whole, cell = ratio_cells([r["per_second"] for r in results["echo"][H]],
                                   [r["per_second"] for r in results["echo"][N]])
         _, p99 = ratio_cells([r["p99_ms"] for r in results["echo"][H]], [r["p99_ms"] for r in results["echo"][N]])
@@ -365,13 +371,14 @@ def report(meta, results, parts):
         out += ["## One message to %d sockets of one room (%d messages per run)" % (
             meta["fanout_sockets"], meta["messages"]), "",
                 "| server | until the last socket has it, ms (median of a run) | until the first, ms | "
-                "every socket reached | errors |", "| --- | ---: | ---: | --- | ---: |"]
+                "the client's CPU meanwhile, ms | every socket reached | errors |", "| --- | ---: | ---: | ---: | --- | ---: |"]
         for name in (H, N):
             rs = results["fanout"][name]
             complete = all(all(x == r["sockets"] for x in r["reached"]) for r in rs)
-            out.append("| %s | %s | %s | %s | %d |" % (
+            out.append("| %s | %s | %s | %s | %s | %d |" % (
                 name, med([r["median_last_ms"] for r in rs], "%.1f"), med([r["median_first_ms"] for r in rs], "%.2f"),
-                "yes" if complete else "no", sum(r["errors"] for r in rs)))
+                med([statistics.median(r["client_cpu_ms"]) if r.get("client_cpu_ms") else float("nan") for r in rs],
+                    "%.1f"), "yes" if complete else "no", sum(r["errors"] for r in rs)))
         _, cell = ratio_cells([r["median_last_ms"] for r in results["fanout"][H]],
                               [r["median_last_ms"] for r in results["fanout"][N]])
         out += ["", "herd / node, time until the last socket: %s" % cell, ""]

@@ -70,6 +70,14 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+// This process's CPU time (user + system), for telling whether the client was the bottleneck.
+static uint64_t cpu_ns(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
+}
+
 static uint32_t next_mask(void) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -410,16 +418,18 @@ static int run_echo(double seconds, size_t size) {
     uint64_t warm_end = now_ns() + 1000000000ull;
     while (now_ns() < warm_end && !stop_flag) poll_once(50);
     measuring = 1;
+    uint64_t cpu0 = cpu_ns();
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
     while (now_ns() < end && !stop_flag) poll_once(50);
     measuring = 0;
     double elapsed = (double)(now_ns() - t0) / 1e9;
+    double client_cpu = (double)(cpu_ns() - cpu0) / 1e9;
     qsort(samples, nsamples, sizeof *samples, cmp_u64);
     printf("{\"sockets\": %d, \"open_seconds\": %.3f, \"seconds\": %.3f, \"size\": %zu, \"round_trips\": %llu, "
            "\"per_second\": %.1f, \"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
-           "\"errors\": %d, \"closed_by_server\": %d}\n",
+           "\"client_cpu_share\": %.3f, \"errors\": %d, \"closed_by_server\": %d}\n",
            ready, open_secs, elapsed, size, (unsigned long long)round_trips, (double)round_trips / elapsed,
-           pct_ms(0.5), pct_ms(0.9), pct_ms(0.99), pct_ms(1.0), errors, closed_by_server);
+           pct_ms(0.5), pct_ms(0.9), pct_ms(0.99), pct_ms(1.0), client_cpu / elapsed, errors, closed_by_server);
     return 0;
 }
 
@@ -461,6 +471,7 @@ static int run_fanout(int count) {
         return 1;
     }
     double *firsts = calloc((size_t)count, sizeof(double)), *lasts = calloc((size_t)count, sizeof(double));
+    double *cpus = calloc((size_t)count, sizeof(double));
     int *reached = calloc((size_t)count, sizeof(int));
     char msg[64];
     for (int r = 0; r < count && !stop_flag; r++) {
@@ -468,12 +479,14 @@ static int run_fanout(int count) {
         round_got = 0;
         int target = opened;
         int len = snprintf(msg, sizeof msg, "fanout message %d", r);
+        uint64_t cpu0 = cpu_ns();
         uint64_t t0 = now_ns(), deadline = t0 + 30000000000ull;
         if (!send_frame(sender, 0x1, msg, (size_t)len)) fail(sender);
         while (round_got < target && now_ns() < deadline && !stop_flag) poll_once(50);
         firsts[r] = round_got ? (double)(first_ns - t0) / 1e6 : -1;
         lasts[r] = round_got ? (double)(last_ns - t0) / 1e6 : -1;
         reached[r] = round_got;
+        cpus[r] = (double)(cpu_ns() - cpu0) / 1e6;
         // a pause between messages: the servers' queues empty
         uint64_t pause = now_ns() + 300000000ull;
         while (now_ns() < pause && !stop_flag) poll_once(50);
@@ -482,6 +495,8 @@ static int run_fanout(int count) {
     for (int r = 0; r < count; r++) printf("%s%.3f", r ? ", " : "", firsts[r]);
     printf("], \"last_ms\": [");
     for (int r = 0; r < count; r++) printf("%s%.3f", r ? ", " : "", lasts[r]);
+    printf("], \"client_cpu_ms\": [");
+    for (int r = 0; r < count; r++) printf("%s%.3f", r ? ", " : "", cpus[r]);
     printf("], \"reached\": [");
     for (int r = 0; r < count; r++) printf("%s%d", r ? ", " : "", reached[r]);
     qsort(lasts, (size_t)count, sizeof *lasts, cmp_d);
