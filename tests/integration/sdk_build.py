@@ -48,10 +48,11 @@ class Sdk:
         return src, env
 
 
-def checked_config(src, so, **plugin_config):
-    """The example's herd.json on port 0 with the built library and these plugin config keys,
-    written to src/test.json and checked by `herd check` (AssertionError if it fails)."""
-    with open(os.path.join(src, "herd.json")) as f:
+def checked_config(src, so, config_name="herd.json", **plugin_config):
+    """The example's config (src/config_name) on port 0 with the built library and these plugin
+    config keys, written to src/test.json and checked by `herd check` (AssertionError if it
+    fails)."""
+    with open(os.path.join(src, config_name)) as f:
         config = json.load(f)
     config["apps"][0]["listen"] = "127.0.0.1:0"
     config["apps"][0]["plugins"][0]["path"] = so
