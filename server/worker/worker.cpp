@@ -301,8 +301,7 @@ void Worker::connection_upgraded(Connection& c, int fd, bool held) {
     if (held) {
         orphans_.emplace(&c, std::move(slot));
     } else {
-        if (released_.empty()) loop_.post([this] { released_.clear(); });
-        released_.push_back(std::move(slot));
+        released_.bury(std::move(slot));
     }
 }
 
@@ -322,9 +321,7 @@ void Worker::ws_unheld(WsSession& s) {
 void Worker::release_websocket(WsSession& s) {
     auto it = websockets_.find(&s);
     if (it == websockets_.end()) return;
-    // Freed in the next iteration: the session may be on the stack below us.
-    if (released_websockets_.empty()) loop_.post([this] { released_websockets_.clear(); });
-    released_websockets_.push_back(std::move(it->second));
+    released_websockets_.bury(std::move(it->second));
     websockets_.erase(it);
 }
 
@@ -422,8 +419,7 @@ void Worker::connection_closed(Connection& c, int fd, bool was_lingering, bool h
         orphans_.emplace(&c, std::move(slot));
     } else {
         // Freed in the next iteration: the connection may be on the stack below us.
-        if (released_.empty()) loop_.post([this] { released_.clear(); });
-        released_.push_back(std::move(slot));
+        released_.bury(std::move(slot));
     }
     --open_connections_;
     publish_open();
@@ -435,8 +431,7 @@ void Worker::connection_closed(Connection& c, int fd, bool was_lingering, bool h
 void Worker::connection_unheld(Connection& c) {
     auto it = orphans_.find(&c);
     if (it == orphans_.end()) return;
-    if (released_.empty()) loop_.post([this] { released_.clear(); });
-    released_.push_back(std::move(it->second));
+    released_.bury(std::move(it->second));
     orphans_.erase(it);
 }
 

@@ -21,6 +21,7 @@
 #include "worker/access_log.hpp"
 #include "worker/blocking_pool.hpp"
 #include "worker/connection.hpp"
+#include "worker/graveyard.hpp"
 #include "worker/plugin_host.hpp"
 #include "worker/ws_session.hpp"
 
@@ -132,15 +133,15 @@ class Worker final : public MessageSink, public ConnectionHost, public WsHost {
     http::HttpLimits limits_;
     std::vector<std::unique_ptr<Connection>> connections_;  // indexed by fd
     std::size_t open_connections_ = 0;
-    std::size_t closing_connections_ = 0;  // of the open ones, lingering after our FIN
-    std::vector<std::unique_ptr<Connection>> released_;  // freed in the next iteration
+    std::size_t closing_connections_ = 0;    // of the open ones, lingering after our FIN
+    Graveyard<Connection> released_{loop_};  // closed: freed in the next iteration
     // Closed while a plugin still holds their request: freed once it lets go.
     std::unordered_map<Connection*, std::unique_ptr<Connection>> orphans_;
     // WebSockets: each plugin's topics (by mount; before the sessions, which unsubscribe as
     // they go), the sessions, and those closed and let go, freed in the next iteration.
     std::map<std::string, WsTopics, std::less<>> ws_topics_;
     std::unordered_map<WsSession*, std::unique_ptr<WsSession>> websockets_;
-    std::vector<std::unique_ptr<WsSession>> released_websockets_;
+    Graveyard<WsSession> released_websockets_{loop_};
     std::uint64_t websocket_ids_ = 0;
     std::vector<char> read_buffer_;
     AccessLog access_log_{loop_};

@@ -231,11 +231,11 @@ void WsSession::client_closed(int code, std::string_view reason) {
     begin_finish();
 }
 
-void WsSession::fail(int code, const char* reason, bool inside_plugin) {
+void WsSession::fail(int code, const char* reason) {
     core::log_info("closing WebSocket {} of {} with {}: {}", id_, plugin_.who, code, reason);
     if (state_ == State::open) queue_close(code, reason);
     state_ = State::finishing;
-    notify_close(code, reason, false, inside_plugin);
+    notify_close(code, reason, false);
     begin_finish();
 }
 
@@ -287,18 +287,16 @@ void WsSession::lost(const char* why) {
     close_fd();
 }
 
-void WsSession::notify_close(int code, std::string_view reason, bool by_client,
-                             bool inside_plugin) {
+void WsSession::notify_close(int code, std::string_view reason, bool by_client) {
     if (notified_) return;
     notified_ = true;
     for (const std::string& t : subscriptions_) topics_.unsubscribe(t, *this);
     subscriptions_.clear();
     when_writable_ = nullptr;
     on_message_ = nullptr;
-    if (inside_plugin) {
-        // Ended by the plugin's own call (a send or publish past ws_send_queue_bytes): its
-        // callbacks run after that call, never inside it (it may still use the socket). The
-        // session is freed in a later iteration, after this.
+    if (plugin_calls_ > 0) {
+        // Ended inside the plugin's own call: its callbacks run after that call, never inside
+        // it. The session is freed in a later iteration, after this.
         loop_.defer([this, code, why = std::string(reason), by_client] {
             closed_callbacks(code, why, by_client);
         });
@@ -374,7 +372,7 @@ bool WsSession::over_queue_limit() {
     // The client reads too slowly for what is sent: herd's policy is to close (1008) rather
     // than drop messages silently or grow without bound. The close frame waits behind the
     // queue; the send timeout ends a client that reads nothing at all.
-    fail(close_code::policy, "ws_send_queue_bytes exceeded: the client reads too slowly", true);
+    fail(close_code::policy, "ws_send_queue_bytes exceeded: the client reads too slowly");
     return true;
 }
 
@@ -382,6 +380,7 @@ bool WsSession::send(std::string_view data, bool binary) {
     if (!binary && !ws::valid_utf8(data))
         throw std::invalid_argument("herd::WebSocket::send: a text message must be UTF-8");
     if (state_ != State::open || !fd_) return false;
+    PluginCall call(*this);
     bool was_empty = out_.empty();
     queue_frame(binary ? ws::Opcode::binary : ws::Opcode::text, data);
     if (over_queue_limit()) return false;
@@ -391,6 +390,7 @@ bool WsSession::send(std::string_view data, bool binary) {
 
 void WsSession::deliver(std::string_view frame) {
     if (state_ != State::open || !fd_) return;
+    PluginCall call(*this);  // a publish may come from the plugin's own call
     bool was_empty = out_.empty();
     if (frame.size() > (16 << 10))
         out_.push(std::string(frame));
@@ -405,6 +405,7 @@ void WsSession::close(int code, std::string_view reason) {
         throw std::invalid_argument("herd::WebSocket::close: code " + std::to_string(code) +
                                     " (1000, or 3000-4999 for the application's own)");
     if (state_ != State::open || !fd_) return;
+    PluginCall call(*this);
     begin_closing(code, reason);
     flush(false);
     update_interest();

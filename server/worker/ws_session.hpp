@@ -125,8 +125,7 @@ class WsSession final : public herd::WsEndpoint {
     void client_closed(int code, std::string_view reason);
     // herd ends the socket with a close frame and no wait for the client's (protocol errors,
     // 1008, 1011): logged with the reason.
-    // inside_plugin: called from the plugin's own call (send, publish).
-    void fail(int code, const char* reason, bool inside_plugin = false);
+    void fail(int code, const char* reason);
     void queue_close(int code, std::string_view reason);
     // open -> closing: herd's close frame is queued (the plugin's close, a drop, a drain).
     void begin_closing(int code, std::string_view reason);
@@ -136,9 +135,9 @@ class WsSession final : public herd::WsEndpoint {
     // The connection ended without the close handshake (1006 for the plugin).
     void lost(const char* why);
     // The socket has closed: no more messages or publications; the scope is cancelled and
-    // on_close runs (after the plugin's call, when inside one).
-    void notify_close(int code, std::string_view reason, bool by_client,
-                      bool inside_plugin = false);
+    // on_close runs, after the plugin's call when it closed inside one (a send past the queue
+    // bound, a failed write): the plugin may still use the socket there.
+    void notify_close(int code, std::string_view reason, bool by_client);
     void closed_callbacks(int code, std::string_view reason, bool by_client);
     void close_fd();
     // Writes what is queued; `notify`: may run the plugin's when_writable.
@@ -147,6 +146,15 @@ class WsSession final : public herd::WsEndpoint {
     bool over_queue_limit();
     void update_interest();
     bool reading_paused() const { return held_message_; }
+    // Marks a call the plugin makes (send, close, a publish): what closes the socket inside it
+    // runs the plugin's callbacks after it.
+    struct PluginCall {
+        explicit PluginCall(WsSession& s) : s_(s) { ++s_.plugin_calls_; }
+        ~PluginCall() { --s_.plugin_calls_; }
+        PluginCall(const PluginCall&) = delete;
+        PluginCall& operator=(const PluginCall&) = delete;
+        WsSession& s_;
+    };
 
     WsHost& host_;
     core::EventLoop& loop_;
@@ -167,7 +175,8 @@ class WsSession final : public herd::WsEndpoint {
     Clock::time_point last_heard_;   // the client's last frame (or the open)
     Clock::time_point phase_since_;  // closing, finishing: since when
     Clock::time_point last_write_;
-    int close_code_ = 0;  // of the close frame herd sent
+    int close_code_ = 0;    // of the close frame herd sent
+    int plugin_calls_ = 0;  // PluginCall depth
     std::uint32_t interest_ = 0;
     State state_ = State::open;
     bool held_ = true;

@@ -3,7 +3,6 @@ its refusals, messages whole and fragmented, control frames between fragments, p
 herd's keep-alive, and every close code herd sends, with a real client (Python's
 `websockets`) and a raw one for what a real client will not send (ws_client.RawSocket)."""
 import asyncio
-import socket
 import unittest
 
 import harness
@@ -182,11 +181,15 @@ class WebSocketTest(HerdTestCase):
         self.assert_closed_with(s, 1009)
 
     def test_1008_a_client_that_does_not_read(self):
-        s = self.open_raw()
-        # 8 MiB at once for a client that reads nothing: past ws_send_queue_bytes (256 KiB)
-        # and whatever the socket buffers hold, herd closes it rather than queue on.
-        s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.send(frame(TEXT, "flood 128 65536"))
+        # 32 MiB at once for a client that reads nothing meanwhile: more than the socket
+        # buffers hold (its receive buffer is kept small; the sender's is at most a few MiB),
+        # so herd's queue passes ws_send_queue_bytes (256 KiB) and herd closes the socket
+        # rather than queue on. The client then reads what got through, and the close frame
+        # at its end.
+        s = RawSocket(self.port, "/ws/echo", rcvbuf=64 << 10)
+        self.addCleanup(s.close)
+        self.assertEqual(s.status, 101, s.head)
+        s.send(frame(TEXT, "flood 512 65536"))
         code, reason = s.recv_close()
         self.assertEqual(code, 1008, reason)
         self.assertIn("ws_send_queue_bytes", reason)

@@ -43,8 +43,13 @@ def close_payload(code, reason=b""):
 class RawSocket:
     """One connection: the handshake by hand, then frames in and out."""
 
-    def __init__(self, port, path, **handshake):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(10))
+    def __init__(self, port, path, rcvbuf=None, **handshake):
+        # rcvbuf: a receive buffer of that size, set before connecting (the window follows).
+        self.sock = socket.socket()
+        self.sock.settimeout(timeout(10))
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
         self.buf = b""
         self.sock.sendall(handshake_request(path, **handshake))
         self.status, self.head = self._read_head()

@@ -83,6 +83,9 @@ TEST(TestingKitWebSocketTest, AcceptedSocketEchoesPublishesAndCloses) {
     EXPECT_EQ(h.context().published()[0].data, "breaking");
 
     ws->client_sends("bye");
+    EXPECT_FALSE(ws->open());
+    EXPECT_TRUE(plugin.closes.empty());  // on_close waits for the client's answer
+    h.loop().run_until_idle();
     EXPECT_TRUE(ws->closed());
     EXPECT_EQ(ws->close_code(), 4000);
     EXPECT_EQ(ws->close_reason(), "asked to");

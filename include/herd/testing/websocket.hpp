@@ -43,8 +43,9 @@ inline bool is_utf8(std::string_view s) noexcept {
 }
 
 // The worker's WebSocket without the socket: what the plugin sends is recorded, and the test
-// plays the client (client_sends, client_closes, client_gone). Everything happens at once:
-// the client reads all that is sent, and answers a close at once.
+// plays the client (client_sends, client_closes, client_gone). The client reads all that is
+// sent at once, and answers the plugin's close in the loop's next iteration (then on_close
+// runs). Unlike the worker, it has no send queue: ws_send_queue_bytes never closes it.
 class FakeWebSocket final : public WsEndpoint {
   public:
     struct Sent {
@@ -80,6 +81,10 @@ class FakeWebSocket final : public WsEndpoint {
     // The client sends a close frame (1005: without a code): on_close runs, and herd answers.
     void client_closes(int code = 1000, std::string_view reason = {}) {
         if (finished_) return;
+        if (!open_) {
+            // The answer to the plugin's close: on_close reports the plugin's code.
+            return;
+        }
         finish(code, reason, true);
     }
     // The connection is lost without a close frame (1006).
@@ -101,7 +106,12 @@ class FakeWebSocket final : public WsEndpoint {
             throw std::invalid_argument("herd::WebSocket::close: code " + std::to_string(code) +
                                         " (1000, or 3000-4999)");
         if (!open_) return;
-        finish(code, reason.substr(0, 123), false);  // the client answers at once
+        // As in the worker: no more messages, and on_close runs once the client has answered,
+        // in the loop's next iteration here (never inside the plugin's call).
+        open_ = false;
+        loop_.post([this, code, why = std::string(reason.substr(0, 123))] {
+            if (!finished_) finish(code, why, false);
+        });
     }
     bool open() const noexcept override { return open_; }
     bool writable() const noexcept override { return open_; }
