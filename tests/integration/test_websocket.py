@@ -189,7 +189,10 @@ class WebSocketTest(HerdTestCase):
         s = RawSocket(self.port, "/ws/echo", rcvbuf=64 << 10)
         self.addCleanup(s.close)
         self.assertEqual(s.status, 101, s.head)
+        mark = self.herd.mark()
         s.send(frame(TEXT, "flood 512 65536"))
+        # Nothing is read before herd has given up (reading would keep its queue short).
+        self.herd.wait_for(r"closing WebSocket \d+ of .* with 1008", after=mark, seconds=20)
         code, reason = s.recv_close()
         self.assertEqual(code, 1008, reason)
         self.assertIn("ws_send_queue_bytes", reason)
