@@ -147,6 +147,8 @@ TEST(Messages, TheLongestIs2000Bytes) {
     EXPECT_EQ(r.events().back()["text"].get<std::string>().size(), 2000u);
 
     ws.client_sends(std::string(chat::max_text_bytes + 1, 'x'));
+    EXPECT_FALSE(ws.open());
+    r.h.loop().run_until_idle();  // the client answers the plugin's close; on_close runs
     EXPECT_TRUE(ws.closed());
     EXPECT_EQ(ws.close_code(), 4000);
     EXPECT_EQ(ws.close_reason(), "a message is at most 2000 bytes");
@@ -160,6 +162,7 @@ TEST(Messages, ABinaryOneCloses4001) {
     Room r;
     FakeWebSocket& ws = r.join("room=r&name=alice");
     ws.client_sends("\x01\x02", true);
+    r.h.loop().run_until_idle();
     EXPECT_EQ(ws.close_code(), 4001);
     EXPECT_EQ(r.events().back()["type"], "leave");
 }
