@@ -38,7 +38,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Proc, cpu_seconds, free_port, log, process_tree, smaps_rollup, wait_port, wrk)  # noqa: E402
+from benchlib import (ROOT, med, Proc, cpu_seconds, free_port, log, process_tree, smaps_rollup, wait_port, wrk)  # noqa: E402
 
 CONNECTIONS = [64, 256, 1024]
 WAIT_MS = 10
@@ -124,16 +124,6 @@ def one_run(server, tmp, connections, seconds, warmup):
         return res
     finally:
         server.stop()
-
-
-def med(values, fmt="%.0f"):
-    values = [v for v in values if v == v]
-    if not values:
-        return "n/a"
-    m = statistics.median(values)
-    if len(values) == 1:
-        return fmt % m
-    return (fmt + " (" + fmt + "–" + fmt + ")") % (m, min(values), max(values))
 
 
 def streams(build, tmp, count, seconds):

@@ -41,6 +41,28 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def med(values, fmt="%.0f"):
+    """The median of the rounds' figures (NaN left out), with their range when there are
+    several: "120 (110–130)"."""
+    import statistics
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    m = statistics.median(values)
+    if len(values) == 1:
+        return fmt % m
+    return (fmt + " (" + fmt + "–" + fmt + ")") % (m, min(values), max(values))
+
+
+def first_line(cmd):
+    """The first line a command prints (a version), or "?"."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        return p.stdout.decode("utf-8", "replace").strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

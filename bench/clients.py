@@ -44,7 +44,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Proc, cpu_seconds, free_port, log, nginx_command, process_tree, wait_port, wrk)  # noqa: E402
+from benchlib import (ROOT, first_line, med, Proc, cpu_seconds, free_port, log, nginx_command, process_tree, wait_port, wrk)  # noqa: E402
 
 KINDS = ["redis", "pg", "http"]
 ROWS = 10000
@@ -244,23 +244,7 @@ def one_run(server, kind, backends, tmp, args):
         server.stop()
 
 
-def med(values, fmt="%.0f"):
-    values = [v for v in values if v == v]
-    if not values:
-        return "n/a"
-    m = statistics.median(values)
-    if len(values) == 1:
-        return fmt % m
-    return (fmt + " (" + fmt + "–" + fmt + ")") % (m, min(values), max(values))
-
-
 def versions():
-    def first_line(cmd):
-        try:
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-            return p.stdout.decode("utf-8", "replace").strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "?"
 
     def npm_version(name):
         try:

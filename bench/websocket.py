@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, Proc, free_port, log, pin_tree, process_tree, smaps_rollup, wait_port)  # noqa: E402
+from benchlib import (ROOT, first_line, med, Proc, free_port, log, pin_tree, process_tree, smaps_rollup, wait_port)  # noqa: E402
 
 NPM = os.path.join(ROOT, "bench", ".npm")
 PARTS = ["idle", "echo", "fanout"]
@@ -198,23 +198,7 @@ def run_fanout(server, load, n, messages, tmp, server_cpus):
         server.stop()
 
 
-def med(values, fmt="%.0f"):
-    values = [v for v in values if v == v]
-    if not values:
-        return "n/a"
-    m = statistics.median(values)
-    if len(values) == 1:
-        return fmt % m
-    return (fmt + " (" + fmt + "–" + fmt + ")") % (m, min(values), max(values))
-
-
 def versions():
-    def first_line(cmd):
-        try:
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-            return p.stdout.decode("utf-8", "replace").strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "?"
     try:
         with open(os.path.join(NPM, "node_modules", "ws", "package.json")) as f:
             ws = json.load(f)["version"]

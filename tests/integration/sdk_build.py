@@ -4,6 +4,7 @@ against that install. Shared by test_sdk.py and the examples' own tests."""
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -45,6 +46,15 @@ class Sdk:
         env = self.env()
         run(["meson", "setup", "build"], cwd=src, env=env)
         run(["meson", "compile", "-C", "build"], cwd=src, env=env)
+        return src, env
+
+    def build_and_test_example(self, name, unit_test):
+        """build_example(), then the example's own unit tests: `unit_test` must be among those
+        that passed (AssertionError otherwise)."""
+        src, env = self.build_example(name)
+        out = run(["meson", "test", "-C", "build", "--print-errorlogs"], cwd=src, env=env)
+        if not re.search(r"%s\s+OK" % re.escape(unit_test), out):
+            raise AssertionError("the example's unit tests did not run:\n" + out)
         return src, env
 
 

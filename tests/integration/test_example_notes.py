@@ -10,7 +10,6 @@ served from PostgreSQL and refuses writes with a 503 naming it.
 import http.server
 import json
 import os
-import re
 import shutil
 import socketserver
 import tempfile
@@ -62,10 +61,7 @@ class NotesService(harness.HerdTestCase):
         cls.cleanup = cleanup
         try:
             sdk = sdk_build.Sdk(os.path.join(cls.tmp, "sdk"))
-            src, env = sdk.build_example("notes-service")
-            out = sdk_build.run(["meson", "test", "-C", "build", "--print-errorlogs"], cwd=src, env=env)
-            if not re.search(r"notes_test\s+OK", out):
-                raise AssertionError("the example's unit tests did not run:\n" + out)
+            src, env = sdk.build_and_test_example("notes-service", "notes_test")
 
             # Its own temp dir: PgServer hands it to the postgres user, and cls.tmp is root's.
             pg_folder = tempfile.mkdtemp(prefix="herd-notes-pg-")
