@@ -69,8 +69,12 @@ void WsSession::adopt(core::UniqueFd fd, OutputQueue&& out, std::string input) {
 
 void WsSession::start() {
     if (!fd_) return;  // closed (aborted) before it began
-    interest_ = EPOLLIN | EPOLLRDHUP;
+    interest_ = EPOLLRDHUP;
     loop_.add(fd_.get(), interest_, [this](std::uint32_t ev) { on_events(ev); });
+    if (state_ == State::finishing) {
+        finish_step();  // closed from the handler that accepted
+        return;
+    }
     flush(false);
     resume_input();
 }
@@ -100,7 +104,9 @@ herd::Loop& WsSession::loop() noexcept {
 }
 
 void WsSession::update_interest() {
-    if (!fd_) return;
+    // Before start() the socket is not watched yet (the plugin may send or close from the
+    // handler that accepted): start() sets the interest.
+    if (!fd_ || interest_ == 0) return;
     std::uint32_t want = EPOLLRDHUP;
     // Reading waits while a message waits for the plugin's on_message; the client's leaving
     // is still seen. Finishing, input is read and dropped until the client's FIN.
