@@ -31,8 +31,10 @@
 #include "core/event_loop.hpp"
 #include "core/unique_fd.hpp"
 #include "worker/connection.hpp"
+#include "worker/graveyard.hpp"
 #include "worker/plugin_host.hpp"
 #include "worker/plugin_loop.hpp"
+#include "worker/ws_session.hpp"
 
 namespace herd::conn_test {
 
@@ -104,7 +106,7 @@ struct PluginSlot {
 
 // ---- The fake worker
 
-class FakeHost final : public worker::ConnectionHost {
+class FakeHost final : public worker::ConnectionHost, public worker::WsHost {
   public:
     struct Done {
         std::string method;
@@ -125,6 +127,8 @@ class FakeHost final : public worker::ConnectionHost {
         open_.clear();
         orphans_.clear();
         released_.clear();
+        websockets_.clear();
+        dead_websockets_.clear();
     }
 
     core::AppConfig config;
@@ -179,6 +183,16 @@ class FakeHost final : public worker::ConnectionHost {
         released_.clear();
     }
 
+    // WebSockets, as the worker keeps them (open_websocket); off unless the test turns them on.
+    bool serve_websockets = false;
+    std::size_t ws_open() const {
+        std::size_t n = 0;
+        for (const auto& [raw, s] : websockets_)
+            n += s->state() != worker::WsSession::State::closed;
+        return n;
+    }
+    std::size_t ws_alive() const { return websockets_.size(); }
+
     // ConnectionHost
     core::EventLoop& loop() override { return loop_; }
     const core::AppConfig& app() const override { return config; }
@@ -224,7 +238,41 @@ class FakeHost final : public worker::ConnectionHost {
         release(std::move(object));
     }
 
+    worker::WsSession* open_websocket(worker::MountedPlugin& plugin) override {
+        if (!serve_websockets) return nullptr;
+        auto s = std::make_unique<worker::WsSession>(*this, plugin, topics_, ++ws_ids_);
+        worker::WsSession* raw = s.get();
+        websockets_.emplace(raw, std::move(s));
+        return raw;
+    }
+    void connection_upgraded(worker::Connection& c, int, bool held) override {
+        auto it =
+            std::find_if(open_.begin(), open_.end(), [&](const auto& p) { return p.get() == &c; });
+        if (it == open_.end())
+            throw std::logic_error("connection_upgraded: not an open connection");
+        std::unique_ptr<worker::Connection> object = std::move(*it);
+        open_.erase(it);
+        if (held)
+            orphans_.emplace(&c, std::move(object));
+        else
+            release(std::move(object));
+    }
+    // WsHost
+    void ws_closed(worker::WsSession& s, bool held) override {
+        if (!held) free_websocket(s);
+    }
+    void ws_unheld(worker::WsSession& s) override {
+        if (s.state() == worker::WsSession::State::closed) free_websocket(s);
+    }
+
   private:
+    void free_websocket(worker::WsSession& s) {
+        auto it = websockets_.find(&s);
+        if (it == websockets_.end()) throw std::logic_error("free_websocket: not a session");
+        dead_websockets_.bury(std::move(it->second));  // freed in the next iteration
+        websockets_.erase(it);
+    }
+
     // Freed in the next iteration, as Worker does: the connection may be on the stack below.
     void release(std::unique_ptr<worker::Connection> c) {
         if (released_.empty())
@@ -241,6 +289,10 @@ class FakeHost final : public worker::ConnectionHost {
     std::vector<std::unique_ptr<worker::Connection>> open_;
     std::map<const worker::Connection*, std::unique_ptr<worker::Connection>> orphans_;
     std::vector<std::unique_ptr<worker::Connection>> released_;
+    worker::WsTopics topics_;
+    std::map<worker::WsSession*, std::unique_ptr<worker::WsSession>> websockets_;
+    worker::Graveyard<worker::WsSession> dead_websockets_{loop_};
+    std::uint64_t ws_ids_ = 0;
 };
 
 // ---- The client and what it reads
