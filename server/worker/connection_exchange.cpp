@@ -224,6 +224,11 @@ herd::WsEndpoint* Connection::upgrade(const herd::WsAccept& accept) {
                                     check.reason, loop_.cached_now())) {
         check.status = 500;
     }
+    if (check.status == 0 && host_.closing_idle()) {
+        // Draining: its sockets were told 1001 already; a new one would only be cut off.
+        check.status = 503;
+        check.reason = "this worker is draining: connect again";
+    }
     WsSession* session = check.status == 0 ? host_.open_websocket(*plugin_) : nullptr;
     if (check.status == 0 && session == nullptr) {
         check.status = 503;

@@ -198,6 +198,15 @@ TEST_F(WsSessionTest, AHostWithoutWebSocketsAnswers503) {
     EXPECT_EQ(got().responses.at(0).status, 503);
 }
 
+TEST_F(WsSessionTest, ADrainingWorkerAnswers503) {
+    host.set_close_idle(true);  // what the worker sets when it drains
+    accept_and_echo();
+    client.request(handshake());
+    ASSERT_TRUE(wait_responses(1));
+    EXPECT_EQ(got().responses.at(0).status, 503);
+    EXPECT_EQ(host.ws_alive(), 0u);
+}
+
 TEST_F(WsSessionTest, AThrowingCallbackCloses1011AndIsReported) {
     plugin().handler = [this](herd::Responder r) {
         socket.emplace(r.accept_websocket());
