@@ -47,13 +47,13 @@ enum state { FREE, CONNECTING, HANDSHAKE, OPEN, DEAD };
 struct conn {
     int fd;
     enum state st;
-    char *buf;  // bytes read but not parsed yet (a partial response or frame)
+    char* buf;  // bytes read but not parsed yet (a partial response or frame)
     size_t len, cap;
     uint64_t sent_ns;  // echo: when the message in flight went out
     uint32_t got;      // fanout: messages received in the current round
 };
 
-static struct conn *conns;
+static struct conn* conns;
 static int nconns, epfd, nsources = 1;
 static struct sockaddr_in server;
 static const char *host, *path;
@@ -85,12 +85,12 @@ static uint32_t next_mask(void) {
     return (uint32_t)rng;
 }
 
-static void die(const char *what) {
+static void die(const char* what) {
     perror(what);
     exit(2);
 }
 
-static void fail(struct conn *c) {
+static void fail(struct conn* c) {
     if (c->st == DEAD) return;
     if (c->st == CONNECTING || c->st == HANDSHAKE) in_flight--;
     if (c->st == OPEN) opened--;
@@ -104,7 +104,7 @@ static void fail(struct conn *c) {
 }
 
 // Writes all of it (a socket's send buffer takes a small frame whole); false on failure.
-static int write_all(struct conn *c, const char *p, size_t n) {
+static int write_all(struct conn* c, const char* p, size_t n) {
     while (n > 0) {
         ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
@@ -118,7 +118,7 @@ static int write_all(struct conn *c, const char *p, size_t n) {
 }
 
 // A masked client frame: FIN, opcode, payload.
-static int send_frame(struct conn *c, int opcode, const char *payload, size_t n) {
+static int send_frame(struct conn* c, int opcode, const char* payload, size_t n) {
     char frame[16 + 65536];
     size_t h = 0;
     if (n > 65535) return 0;
@@ -141,7 +141,7 @@ static int send_frame(struct conn *c, int opcode, const char *payload, size_t n)
 
 static void open_more(void) {
     while (next_to_open < nconns && in_flight < INFLIGHT) {
-        struct conn *c = &conns[next_to_open];
+        struct conn* c = &conns[next_to_open];
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) die("socket");
         int one = 1;
@@ -150,7 +150,7 @@ static void open_more(void) {
             struct sockaddr_in src = {.sin_family = AF_INET};
             src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(next_to_open % nsources));
             setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-            if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind");
+            if (bind(fd, (struct sockaddr*)&src, sizeof src) < 0) die("bind");
         }
         c->fd = fd;
         c->st = CONNECTING;
@@ -158,11 +158,12 @@ static void open_more(void) {
         struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u64 = (uint64_t)next_to_open};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
         next_to_open++;
-        if (connect(fd, (struct sockaddr *)&server, sizeof server) < 0 && errno != EINPROGRESS) fail(c);
+        if (connect(fd, (struct sockaddr*)&server, sizeof server) < 0 && errno != EINPROGRESS)
+            fail(c);
     }
 }
 
-static void keep(struct conn *c, const char *p, size_t n) {
+static void keep(struct conn* c, const char* p, size_t n) {
     if (n == 0) {
         c->len = 0;
         return;
@@ -177,10 +178,10 @@ static void keep(struct conn *c, const char *p, size_t n) {
 }
 
 // What a mode does with a whole data message.
-static void (*on_message)(struct conn *c, const char *p, size_t n);
+static void (*on_message)(struct conn* c, const char* p, size_t n);
 
 // Parses frames in p[0..n); keeps a partial one in c. Returns 0 if the socket died.
-static int parse_frames(struct conn *c, const char *p, size_t n) {
+static int parse_frames(struct conn* c, const char* p, size_t n) {
     while (n >= 2) {
         unsigned char b0 = (unsigned char)p[0], b1 = (unsigned char)p[1];
         size_t h = 2;
@@ -221,9 +222,9 @@ static int parse_frames(struct conn *c, const char *p, size_t n) {
     return 1;
 }
 
-static void (*on_open)(struct conn *c);
+static void (*on_open)(struct conn* c);
 
-static void handle(struct conn *c, uint32_t events) {
+static void handle(struct conn* c, uint32_t events) {
     static char rbuf[1 << 16];
     if (c->st == CONNECTING) {
         if (events & (EPOLLERR | EPOLLHUP)) {
@@ -256,7 +257,7 @@ static void handle(struct conn *c, uint32_t events) {
             fail(c);
             return;
         }
-        const char *p = rbuf;
+        const char* p = rbuf;
         size_t n = (size_t)r;
         if (c->len > 0) {  // a partial response or frame first
             if (c->cap < c->len + n) {
@@ -270,15 +271,17 @@ static void handle(struct conn *c, uint32_t events) {
             n = c->len;
         }
         if (c->st == HANDSHAKE) {
-            const char *end = memmem(p, n, "\r\n\r\n", 4);
+            const char* end = memmem(p, n, "\r\n\r\n", 4);
             if (!end) {
                 if (p != c->buf) keep(c, p, n);
                 if (n > 8192) fail(c);
                 continue;
             }
             size_t hlen = (size_t)(end - p) + 4;
-            if (n < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0 || !memmem(p, hlen, ACCEPT, strlen(ACCEPT))) {
-                fprintf(stderr, "ws_load: not a 101 with the right accept key: %.*s\n", (int)(hlen > 200 ? 200 : hlen), p);
+            if (n < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0 ||
+                !memmem(p, hlen, ACCEPT, strlen(ACCEPT))) {
+                fprintf(stderr, "ws_load: not a 101 with the right accept key: %.*s\n",
+                        (int)(hlen > 200 ? 200 : hlen), p);
                 fail(c);
                 return;
             }
@@ -327,7 +330,7 @@ static int poll_once(int timeout_ms) {
             }
             continue;
         }
-        struct conn *c = &conns[evs[i].data.u64];
+        struct conn* c = &conns[evs[i].data.u64];
         if (c->st != DEAD) handle(c, evs[i].events);
     }
     open_more();
@@ -344,8 +347,12 @@ static double open_all(void) {
 
 // idle ----------------------------------------------------------------------------------------
 
-static void nothing_open(struct conn *c) { (void)c; }
-static void nothing_msg(struct conn *c, const char *p, size_t n) { (void)c, (void)p, (void)n; }
+static void nothing_open(struct conn* c) {
+    (void)c;
+}
+static void nothing_msg(struct conn* c, const char* p, size_t n) {
+    (void)c, (void)p, (void)n;
+}
 
 static int run_idle(void) {
     on_open = nothing_open;
@@ -364,19 +371,19 @@ static int run_idle(void) {
 
 // echo ----------------------------------------------------------------------------------------
 
-static char *payload;
+static char* payload;
 static size_t payload_len;
-static uint64_t *samples;
+static uint64_t* samples;
 static size_t nsamples, samples_cap;
 static int measuring;
 static uint64_t round_trips;
 
-static void echo_send(struct conn *c) {
+static void echo_send(struct conn* c) {
     c->sent_ns = now_ns();
     if (!send_frame(c, 0x1, payload, payload_len)) fail(c);
 }
 
-static void echo_msg(struct conn *c, const char *p, size_t n) {
+static void echo_msg(struct conn* c, const char* p, size_t n) {
     (void)p;
     (void)n;
     uint64_t t = now_ns();
@@ -392,8 +399,8 @@ static void echo_msg(struct conn *c, const char *p, size_t n) {
     echo_send(c);
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+static int cmp_u64(const void* a, const void* b) {
+    uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
     return x < y ? -1 : x > y;
 }
 
@@ -407,7 +414,7 @@ static int run_echo(double seconds, size_t size) {
     payload_len = size;
     payload = malloc(size + 1);
     memset(payload, 'a', size);  // never one of probe's commands ("pid", "close ...")
-    on_open = nothing_open;  // nothing sent before every socket is open
+    on_open = nothing_open;      // nothing sent before every socket is open
     on_message = echo_msg;
     double open_secs = open_all();
     int ready = opened;
@@ -425,21 +432,25 @@ static int run_echo(double seconds, size_t size) {
     double elapsed = (double)(now_ns() - t0) / 1e9;
     double client_cpu = (double)(cpu_ns() - cpu0) / 1e9;
     qsort(samples, nsamples, sizeof *samples, cmp_u64);
-    printf("{\"sockets\": %d, \"open_seconds\": %.3f, \"seconds\": %.3f, \"size\": %zu, \"round_trips\": %llu, "
-           "\"per_second\": %.1f, \"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
-           "\"client_cpu_share\": %.3f, \"errors\": %d, \"closed_by_server\": %d}\n",
-           ready, open_secs, elapsed, size, (unsigned long long)round_trips, (double)round_trips / elapsed,
-           pct_ms(0.5), pct_ms(0.9), pct_ms(0.99), pct_ms(1.0), client_cpu / elapsed, errors, closed_by_server);
+    printf(
+        "{\"sockets\": %d, \"open_seconds\": %.3f, \"seconds\": %.3f, \"size\": %zu, "
+        "\"round_trips\": %llu, "
+        "\"per_second\": %.1f, \"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": "
+        "%.4f, "
+        "\"client_cpu_share\": %.3f, \"errors\": %d, \"closed_by_server\": %d}\n",
+        ready, open_secs, elapsed, size, (unsigned long long)round_trips,
+        (double)round_trips / elapsed, pct_ms(0.5), pct_ms(0.9), pct_ms(0.99), pct_ms(1.0),
+        client_cpu / elapsed, errors, closed_by_server);
     return 0;
 }
 
 // fanout --------------------------------------------------------------------------------------
 
-static int round_got;        // sockets that have the current round's message
+static int round_got;  // sockets that have the current round's message
 static uint64_t first_ns, last_ns;
 static uint64_t extra_messages;  // messages beyond one per socket per round
 
-static void fan_msg(struct conn *c, const char *p, size_t n) {
+static void fan_msg(struct conn* c, const char* p, size_t n) {
     (void)p;
     (void)n;
     uint64_t t = now_ns();
@@ -451,8 +462,8 @@ static void fan_msg(struct conn *c, const char *p, size_t n) {
     last_ns = t;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
+static int cmp_d(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
     return x < y ? -1 : x > y;
 }
 
@@ -463,16 +474,17 @@ static int run_fanout(int count) {
     // a short settle: the servers finish subscribing the last sockets
     uint64_t settle = now_ns() + 500000000ull;
     while (now_ns() < settle && !stop_flag) poll_once(50);
-    struct conn *sender = NULL;
+    struct conn* sender = NULL;
     for (int i = 0; i < nconns && !sender; i++)
         if (conns[i].st == OPEN) sender = &conns[i];
     if (!sender) {
         printf("{\"error\": \"no socket open\", \"errors\": %d}\n", errors);
         return 1;
     }
-    double *firsts = calloc((size_t)count, sizeof(double)), *lasts = calloc((size_t)count, sizeof(double));
-    double *cpus = calloc((size_t)count, sizeof(double));
-    int *reached = calloc((size_t)count, sizeof(int));
+    double *firsts = calloc((size_t)count, sizeof(double)),
+           *lasts = calloc((size_t)count, sizeof(double));
+    double* cpus = calloc((size_t)count, sizeof(double));
+    int* reached = calloc((size_t)count, sizeof(int));
     char msg[64];
     for (int r = 0; r < count && !stop_flag; r++) {
         for (int i = 0; i < nconns; i++) conns[i].got = 0;
@@ -491,7 +503,8 @@ static int run_fanout(int count) {
         uint64_t pause = now_ns() + 300000000ull;
         while (now_ns() < pause && !stop_flag) poll_once(50);
     }
-    printf("{\"sockets\": %d, \"open_seconds\": %.3f, \"messages\": %d, \"first_ms\": [", opened, open_secs, count);
+    printf("{\"sockets\": %d, \"open_seconds\": %.3f, \"messages\": %d, \"first_ms\": [", opened,
+           open_secs, count);
     for (int r = 0; r < count; r++) printf("%s%.3f", r ? ", " : "", firsts[r]);
     printf("], \"last_ms\": [");
     for (int r = 0; r < count; r++) printf("%s%.3f", r ? ", " : "", lasts[r]);
@@ -501,9 +514,12 @@ static int run_fanout(int count) {
     for (int r = 0; r < count; r++) printf("%s%d", r ? ", " : "", reached[r]);
     qsort(lasts, (size_t)count, sizeof *lasts, cmp_d);
     qsort(firsts, (size_t)count, sizeof *firsts, cmp_d);
-    printf("], \"median_last_ms\": %.3f, \"median_first_ms\": %.3f, \"extra_messages\": %llu, \"errors\": %d, "
-           "\"closed_by_server\": %d}\n",
-           lasts[count / 2], firsts[count / 2], (unsigned long long)extra_messages, errors, closed_by_server);
+    printf(
+        "], \"median_last_ms\": %.3f, \"median_first_ms\": %.3f, \"extra_messages\": %llu, "
+        "\"errors\": %d, "
+        "\"closed_by_server\": %d}\n",
+        lasts[count / 2], firsts[count / 2], (unsigned long long)extra_messages, errors,
+        closed_by_server);
     return 0;
 }
 
@@ -515,7 +531,7 @@ static void usage(void) {
     exit(2);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     int a = 1;
     if (a + 1 < argc && strcmp(argv[a], "-s") == 0) {
         nsources = atoi(argv[a + 1]);
@@ -525,10 +541,10 @@ int main(int argc, char **argv) {
     if (argc - a < 4) usage();
     host = argv[a];
     port = atoi(argv[a + 1]);
-    const char *mode = argv[a + 2];
+    const char* mode = argv[a + 2];
     nconns = atoi(argv[a + 3]);
     if (nconns < 1) usage();
-    char **rest = argv + a + 4;
+    char** rest = argv + a + 4;
     int nrest = argc - a - 4;
     if (strcmp(mode, "idle") == 0 && nrest == 1) {
         path = rest[0];
@@ -546,17 +562,18 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)nconns + 16) {
-        fprintf(stderr, "ws_load: RLIMIT_NOFILE %llu is too low for %d sockets\n", (unsigned long long)rl.rlim_cur,
-                nconns);
+        fprintf(stderr, "ws_load: RLIMIT_NOFILE %llu is too low for %d sockets\n",
+                (unsigned long long)rl.rlim_cur, nconns);
         return 2;
     }
     server.sin_family = AF_INET;
     server.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &server.sin_addr) != 1) usage();
-    request_len = (size_t)snprintf(request, sizeof request,
-                                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                                   "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                                   path, host, port);
+    request_len = (size_t)snprintf(
+        request, sizeof request,
+        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        path, host, port);
     conns = calloc((size_t)nconns, sizeof *conns);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (!conns || epfd < 0) die("setup");

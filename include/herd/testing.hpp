@@ -21,7 +21,8 @@
 #pragma once
 
 // The kit's parts, under herd/testing/: request.hpp (RequestBuilder), loop.hpp (FakeLoop),
-// context.hpp (FakeState, FakeHttp, FakeContext), call.hpp (Call, Result, Options), harness.hpp (Harness).
+// context.hpp (FakeState, FakeHttp, FakeContext), call.hpp (Call, Result, Options),
+// harness.hpp (Harness), redis.hpp, postgres.hpp, websocket.hpp (FakeWebSocket).
 #include "herd/testing/call.hpp"
 #include "herd/testing/context.hpp"
 #include "herd/testing/harness.hpp"

@@ -7,14 +7,16 @@
 //
 //     void respond(herd::Responder r) override {
 //         herd::WebSocket ws = r.accept_websocket();
-//         if (!ws) return;  // not a valid handshake: herd answered 400, 405 or 426
+//         if (!ws) return;  // not a valid handshake: herd answered 400, 405, 426 or 505
 //         std::uint64_t id = ws.id();
-//         ws.on_message([this, id](const herd::WsMessage& m) { sockets_.at(id).send(m.data,
-//         m.binary); }); ws.on_close([this, id](const herd::WsClose&) { sockets_.erase(id); });
+//         ws.on_message([this, id](const herd::WsMessage& m) {
+//             sockets_.at(id).send(m.data, m.binary);
+//         });
+//         ws.on_close([this, id](const herd::WsClose&) { sockets_.erase(id); });
 //         sockets_.emplace(id, std::move(ws));
 //     }
 //
-// What herd does on its own (see the README's WebSocket section for the config keys):
+// What herd does on its own (the README's WebSockets section has the config keys):
 //   - answers pings, and pings a silent client every ws_ping_interval_ms: one that sends
 //     nothing within the next interval is cut off (close code 1006 to the plugin);
 //   - closes with 1002 (a protocol error: an unmasked frame, reserved bits, bad opcodes or
@@ -59,7 +61,7 @@ struct WsClose {
 // How a handshake is accepted.
 struct WsAccept {
     // A subprotocol the client offered in Sec-WebSocket-Protocol, or "" for none. One it did
-    // not offer fails the handshake (400): RFC 6455 4.2.2.
+    // not offer is the plugin's error (RFC 6455 4.2.2): herd answers 500 and logs it.
     std::string protocol;
     // More header fields for the 101 answer (Set-Cookie, ...). The handshake's own fields
     // (Upgrade, Connection, Sec-WebSocket-*) are herd's.

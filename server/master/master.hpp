@@ -116,7 +116,7 @@ class Master {
         // Sockets of removed reuseport slots, by slot: the master accepts on them and passes
         // the connections on until the slot's worker has left, then closes them.
         std::map<int, core::UniqueFd> retiring;
-        core::RequestStats retired_stats;  // of its workers that are gone
+        core::RequestStats retired_stats;      // of its workers that are gone
         core::ClientStatsMap retired_clients;  // their clients' counters
         // By socket: the master accepts on these (round-robin, least-conn, retiring slots).
         // Last, so destroyed first: each stops watching before its socket can close.
