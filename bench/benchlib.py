@@ -1,6 +1,7 @@
 """What the benchmark scripts share: starting and always stopping servers, wrk, CPU time of a
 process tree from /proc, memory from smaps_rollup. Python standard library only."""
 import atexit
+import json
 import os
 import re
 import signal
@@ -287,3 +288,24 @@ def wrk(port, seconds, close=False, connections=64, path="/", cpus=None, script=
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     res["non_2xx"] = int(m.group(1)) if m else 0
     return res
+
+
+def start_herd(build, tmp, workers, plugin):
+    """Runs build's herd with one app "bench" of `workers` workers serving `plugin` (a
+    plugins[] entry) on a free port of 127.0.0.1, quietly; returns (Proc, port) once every
+    worker is up."""
+    port = free_port()
+    config = {"log_level": "warn", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"),
+              "apps": [{"name": "bench", "listen": "127.0.0.1:%d" % port, "workers": workers,
+                        "plugins": [plugin]}]}
+    path = os.path.join(tmp, "herd.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    proc = Proc([os.path.join(build, "server", "herd"), "run", path])
+    wait_port(port, proc.proc)
+    deadline = time.monotonic() + 20
+    while len(process_tree(proc.pid)) < 1 + workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("herd: %d workers not up" % workers)
+        time.sleep(0.05)
+    return proc, port

@@ -44,7 +44,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, first_line, med, Proc, cpu_seconds, free_port, log, nginx_command, process_tree, wait_port, wrk)  # noqa: E402
+from benchlib import (ROOT, start_herd, first_line, med, Proc, cpu_seconds, free_port, log, nginx_command, process_tree, wait_port, wrk)  # noqa: E402
 
 KINDS = ["redis", "pg", "http"]
 ROWS = 10000
@@ -138,23 +138,10 @@ class Herd:
         self.build, self.name, self.prefix, self.workers = build, name, prefix, workers
 
     def start(self, tmp, backends):
-        self.port = free_port()
         plugin = {"mount": "/", "path": os.path.join(self.build, "plugins", "libclients_bench.so"),
                   "config": {"redis": backends["redis"].url, "postgres": backends["pg"].url,
                              "upstream": backends["http"].url}}
-        config = {"log_level": "warn", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"),
-                  "apps": [{"name": "bench", "listen": "127.0.0.1:%d" % self.port, "workers": self.workers,
-                            "plugins": [plugin]}]}
-        path = os.path.join(tmp, "herd.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        self.proc = Proc([os.path.join(self.build, "server", "herd"), "run", path])
-        wait_port(self.port, self.proc.proc)
-        deadline = time.monotonic() + 20
-        while len(process_tree(self.proc.pid)) < 1 + self.workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("herd: %d workers not up" % self.workers)
-            time.sleep(0.05)
+        self.proc, self.port = start_herd(self.build, tmp, self.workers, plugin)
 
     def stop(self):
         self.proc.stop()

@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (ROOT, first_line, med, Proc, free_port, log, pin_tree, process_tree, smaps_rollup, wait_port)  # noqa: E402
+from benchlib import (ROOT, start_herd, first_line, med, Proc, free_port, log, pin_tree, process_tree, smaps_rollup, wait_port)  # noqa: E402
 
 NPM = os.path.join(ROOT, "bench", ".npm")
 PARTS = ["idle", "echo", "fanout"]
@@ -52,21 +52,8 @@ class Herd:
         self.build, self.workers = build, workers
 
     def start(self, tmp):
-        self.port = free_port()
         plugin = {"mount": "/", "path": os.path.join(self.build, "plugins", "libprobe.so")}
-        config = {"log_level": "warn", "allow_root": os.geteuid() == 0, "control": os.path.join(tmp, "herd.sock"),
-                  "apps": [{"name": "bench", "listen": "127.0.0.1:%d" % self.port, "workers": self.workers,
-                            "plugins": [plugin]}]}
-        path = os.path.join(tmp, "herd.json")
-        with open(path, "w") as f:
-            json.dump(config, f)
-        self.proc = Proc([os.path.join(self.build, "server", "herd"), "run", path])
-        wait_port(self.port, self.proc.proc)
-        deadline = time.monotonic() + 20
-        while len(process_tree(self.proc.pid)) < 1 + self.workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("herd: %d workers not up" % self.workers)
-            time.sleep(0.05)
+        self.proc, self.port = start_herd(self.build, tmp, self.workers, plugin)
 
     def stop(self):
         self.proc.stop()
