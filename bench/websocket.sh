@@ -11,29 +11,11 @@ set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export HERD_BUILD_DIR="${HERD_BUILD_DIR:-$(dirname "$BENCH")/build-release}"
 export HERD_MESON_ARGS="${HERD_MESON_ARGS:--Doptimization=2 -Ddebug=true -Db_ndebug=true -Dtests=false}"
+# cc for bench/peers/ws_load.c, taskset to pin it: setup.sh installs them with herd's own.
+HERD_EXTRA_PACKAGES=(gcc util-linux)
 # shellcheck source=../scripts/setup.sh
 source "$BENCH/../scripts/setup.sh"
 
-missing=()
-for p in gcc util-linux; do  # cc for ws_load, taskset
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if ((${#missing[@]})); then
-  echo "websocket: installing missing Debian packages: ${missing[*]}"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null; then
-    SUDO=(sudo)
-  else
-    echo "websocket: missing packages (${missing[*]}) and neither root nor sudo: install them and run again" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -q
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
 command -v node >/dev/null || { echo "websocket: node is needed (the Node.js peer)" >&2; exit 1; }
 
 # What Node users pick for WebSockets, locally: bench/.npm/node_modules/ws.

@@ -74,3 +74,22 @@ def checked_config(src, so, config_name="herd.json", **plugin_config):
     if code != 0 or "OK" not in out:
         raise AssertionError("herd check %s failed (%d):\n%s" % (config_path, code, out))
     return config
+
+
+class ExampleTestCase(harness.HerdTestCase):
+    """A HerdTestCase for an example built out of tree: setUpClass fills cls.cleanup (undone
+    in reverse, by release(), on a failed setup or after the class's herd has stopped)."""
+    cleanup = []
+
+    @classmethod
+    def release(cls):
+        for fn in reversed(cls.cleanup):
+            fn()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.release()
+

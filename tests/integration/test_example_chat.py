@@ -21,7 +21,7 @@ ROUNDS = 8  # how many times a page may join again to land on the other worker
 
 
 @unittest.skipUnless(browser.EXECUTABLE, "chromium is not installed (scripts/test.sh installs it)")
-class ChatExample(harness.HerdTestCase):
+class ChatExample(sdk_build.ExampleTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="herd-chat-")
@@ -51,18 +51,10 @@ class ChatExample(harness.HerdTestCase):
             raise
 
     @classmethod
-    def release(cls):
-        for fn in reversed(cls.cleanup):
-            fn()
-
-    @classmethod
     def tearDownClass(cls):
         if cls.failed:
             sys.stderr.write("---- chromium log (the end) ----\n%s\n" % cls.chromium.log()[-4000:])
-        try:
-            super().tearDownClass()
-        finally:
-            cls.release()
+        super().tearDownClass()
 
     # -- helpers ----------------------------------------------------------------------------
     def url(self, query):

@@ -53,7 +53,7 @@ class ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 @unittest.skipUnless(pg_server.available() and shutil.which("redis-server") and shutil.which("redis-cli"),
                      "postgresql or redis-server is not installed (scripts/setup.sh installs them)")
-class NotesService(harness.HerdTestCase):
+class NotesService(sdk_build.ExampleTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="herd-notes-")
@@ -102,18 +102,6 @@ class NotesService(harness.HerdTestCase):
         except BaseException:
             cls.release()
             raise
-
-    @classmethod
-    def release(cls):
-        for fn in reversed(cls.cleanup):
-            fn()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.release()
 
     # -- helpers ----------------------------------------------------------------------------
     def call(self, method, target, body=None, client=None):
