@@ -24,7 +24,6 @@
 #include "worker/crash_report.hpp"
 #include "worker/throw_trace.hpp"
 #include "ws/base64.hpp"
-#include "ws/ws_frame.hpp"
 
 namespace herd::worker {
 namespace {
@@ -279,12 +278,7 @@ bool Worker::ws_publish(std::string_view mount, std::string_view topic, std::str
 void Worker::deliver_published(const std::string& mount, const std::string& topic,
                                std::string_view data, bool binary) {
     auto it = ws_topics_.find(mount);
-    if (it == ws_topics_.end()) return;
-    // Encoded once, written to each subscriber.
-    std::string frame;
-    frame.reserve(data.size() + ws::max_frame_header);
-    ws::append_frame(frame, binary ? ws::Opcode::binary : ws::Opcode::text, data);
-    it->second.publish(topic, frame);
+    if (it != ws_topics_.end()) it->second.publish(topic, data, binary);
 }
 
 WsSession* Worker::open_websocket(MountedPlugin& plugin) {

@@ -33,9 +33,13 @@ void WsTopics::unsubscribe(const std::string& topic, WsSession& s) {
     if (v.empty()) topics_.erase(it);
 }
 
-std::size_t WsTopics::publish(const std::string& topic, std::string_view frame) {
+std::size_t WsTopics::publish(const std::string& topic, std::string_view data, bool binary) {
     auto it = topics_.find(topic);
-    if (it == topics_.end()) return 0;
+    if (it == topics_.end()) return 0;  // nobody here: nothing to encode
+    // Encoded once, written to each subscriber.
+    std::string frame;
+    frame.reserve(data.size() + ws::max_frame_header);
+    ws::append_frame(frame, binary ? ws::Opcode::binary : ws::Opcode::text, data);
     // deliver() may close a socket (its queue is full), which unsubscribes it from this very
     // list: walk a copy.
     std::vector<WsSession*> sockets = it->second;

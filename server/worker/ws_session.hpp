@@ -55,9 +55,9 @@ class WsTopics {
   public:
     void subscribe(const std::string& topic, WsSession& s);
     void unsubscribe(const std::string& topic, WsSession& s);
-    // Writes `frame` (a whole encoded frame) to every socket subscribed to topic; returns how
-    // many took it.
-    std::size_t publish(const std::string& topic, std::string_view frame);
+    // Writes a message (as one frame, encoded once) to every socket subscribed to topic;
+    // returns to how many.
+    std::size_t publish(const std::string& topic, std::string_view data, bool binary);
     std::size_t size() const { return topics_.size(); }
 
   private:
