@@ -5,16 +5,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "broker/state_config.hpp"
+#include "build_info.hpp"
 #include "core/config.hpp"
 #include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "master/control.hpp"
+#include "master/inherit.hpp"
 #include "master/master.hpp"
 #include "master/spawn.hpp"
 #include "worker/plugin_host.hpp"
@@ -33,40 +36,64 @@ const char* usage =
     "       herd state get KEY | set KEY JSON | del KEY | list [PREFIX] (-c CONFIG | -s SOCKET)\n"
     "                                                    read and write the shared state\n"
     "       herd stop [--now] (-c CONFIG | -s SOCKET)      graceful stop (--now: at once)\n"
+    "       herd upgrade [--binary PATH] (-c CONFIG | -s SOCKET)\n"
+    "                                                    start the new herd binary (default: the\n"
+    "                                                    running one's path) on the same sockets;\n"
+    "                                                    it takes over once ready (like SIGUSR2)\n"
     "       herd events [--json] (-c CONFIG | -s SOCKET)   stream what happens to workers, apps,\n"
     "                                                    reloads and the broker, one per line\n"
     "       herd version\n";
 
-// The config, or nothing after printing why not.
-std::optional<herd::core::Config> load_or_report(const std::string& file) {
+// The config, or nothing after printing why not (and putting it in *problem).
+std::optional<herd::core::Config> load_or_report(const std::string& file,
+                                                 std::string* problem = nullptr) {
     try {
         return herd::core::load_config(file);
     } catch (const herd::core::Error& e) {
         std::fprintf(stderr, "herd: %s\n", e.what());
+        if (problem != nullptr) *problem = e.what();
         return std::nullopt;
     }
 }
 
 // The "state" section, validated by the broker's parser, or nothing after printing why not.
-std::optional<herd::broker::StateConfig> state_or_report(const herd::core::Config& c) {
+std::optional<herd::broker::StateConfig> state_or_report(const herd::core::Config& c,
+                                                         std::string* problem = nullptr) {
     try {
         if (c.state.is_null()) return herd::broker::default_state_config(c.state_default_path);
         return herd::broker::parse_state_config(c.state, c.dir, "state", c.state_default_path);
     } catch (const herd::core::Error& e) {
         std::fprintf(stderr, "herd: %s: %s\n", c.file.c_str(), e.what());
+        if (problem != nullptr) *problem = c.file + ": " + e.what();
         return std::nullopt;
     }
 }
 
 int cmd_run(const std::string& file) {
-    std::optional<herd::core::Config> loaded = load_or_report(file);
-    if (!loaded) return exit_usage;
-    std::optional<herd::broker::StateConfig> state = state_or_report(*loaded);
-    if (!state) return exit_usage;
+    // Sockets from the master this one upgrades from, or from systemd: taken first, so that
+    // a refused config can be reported to the old master, which then serves on.
+    std::optional<herd::master::Inherited> inherited;
+    try {
+        inherited = herd::master::take_inherited();
+    } catch (const herd::core::Error& e) {
+        std::fprintf(stderr, "herd: %s\n", e.what());
+        return exit_usage;
+    }
+    std::string problem;
+    auto refused = [&] {
+        if (inherited && inherited->upgrade())
+            herd::master::report_upgrade_failure(inherited->channel.get(),
+                                                 "the config is refused: " + problem);
+        return exit_usage;
+    };
+    std::optional<herd::core::Config> loaded = load_or_report(file, &problem);
+    if (!loaded) return refused();
+    std::optional<herd::broker::StateConfig> state = state_or_report(*loaded, &problem);
+    if (!state) return refused();
     herd::core::Config config = std::move(*loaded);
     herd::core::set_log_level(herd::core::parse_log_level(config.log_level));
     try {
-        herd::master::Master master(std::move(config), std::move(*state));
+        herd::master::Master master(std::move(config), std::move(*state), std::move(inherited));
         return master.run();
     } catch (const std::exception& e) {
         herd::core::log_error("{}", e.what());
@@ -185,7 +212,7 @@ int follow_events(const std::string& socket, const nlohmann::json& request, bool
 
 // herd status / reload / scale / stop: talks to a running master over its control socket.
 int cmd_control(std::string_view cmd, int argc, char** argv) {
-    std::string socket, config;
+    std::string socket, config, binary;
     bool json = false, now = false;
     std::vector<std::string> positional;
     for (int i = 2; i < argc; ++i) {
@@ -196,6 +223,8 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
             json = true;
         else if (a == "--now" && cmd == "stop")
             now = true;
+        else if (a == "--binary" && cmd == "upgrade" && i + 1 < argc)
+            binary = argv[++i];
         else if (((cmd == "scale" && positional.size() < 2) ||
                   (cmd == "state" && positional.size() < 3)) &&
                  (!a.starts_with("-") || positional.size() == 2))
@@ -213,6 +242,12 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
     }
     nlohmann::json request = {{"cmd", std::string(cmd)}};
     if (cmd == "stop") request["now"] = now;
+    if (cmd == "upgrade" && !binary.empty()) {
+        // The master executes it from its own folder: give it the whole path.
+        std::error_code ec;
+        std::filesystem::path absolute = std::filesystem::absolute(binary, ec);
+        request["binary"] = ec ? binary : absolute.lexically_normal().string();
+    }
     if (cmd == "scale") {
         char* end = nullptr;
         long n = positional.size() == 2 ? std::strtol(positional[1].c_str(), &end, 10) : 0;
@@ -282,6 +317,13 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         std::printf("herd: master %s\n", now ? "stopping at once" : "stopping gracefully");
         return 0;
     }
+    if (cmd == "upgrade") {
+        std::printf("herd: upgraded from herd %s (pid %d) to herd %s (pid %d) in %.0f ms\n",
+                    answer.value("from_version", "?").c_str(), answer.value("from_pid", 0),
+                    answer.value("version", "?").c_str(), answer.value("pid", 0),
+                    answer.value("ms", 0.0));
+        return 0;
+    }
     if (cmd == "reload") {
         if (answer.contains("ms")) {
             std::printf("herd: reloaded in %.0f ms\n", answer.value("ms", 0.0));
@@ -323,8 +365,16 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         std::printf("%s\n", answer.dump(2).c_str());
         return 0;
     }
-    std::printf("master pid %d%s\n", answer.value("pid", 0),
-                answer.value("stopping", false) ? " (stopping)" : "");
+    std::printf("master pid %d%s, herd %s (%s), started %s\n", answer.value("pid", 0),
+                answer.value("stopping", false) ? " (stopping)" : "",
+                answer.value("version", "?").c_str(), answer.value("binary", "?").c_str(),
+                answer.value("started", "?").c_str());
+    if (answer.contains("upgrade") && answer["upgrade"].is_object())
+        std::printf("upgrading: new master pid %d (%s), %s, %.1f s\n",
+                    answer["upgrade"].value("pid", 0),
+                    answer["upgrade"].value("binary", "?").c_str(),
+                    answer["upgrade"].value("phase", "?").c_str(),
+                    answer["upgrade"].value("running_s", 0.0));
     if (answer.contains("state") && answer["state"].is_object()) {
         const auto& st = answer["state"];
         bool up = st.value("up", false);
@@ -375,7 +425,8 @@ int main(int argc, char** argv) {
     }
     std::string_view cmd = argv[1];
     if (cmd == "version" || cmd == "--version") {
-        std::printf("herd %s (plugin ABI %u)\n", HERD_VERSION, herd::abi_version);
+        std::printf("herd %s (plugin ABI %u)\n", std::string(herd::build::version()).c_str(),
+                    herd::abi_version);
         return 0;
     }
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
@@ -385,7 +436,7 @@ int main(int argc, char** argv) {
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
     if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale" || cmd == "state" ||
-        cmd == "events")
+        cmd == "events" || cmd == "upgrade")
         return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;

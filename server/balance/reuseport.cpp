@@ -29,6 +29,12 @@ core::UniqueFd Reuseport::remove_slot(int slot) {
     return std::move(sockets_[static_cast<std::size_t>(slot)]);
 }
 
+std::vector<int> Reuseport::sockets() const {
+    std::vector<int> out;
+    for (const core::UniqueFd& s : sockets_) out.push_back(s.get());
+    return out;
+}
+
 int Reuseport::worker_socket(int slot) const {
     if (slot < 0 || static_cast<std::size_t>(slot) >= sockets_.size() ||
         !sockets_[static_cast<std::size_t>(slot)])

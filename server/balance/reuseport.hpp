@@ -17,6 +17,8 @@ class Reuseport final : public Strategy {
   public:
     Mode mode() const override { return Mode::reuseport; }
     void bind(const core::SocketAddress& address, int backlog, int slots) override;
+    void adopt(std::vector<core::UniqueFd> sockets) override { sockets_ = std::move(sockets); }
+    std::vector<int> sockets() const override;
     int worker_socket(int slot) const override;
     int master_socket() const override { return -1; }
     std::string bound_address() const override;

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "balance/load_board.hpp"
 #include "core/socket.hpp"
@@ -35,6 +36,12 @@ class Strategy {
     // Binds what the strategy needs for `slots` workers (again after a scale-up: only what is
     // missing); throws core::Error.
     virtual void bind(const core::SocketAddress& address, int backlog, int slots) = 0;
+    // Takes over listen sockets bound elsewhere (an old master's, systemd's), before bind(),
+    // which then binds only what is still missing: one for the single-socket strategies, one
+    // per slot (in slot order) for reuseport.
+    virtual void adopt(std::vector<core::UniqueFd> sockets) = 0;
+    // Its listen sockets (by slot for reuseport): what an upgrade passes to the new master.
+    virtual std::vector<int> sockets() const = 0;
     // The socket a worker in `slot` accepts on itself, or -1 when the master accepts for it.
     virtual int worker_socket(int slot) const = 0;
     // The socket the master accepts on and passes connections from, or -1.

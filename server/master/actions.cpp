@@ -2,9 +2,11 @@
 // calls, log lines or events; what they lead to goes back to the supervisor. Master member
 // functions; see master.hpp.
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 
+#include "build_info.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "master/master.hpp"
@@ -79,7 +81,15 @@ void Master::carry_out(Action& action) {
                 if (App* app = find_app(a.app)) flush_pending(*app);
             } else if constexpr (std::is_same_v<T, act::AllReady>) {
                 core::log_info("all apps ready");
-                notify_.ready(std::to_string(apps_.size()) + " app(s) ready");
+                all_ready_ = true;
+                if (!taking_over())
+                    notify_.ready(std::to_string(apps_.size()) + " app(s) ready");
+                else if (predecessor_ && !predecessor_->closed())
+                    predecessor_->send({{"type", "upgrade.ready"},
+                                        {"pid", getpid()},
+                                        {"version", build::version()}});
+                else
+                    take_over("the old master is gone");
             } else if constexpr (std::is_same_v<T, act::Committed>) {
                 if (reload_) {
                     core::log_info(

@@ -50,6 +50,15 @@ void send_request(int fd, const std::string& path, const nlohmann::json& request
 
 }  // namespace
 
+std::string unix_socket_path(int fd) {
+    sockaddr_un a{};
+    socklen_t length = sizeof a;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) < 0 || a.sun_family != AF_UNIX ||
+        length <= offsetof(sockaddr_un, sun_path) || a.sun_path[0] == '\0')
+        return {};
+    return std::string(a.sun_path, strnlen(a.sun_path, sizeof a.sun_path));
+}
+
 ControlServer::ControlServer(core::EventLoop& loop, Handler handler)
     : loop_(loop), handler_(std::move(handler)) {}
 
@@ -85,10 +94,27 @@ void ControlServer::listen(const std::string& path) {
     if (rc < 0) throw core::Error(core::errno_text("bind(control socket " + path + ")", err));
     if (::listen(socket_.get(), 16) < 0) core::throw_errno("listen(control socket " + path + ")");
     path_ = path;
+    start_accepting();
+}
+
+void ControlServer::adopt(core::UniqueFd socket, const std::string& path, bool accepting) {
+    socket_ = std::move(socket);
+    path_ = path;
+    if (accepting) start_accepting();
+}
+
+void ControlServer::start_accepting() {
+    if (!socket_ || acceptor_) return;
     acceptor_ =
-        std::make_unique<core::Acceptor>(loop_, socket_.get(), "control socket " + path,
+        std::make_unique<core::Acceptor>(loop_, socket_.get(), "control socket " + path_,
                                          [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
     acceptor_->start();
+}
+
+void ControlServer::hand_over() {
+    acceptor_.reset();  // before its socket closes
+    full_ = false;
+    socket_.reset();  // our copy; the path is the new master's now
 }
 
 void ControlServer::on_accept(core::UniqueFd fd) {

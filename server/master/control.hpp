@@ -33,6 +33,14 @@ class ControlServer {
     // Throws core::Error naming the path.
     void listen(const std::string& path);
     const std::string& path() const { return path_; }
+    // An upgrade: the new master takes over the old one's socket (`accepting` false until it
+    // has taken over), and the old one hands it over: it stops accepting, answers the clients
+    // it has (the `herd upgrade` waiting for its answer, `herd events`), and leaves the path
+    // to the new master. socket() is -1 once handed over.
+    void adopt(core::UniqueFd socket, const std::string& path, bool accepting);
+    void start_accepting();
+    void hand_over();
+    int socket() const { return socket_.get(); }
 
     // Sends `event` as one line to every "events" client. A client that has let more than
     // max_event_backlog bytes pile up is disconnected (it sees the stream end), not waited on.
@@ -70,6 +78,9 @@ class ControlServer {
     std::uint64_t next_id_ = 1;
     bool full_ = false;  // max_clients reached: not accepting until one leaves
 };
+
+// The path a listening Unix socket is bound to ("" when it has none).
+std::string unix_socket_path(int fd);
 
 // The CLI side: sends one request to the socket and returns the answer. Throws core::Error
 // saying that no master runs there, or what else went wrong.

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include <fmt/chrono.h>
+
 #include "core/event_loop.hpp"
 
 namespace herd::master {
@@ -21,6 +23,12 @@ inline std::string describe_status(int status) {
         return s;
     }
     return "changed state " + std::to_string(status);
+}
+
+// "2026-12-06T05:10:00Z".
+inline std::string format_utc(std::chrono::system_clock::time_point t) {
+    return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
+                       fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
 inline double seconds_since(core::EventLoop::Clock::time_point t) {

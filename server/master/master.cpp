@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "build_info.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/socket.hpp"
@@ -22,10 +23,19 @@
 
 namespace herd::master {
 
-Master::Master(core::Config config, broker::StateConfig state)
-    : config_(std::move(config)), state_config_(std::move(state)) {
+Master::Master(core::Config config, broker::StateConfig state, std::optional<Inherited> inherited)
+    : config_(std::move(config)),
+      state_config_(std::move(state)),
+      inherited_(std::move(inherited)) {
     register_handlers();
     register_broker_handlers();
+    // This executable, for `herd upgrade` without --binary: the path it was started from, so
+    // that a package that replaced the file there is what the upgrade starts.
+    char path[4096];
+    if (ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1); n > 0) {
+        binary_.assign(path, static_cast<std::size_t>(n));
+        if (binary_.ends_with(" (deleted)")) binary_.resize(binary_.size() - 10);
+    }
 }
 
 Master::~Master() = default;
@@ -48,7 +58,15 @@ std::unique_ptr<Master::App> Master::make_app(const core::AppConfig& a) {
     if (!mode) throw core::Error("app \"" + a.name + "\": unknown balance \"" + a.balance + "\"");
     app->strategy = balance::make_strategy(*mode);
     try {
+        if (inherited_) app->strategy->adopt(claim_sockets(*inherited_, a));
         app->strategy->bind(a.listen, a.backlog, a.workers);
+        // An old master's reuseport slots beyond this config's workers: their queues are
+        // passed on by this master (from the take-over) until the old master has gone.
+        if (app->strategy->mode() == balance::Mode::reuseport)
+            for (int slot = a.workers; slot < static_cast<int>(app->strategy->sockets().size());
+                 ++slot)
+                if (core::UniqueFd extra = app->strategy->remove_slot(slot))
+                    app->retiring[slot] = std::move(extra);
     } catch (const core::Error& e) {
         throw core::Error("app \"" + a.name + "\": " + e.what());
     }
@@ -73,16 +91,44 @@ Master::App* Master::find_app(const std::string& name) {
 void Master::bind_all() {
     for (const core::AppConfig& a : config_.apps) {
         std::unique_ptr<App> app = make_app(a);
-        watch_master_socket(*app, *app->strategy);
+        if (!taking_over()) watch_master_socket(*app, *app->strategy);
         core::log_info("app \"{}\" listening on {} ({} worker(s), balance {})", a.name, app->bound,
                        a.workers, a.balance);
         sup_.add_app(app->id, AppSettings::of(a));
         apps_.push_back(std::move(app));
     }
+    if (inherited_) {
+        check_unclaimed(*inherited_);
+        inherited_.reset();
+    }
 }
 
 int Master::run() {
     core::set_log_identity("master");
+    if (inherited_ && inherited_->upgrade()) {
+        // A new master: the old one serves until this one is ready and it hands over.
+        predecessor_pid_ = inherited_->from_pid;
+        predecessor_version_ = inherited_->from_version;
+        notify_.mute(true);
+        predecessor_ = std::make_unique<core::Channel>(
+            loop_, std::move(inherited_->channel),
+            "the old master (pid " + std::to_string(predecessor_pid_) + ")");
+        core::log_info("taking over from herd {} (pid {})", predecessor_version_, predecessor_pid_);
+    }
+    try {
+        start();
+    } catch (const std::exception& e) {
+        if (predecessor_) {
+            predecessor_->send({{"type", "upgrade.failed"}, {"reason", e.what()}});
+            predecessor_->flush();
+        }
+        throw;
+    }
+    loop_.run();
+    return exit_code_;
+}
+
+void Master::start() {
     sigset_t mask;
     sigemptyset(&mask);
     for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGTTIN, SIGTTOU})
@@ -102,19 +148,43 @@ int Master::run() {
                        credentials_.uid, credentials_.gid);
     else if (geteuid() == 0)
         core::log_warn("workers run as root (\"allow_root\": true)");
+    core::UniqueFd old_control, old_metrics;
+    if (inherited_) {
+        old_control = std::move(inherited_->control);
+        if (inherited_->metrics_listen == config_.metrics.text)
+            old_metrics = std::move(inherited_->metrics);
+    }
     // The control socket first: a second master is refused before it touches any port.
     if (!config_.control_path.empty()) {
         control_ = std::make_unique<ControlServer>(
             loop_, [this](const nlohmann::json& r, ControlServer::Reply reply) {
                 on_control(r, std::move(reply));
             });
-        control_->listen(config_.control_path);
+        if (old_control && unix_socket_path(old_control.get()) == config_.control_path)
+            control_->adopt(std::move(old_control), config_.control_path, !taking_over());
+        else
+            control_->listen(config_.control_path);
         core::log_info("control socket {}", config_.control_path);
     }
     bind_all();
+    if (predecessor_) {
+        predecessor_->start([this](core::Message&& m) { on_predecessor_message(m); },
+                            [this](const std::string& reason) {
+                                if (took_over_ || stopping()) return;
+                                core::log_warn(
+                                    "the old master (pid {}) went away before handing over "
+                                    "({}); taking over once every app is ready",
+                                    predecessor_pid_, reason);
+                                if (all_ready_) take_over("the old master went away");
+                            });
+        build::fault_point("inherited");
+    }
     if (!config_.metrics.text.empty()) {
         metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics(); });
-        metrics_->listen(config_.metrics);
+        if (old_metrics)
+            metrics_->adopt(std::move(old_metrics), !taking_over());
+        else
+            metrics_->listen(config_.metrics);
         core::log_info("metrics on http://{}/metrics", metrics_->bound_address());
     }
     watchdog();
@@ -122,9 +192,6 @@ int Master::run() {
     // before it reports ready.
     start_broker();
     apply(sup_.start(Clock::now()));
-
-    loop_.run();
-    return exit_code_;
 }
 
 Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
@@ -146,6 +213,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
     core::UniqueFd ours(pair[0]), theirs(pair[1]);
     int generation = next ? supervised->next->generation : supervised->generation;
     int child_end = theirs.get(), listen_fd = strategy->worker_socket(slot);
+    bool hold = taking_over();
     balance::LoadBoard* board = strategy->load_board();
     if (board != nullptr && slot < balance::LoadBoard::max_slots) {
         board->slot(slot).open.store(0);
@@ -184,6 +252,7 @@ Master::WorkerProc* Master::spawn_worker(App& app, int slot, bool next) {
             spec.plugin_files = plugin_fds;
             spec.broker = std::move(worker_end);
             spec.await_state = true;  // the broker always runs (restarted when it dies)
+            spec.hold = hold;
             for (const auto& [k, v] : config.env) setenv(k.c_str(), v.c_str(), 1);
             worker::worker_main(std::move(spec));
         });
@@ -250,6 +319,9 @@ void Master::on_signal() {
             case SIGUSR1:
                 reopen_logs();
                 break;
+            case SIGUSR2:
+                begin_upgrade("SIGUSR2", {}, {});
+                break;
             case SIGTTIN:
             case SIGTTOU: {
                 if (stopping()) break;
@@ -286,6 +358,8 @@ void Master::reap() {
         }
         if (broker_ && pid == broker_->pid)
             on_broker_exit(status);
+        else if (upgrade_ && pid == upgrade_->pid)
+            on_new_master_exit(status);
         else
             on_worker_exit(pid, status);
     }
@@ -312,12 +386,14 @@ void Master::on_worker_exit(pid_t pid, int status) {
     // Read what the dead worker sent before deciding anything: its "ready" or "fatal" may be
     // unread when several children are reaped at once. It is gone, so it is no candidate for
     // connections any more, or its "ready" would have some passed to it.
+    const SupervisedWorker* was = sup_.worker(pid);
+    bool never_ready = was != nullptr && was->state == WorkerState::starting;
     sup_.reaped(pid);
     if (!it->second->channel->closed()) it->second->channel->drain_input();
     it = workers_.find(pid);
     std::unique_ptr<WorkerProc> w = std::move(it->second);
     workers_.erase(it);
-    if (!stopping()) recover_unread(*w);
+    if (!stopping() || handed_over_) recover_unread(*w);
     w->unread.reset();
     w->app->retired_stats += w->stats;
     w->app->retired_clients += core::counters(w->clients);
@@ -325,13 +401,23 @@ void Master::on_worker_exit(pid_t pid, int status) {
         board != nullptr && w->slot < balance::LoadBoard::max_slots &&
         !sup_.slot_taken(w->app->id, w->slot, pid))
         board->slot(w->slot).state.store(static_cast<std::uint32_t>(balance::SlotState::absent));
+    if (never_ready && taking_over())
+        upgrade_start_failed(start_failure_.empty()
+                                 ? w->name + " " + describe_status(status) + " before it was ready"
+                                 : start_failure_);
     apply(sup_.exited(pid, status, Clock::now()));
+    answer_upgrade_if_drained();
 }
 
 void Master::begin_stop(int exit_code, const std::string& why) {
     if (stopping()) return;
     exit_code_ = exit_code;
     notify_.stopping("stopping (" + why + ")");
+    if (upgrade_ && !upgrade_->committed) {
+        // A new master still starting: it stops too (its workers accept nothing yet).
+        (void)kill(upgrade_->pid, SIGTERM);
+        upgrade_failed("herd is stopping (" + why + ")");
+    }
     int deadline = 0;
     for (auto& app : apps_) deadline = std::max(deadline, app->config.drain_timeout_ms);
     core::log_line(exit_code == 0 ? core::LogLevel::info : core::LogLevel::error,
@@ -344,6 +430,11 @@ void Master::begin_stop(int exit_code, const std::string& why) {
         if (app->next && app->next->strategy) close_strategy(*app, *app->next->strategy);
         for (auto& [slot, socket] : app->retiring) app->acceptors.erase(socket.get());
         app->retiring.clear();
+        if (handed_over_)
+            while (!app->pending.empty()) {
+                pass_to_new_master(*app, std::move(app->pending.front()));
+                app->pending.pop_front();
+            }
         app->pending.clear();  // never placed: these clients see the connection close
     }
     apply(std::move(actions));

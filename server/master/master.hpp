@@ -19,6 +19,7 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "master/control.hpp"
+#include "master/inherit.hpp"
 #include "master/lifecycle.hpp"
 #include "master/metrics.hpp"
 #include "master/notify.hpp"
@@ -40,7 +41,9 @@ struct PluginFiles {
 
 class Master {
   public:
-    Master(core::Config config, broker::StateConfig state);
+    // `inherited`: listen sockets from the master this one upgrades from, or from systemd.
+    Master(core::Config config, broker::StateConfig state,
+           std::optional<Inherited> inherited = std::nullopt);
     ~Master();
     Master(const Master&) = delete;
     Master& operator=(const Master&) = delete;
@@ -163,6 +166,8 @@ class Master {
     void stop_broker();
     void register_broker_handlers();
 
+    // run()'s set-up: signals, log, control socket, listen sockets, metrics, broker, workers.
+    void start();
     void bind_all();
     std::unique_ptr<App> make_app(const core::AppConfig& config);
     App* find_app(AppId id);
@@ -214,6 +219,39 @@ class Master {
     // The worker's slot is removed: the master accepts on its socket until the worker left.
     void retire_slot(WorkerProc& w);
     nlohmann::json status() const;
+
+    // Upgrade (upgrade.cpp). The old master's side: starts the new binary with every listen
+    // socket, waits for its "upgrade.ready", then hands over (systemd's MAINPID, the control
+    // and metrics sockets, the connections it still holds) and stops; a new master that fails
+    // or dies before it is ready changes nothing here.
+    struct Upgrade {
+        pid_t pid = -1;
+        std::string binary, source, version;
+        Clock::time_point started;
+        std::unique_ptr<core::Channel> channel;
+        std::vector<ControlServer::Reply> replies;
+        std::string failure;  // what the new master said before it exited
+        bool committed = false;
+        core::EventLoop::TimerId deadline = 0;
+    };
+    void begin_upgrade(const std::string& source, std::string binary, ControlServer::Reply reply);
+    // Why an upgrade cannot begin now, or "".
+    std::string upgrade_refusal() const;
+    pid_t start_new_master(const std::string& binary, core::UniqueFd channel_end);
+    void on_upgrade_message(core::Message& m);
+    void upgrade_failed(const std::string& why);
+    void hand_over();
+    void on_new_master_exit(int status);
+    // After the hand-over: answers `herd upgrade` once every worker here has stopped accepting.
+    void answer_upgrade_if_drained();
+    // A connection this master still holds after the hand-over goes to the new master.
+    void pass_to_new_master(App& app, core::UniqueFd fd);
+    // The new master's side: until "upgrade.commit" its workers accept nothing (held), the
+    // master accepts nothing, answers no control request and tells systemd nothing.
+    void on_predecessor_message(core::Message& m);
+    void take_over(const std::string& why);
+    void upgrade_start_failed(const std::string& why);
+    bool taking_over() const { return predecessor_pid_ != 0 && !took_over_; }
     // The event stream (events.cpp): `event` ("worker.ready", ...) with `fields`, to every
     // `herd events` client.
     void emit(std::string_view event, nlohmann::json fields = nlohmann::json::object());
@@ -261,6 +299,20 @@ class Master {
     std::map<std::uint64_t, ControlServer::Reply> state_requests_;  // CLI requests by id
     std::uint64_t next_state_request_ = 1;
     int exit_code_ = 0;
+
+    // Upgrades (upgrade.cpp).
+    std::optional<Inherited> inherited_;  // until every app has claimed its sockets
+    std::string binary_;                  // this executable, resolved at start
+    std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+    std::optional<Upgrade> upgrade_;  // the old master's side
+    bool handed_over_ = false;
+    pid_t handed_to_ = 0;
+    std::unique_ptr<core::Channel> predecessor_;  // the new master's side
+    pid_t predecessor_pid_ = 0;
+    std::string predecessor_version_;
+    bool took_over_ = false;
+    bool all_ready_ = false;
+    std::string start_failure_;  // the first worker's start failure while taking over
 };
 
 }  // namespace herd::master

@@ -192,11 +192,27 @@ void MetricsServer::listen(const core::SocketAddress& address) {
     } catch (const core::Error& e) {
         throw core::Error(std::string("metrics: ") + e.what());
     }
+    start_accepting();
+    sweep();
+}
+
+void MetricsServer::adopt(core::UniqueFd socket, bool accepting) {
+    socket_ = std::move(socket);
+    if (accepting) start_accepting();
+    sweep();
+}
+
+void MetricsServer::start_accepting() {
+    if (!socket_ || acceptor_) return;
     acceptor_ = std::make_unique<core::Acceptor>(
         loop_, socket_.get(), "metrics endpoint " + core::local_address(socket_.get()),
         [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
     acceptor_->start();
-    sweep();
+}
+
+void MetricsServer::stop_accepting() {
+    acceptor_.reset();
+    socket_.reset();
 }
 
 std::string MetricsServer::bound_address() const {

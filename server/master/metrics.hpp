@@ -21,7 +21,7 @@ namespace herd::master {
 struct AppMetrics {
     std::string name;
     int generation = 0;
-    core::RequestStats requests;    // every worker the app had, live and gone
+    core::RequestStats requests;   // every worker the app had, live and gone
     core::ClientStatsMap clients;  // the plugins' clients: counters of all, pools of live
     std::uint64_t open_connections = 0;
     std::map<std::string, std::uint64_t> restarts;  // by reason
@@ -60,6 +60,12 @@ class MetricsServer {
 
     // Binds; throws core::Error naming the address.
     void listen(const core::SocketAddress& address);
+    // An upgrade: the new master takes over the old one's socket (accepting once it has taken
+    // over); the old one stops accepting on it (and answers the scrapes it has).
+    void adopt(core::UniqueFd socket, bool accepting);
+    void start_accepting();
+    void stop_accepting();
+    int socket() const { return socket_.get(); }
     std::string bound_address() const;
 
   private:

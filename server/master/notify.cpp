@@ -21,7 +21,7 @@ Notifier::Notifier() {
 }
 
 void Notifier::send(std::string_view state) {
-    if (path_.empty()) return;
+    if (path_.empty() || muted_) return;
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     if (path_.size() >= sizeof a.sun_path || (path_[0] != '/' && path_[0] != '@')) {
@@ -57,6 +57,10 @@ void Notifier::reloading(std::string_view status) {
 
 void Notifier::stopping(std::string_view status) {
     send("STOPPING=1\nSTATUS=" + std::string(status));
+}
+
+void Notifier::main_pid(pid_t pid, std::string_view status) {
+    send("MAINPID=" + std::to_string(pid) + "\nSTATUS=" + std::string(status));
 }
 
 }  // namespace herd::master

@@ -40,6 +40,10 @@ void Master::close_strategy(App& app, balance::Strategy& strategy) {
 }
 
 void Master::place_connection(App& app, core::UniqueFd fd, const WorkerProc* refused_by) {
+    if (handed_over_) {
+        pass_to_new_master(app, std::move(fd));
+        return;
+    }
     std::vector<WorkerProc*> workers;
     std::vector<balance::Candidate> candidates;
     for (auto& [pid, w] : workers_) {

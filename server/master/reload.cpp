@@ -15,6 +15,12 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
         if (reply) reply({{"ok", false}, {"error", why}});
     };
     if (stopping()) return refuse("herd is stopping");
+    if (taking_over())
+        return refuse("this master is still taking over from pid " +
+                      std::to_string(predecessor_pid_));
+    if (upgrade_)
+        return refuse("an upgrade is in progress (new master pid " + std::to_string(upgrade_->pid) +
+                      "); reload once it has ended");
     if (reload_) {
         if (!reply) {
             // A signal cannot wait for an answer: run once more when this one ends, so that

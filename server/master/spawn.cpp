@@ -49,18 +49,19 @@ fallback:
 
 }  // namespace
 
-pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()>& body) {
+pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()>& body,
+                    bool die_with_parent) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) core::throw_errno("fork()");
     if (pid > 0) return pid;
 
     // Child. If the master dies, the kernel kills us; if it died before this line, exit now.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+    if (die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
         core::log_error("{}", core::errno_text("prctl(PR_SET_PDEATHSIG) in a new child"));
         _exit(1);
     }
-    if (getppid() != parent) _exit(4);  // the master died between fork and prctl
+    if (die_with_parent && getppid() != parent) _exit(4);  // the master died before prctl
     for (int sig = 1; sig < NSIG; ++sig) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         signal(sig, SIG_DFL);  // errors for reserved real-time signals are harmless

@@ -15,7 +15,10 @@ namespace herd::master {
 // (SIGPIPE and SIGINT ignored: Ctrl-C on the master must be one graceful stop, not N
 // crashes), every descriptor closed except 0-2 and keep_fds, then body(), which must not
 // return (if it does, the child exits 1). Returns the child's pid; throws core::Error.
-pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()>& body);
+// With die_with_parent false (the new master of an upgrade, which must outlive this one) no
+// parent-death signal is set.
+pid_t spawn_process(const std::vector<int>& keep_fds, const std::function<void()>& body,
+                    bool die_with_parent = true);
 
 // Who the children run as. Resolved once in the master (names to ids), applied in each child.
 struct Credentials {

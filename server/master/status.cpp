@@ -1,10 +1,13 @@
 // What the master tells: control commands, `herd status` and the metrics figures; see master.hpp.
 #include "master/master.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "build_info.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "master/describe.hpp"
@@ -13,6 +16,13 @@ namespace herd::master {
 
 void Master::on_control(const nlohmann::json& request, ControlServer::Reply reply) {
     std::string cmd = request.value("cmd", std::string());
+    if (taking_over() && cmd != "status") {
+        reply({{"ok", false},
+               {"error", "this master (pid " + std::to_string(getpid()) +
+                             ") is still taking over from pid " + std::to_string(predecessor_pid_) +
+                             "; ask again once it has"}});
+        return;
+    }
     if (cmd == "status") {
         reply(status());
     } else if (cmd == "stop") {
@@ -29,6 +39,13 @@ void Master::on_control(const nlohmann::json& request, ControlServer::Reply repl
         state_request(request, std::move(reply));
     } else if (cmd == "reload") {
         reload("herd reload", std::move(reply));
+    } else if (cmd == "upgrade") {
+        const nlohmann::json& binary = request.contains("binary") ? request["binary"] : nullptr;
+        if (!binary.is_null() && !binary.is_string())
+            reply({{"ok", false}, {"error", "\"binary\" must be a path"}});
+        else
+            begin_upgrade("herd upgrade", binary.is_string() ? binary.get<std::string>() : "",
+                          std::move(reply));
     } else if (cmd == "scale") {
         std::string name = request.value("app", std::string());
         const nlohmann::json& n = request.contains("workers") ? request["workers"] : nullptr;
@@ -50,8 +67,8 @@ void Master::on_control(const nlohmann::json& request, ControlServer::Reply repl
         }
     } else {
         reply({{"ok", false},
-               {"error",
-                "unknown command \"" + cmd + "\" (known: status, reload, scale, state, stop)"}});
+               {"error", "unknown command \"" + cmd +
+                             "\" (known: status, reload, upgrade, scale, state, stop, events)"}});
     }
 }
 
@@ -96,6 +113,18 @@ nlohmann::json Master::status() const {
     }
     nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping()},
                           {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
+    out["version"] = build::version();
+    out["binary"] = binary_;
+    out["started"] = format_utc(started_at_);
+    out["uptime_s"] =
+        std::chrono::duration<double>(std::chrono::system_clock::now() - started_at_).count();
+    if (upgrade_)
+        out["upgrade"] = {{"pid", upgrade_->pid},
+                          {"binary", upgrade_->binary},
+                          {"phase", upgrade_->committed ? "handed over" : "starting"},
+                          {"running_s", seconds_since(upgrade_->started)}};
+    if (taking_over()) out["taking_over_from"] = predecessor_pid_;
+    if (handed_over_) out["handed_over_to"] = handed_to_;
     if (reload_)
         out["reload"] = {{"source", reload_->source},
                          {"phase", sup_.reload_committed() ? "rolling" : "canary"},

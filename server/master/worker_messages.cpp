@@ -102,11 +102,14 @@ void Master::on_load(WorkerProc& w, core::Message& m) {
 
 void Master::on_draining(WorkerProc& w, core::Message&) {
     apply(sup_.stopped_accepting(w.pid, Clock::now()));
+    answer_upgrade_if_drained();
 }
 
 void Master::on_fatal(WorkerProc& w, core::Message& m) {
     std::string reason = m.body.value("reason", std::string("(no reason given)"));
     std::string phase = m.body.value("phase", std::string());
+    if (phase == "start" && taking_over() && start_failure_.empty())
+        start_failure_ = w.name + " cannot start: " + reason;
     apply(sup_.fatal(w.pid, phase, reason, Clock::now()));
 }
 

@@ -114,6 +114,11 @@ int Worker::run() {
         }
         deliver_published(*mount, *topic, *bytes, true);
     });
+    // The new master of an upgrade has taken over: accept from now on (once started).
+    dispatch_.on("serve", [this](core::Message&) {
+        spec_.hold = false;
+        if (started_) start_accepting();
+    });
     dispatch_.on("reopen", [this](core::Message&) { access_log_.reopen(); });
     dispatch_.on("state.attach", [this](core::Message& m) {
         // The broker was (re)started: a new channel to it. The snapshot follows on it.
@@ -196,23 +201,8 @@ int Worker::run() {
     fd_limit_ = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
                     ? static_cast<std::size_t>(nofile.rlim_cur)
                     : 1u << 20;
-    if (spec_.listen) {
-        // One connection per wake-up, served at once: a worker about to block in a slow
-        // handler never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to
-        // idle workers. On EMFILE it pauses; in shared mode another worker may take the
-        // connection meanwhile.
-        core::Acceptor::Options options;
-        options.batch = 1;
-        options.events = EPOLLIN | EPOLLEXCLUSIVE;
-        options.pause = accept_pause;
-        options.gate = [this] { return accept_gate(); };
-        options.context = [this] { return fmt::format("{} connections open", open_connections_); };
-        acceptor_ = std::make_unique<core::Acceptor>(
-            loop_, spec_.listen.get(),
-            "app \"" + spec_.app.name + "\" on " + core::local_address(spec_.listen.get()),
-            [this](core::UniqueFd fd) { adopt(std::move(fd)); }, std::move(options));
-        acceptor_->start();
-    }
+    started_ = true;
+    if (!spec_.hold) start_accepting();
     if (spec_.board != nullptr) busy_word_ = &spec_.board->slot(spec_.slot).state;
     set_busy(false);  // present and idle on the load board
     sweep();
@@ -444,6 +434,25 @@ void Worker::close_connections(const std::string& why) {
     for (auto& [raw, s] : websockets_) sockets.push_back(raw);
     for (WsSession* s : sockets)
         if (websockets_.contains(s)) s->abort();
+}
+
+void Worker::start_accepting() {
+    if (!spec_.listen || acceptor_ || draining_ || retiring_) return;
+    // One connection per wake-up, served at once: a worker about to block in a slow
+    // handler never sits on other fresh connections, which EPOLLEXCLUSIVE then hands to
+    // idle workers. On EMFILE it pauses; in shared mode another worker may take the
+    // connection meanwhile.
+    core::Acceptor::Options options;
+    options.batch = 1;
+    options.events = EPOLLIN | EPOLLEXCLUSIVE;
+    options.pause = accept_pause;
+    options.gate = [this] { return accept_gate(); };
+    options.context = [this] { return fmt::format("{} connections open", open_connections_); };
+    acceptor_ = std::make_unique<core::Acceptor>(
+        loop_, spec_.listen.get(),
+        "app \"" + spec_.app.name + "\" on " + core::local_address(spec_.listen.get()),
+        [this](core::UniqueFd fd) { adopt(std::move(fd)); }, std::move(options));
+    acceptor_->start();
 }
 
 void Worker::start_drain(bool close_idle, int deadline_ms) {

@@ -40,6 +40,9 @@ struct WorkerSpec {
     core::UniqueFd listen;     // the socket this worker accepts on; empty when the master accepts
     core::UniqueFd broker;     // our end of the channel to the state broker; empty while it is down
     bool await_state = false;  // a broker is supervised: wait for its snapshot before on_start
+    // A new master taking over in an upgrade: accept nothing on `listen` until the master says
+    // "serve" (the old master's workers serve until then).
+    bool hold = false;
     balance::LoadBoard* board = nullptr;  // shared mode: the app's load board (shared memory)
     // The generation's plugin files, opened by the master (PluginServices::files); closed
     // once loaded.
@@ -104,6 +107,8 @@ class Worker final : public MessageSink, public ConnectionHost, public WsHost {
     void release_websocket(WsSession& s);
     // Asked before each accept (shared mode): false when this worker steps back.
     bool accept_gate();
+    // Watches `listen` (at start, or on "serve" when held).
+    void start_accepting();
     // Serves a connection accepted here or passed by the master.
     void adopt(core::UniqueFd fd);
     void report_load();
@@ -157,6 +162,7 @@ class Worker final : public MessageSink, public ConnectionHost, public WsHost {
     bool draining_ = false;
     std::chrono::milliseconds drain_idle_grace_{1000};
     bool retiring_ = false;
+    bool started_ = false;  // plugins started, "ready" about to be sent
     int exit_code_ = exit_ok;
     std::string identity_;
 };
