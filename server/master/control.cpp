@@ -65,9 +65,7 @@ ControlServer::ControlServer(core::EventLoop& loop, Handler handler)
 ControlServer::~ControlServer() {
     for (auto& [fd, c] : clients_) loop_.remove(fd);
     acceptor_.reset();
-    if (socket_) {
-        (void)::unlink(path_.c_str());  // ours: a new master may bind the path
-    }
+    if (socket_ && owns_path_) (void)::unlink(path_.c_str());  // a new master may bind the path
 }
 
 void ControlServer::listen(const std::string& path) {
@@ -105,6 +103,7 @@ void ControlServer::adopt(core::UniqueFd socket, const std::string& path, bool a
 
 void ControlServer::start_accepting() {
     if (!socket_ || acceptor_) return;
+    owns_path_ = true;
     acceptor_ =
         std::make_unique<core::Acceptor>(loop_, socket_.get(), "control socket " + path_,
                                          [this](core::UniqueFd fd) { on_accept(std::move(fd)); });
@@ -114,6 +113,7 @@ void ControlServer::start_accepting() {
 void ControlServer::hand_over() {
     acceptor_.reset();  // before its socket closes
     full_ = false;
+    owns_path_ = false;
     socket_.reset();  // our copy; the path is the new master's now
 }
 

@@ -77,6 +77,10 @@ class ControlServer {
     std::map<int, std::unique_ptr<Client>> clients_;
     std::uint64_t next_id_ = 1;
     bool full_ = false;  // max_clients reached: not accepting until one leaves
+    // The path is ours to remove when we go: we made the socket, or took over from the master
+    // that did (an adopted socket is not ours before then: a new master that fails must not
+    // remove the old one's).
+    bool owns_path_ = false;
 };
 
 // The path a listening Unix socket is bound to ("" when it has none).

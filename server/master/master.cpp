@@ -406,10 +406,10 @@ void Master::on_worker_exit(pid_t pid, int status) {
                                  ? w->name + " " + describe_status(status) + " before it was ready"
                                  : start_failure_);
     apply(sup_.exited(pid, status, Clock::now()));
-    answer_upgrade_if_drained();
+    answer_upgrade_if_done();
 }
 
-void Master::begin_stop(int exit_code, const std::string& why) {
+void Master::begin_stop(int exit_code, const std::string& why, bool close_idle) {
     if (stopping()) return;
     exit_code_ = exit_code;
     notify_.stopping("stopping (" + why + ")");
@@ -423,7 +423,7 @@ void Master::begin_stop(int exit_code, const std::string& why) {
     core::log_line(exit_code == 0 ? core::LogLevel::info : core::LogLevel::error,
                    fmt::format("stopping ({}): draining {} worker(s), deadline {} ms", why,
                                workers_.size(), deadline));
-    Actions actions = sup_.stop(why, exit_code, Clock::now());
+    Actions actions = sup_.stop(why, exit_code, Clock::now(), close_idle);
     for (auto& app : apps_) {
         close_strategy(*app, *app->strategy);
         if (app->old_strategy) close_strategy(*app, *app->old_strategy);

@@ -230,8 +230,9 @@ class Master {
         Clock::time_point started;
         std::unique_ptr<core::Channel> channel;
         std::vector<ControlServer::Reply> replies;
-        std::string failure;  // what the new master said before it exited
+        std::string failure;  // why it failed, once known (answered when it is reaped)
         bool committed = false;
+        bool answered = false;  // failed and answered (herd stops: not waiting for the reap)
         core::EventLoop::TimerId deadline = 0;
     };
     void begin_upgrade(const std::string& source, std::string binary, ControlServer::Reply reply);
@@ -242,8 +243,8 @@ class Master {
     void upgrade_failed(const std::string& why);
     void hand_over();
     void on_new_master_exit(int status);
-    // After the hand-over: answers `herd upgrade` once every worker here has stopped accepting.
-    void answer_upgrade_if_drained();
+    // After the hand-over: answers `herd upgrade` once every worker here has exited.
+    void answer_upgrade_if_done();
     // A connection this master still holds after the hand-over goes to the new master.
     void pass_to_new_master(App& app, core::UniqueFd fd);
     // The new master's side: until "upgrade.commit" its workers accept nothing (held), the
@@ -267,7 +268,8 @@ class Master {
     // A dead worker's unread "conn" messages, still queued in its end of the channel, go to
     // the other workers instead of being closed with the socket.
     void recover_unread(WorkerProc& w);
-    void begin_stop(int exit_code, const std::string& why);
+    // close_idle: see Supervisor::stop.
+    void begin_stop(int exit_code, const std::string& why, bool close_idle = true);
     bool stopping() const { return sup_.stopping(); }
     // Once every worker is gone: the broker is stopped, then the loop.
     void finish_stop_if_done();

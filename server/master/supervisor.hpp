@@ -267,7 +267,9 @@ class Supervisor {
     Actions scale(AppId app, int workers, TimePoint now);
     Actions begin_reload(const ReloadStart& r, TimePoint now);
     Actions abort_reload(const std::string& why, TimePoint now);
-    Actions stop(const std::string& why, int exit_code, TimePoint now);
+    // close_idle false (an upgrade's hand-over): keep-alive connections are closed after
+    // their next response, as in a reload's roll, not at once.
+    Actions stop(const std::string& why, int exit_code, TimePoint now, bool close_idle = true);
 
     // What the master reads.
     const SupervisedWorker* worker(pid_t pid) const;

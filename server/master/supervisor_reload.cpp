@@ -237,7 +237,7 @@ Actions Supervisor::scale(AppId id, int workers, TimePoint now) {
     return out;
 }
 
-Actions Supervisor::stop(const std::string& why, int exit_code, TimePoint now) {
+Actions Supervisor::stop(const std::string& why, int exit_code, TimePoint now, bool close_idle) {
     Actions out;
     if (stopping_) return out;
     stopping_ = true;
@@ -249,7 +249,7 @@ Actions Supervisor::stop(const std::string& why, int exit_code, TimePoint now) {
         enter(w, WorkerState::draining, now);
         const SupervisedApp* app = find_app(w.app);
         auto deadline = app != nullptr ? app->settings.limits.drain : w.limits.drain;
-        out.push_back(act::Drain{pid, true, deadline});
+        out.push_back(act::Drain{pid, close_idle, deadline});
     }
     return out;
 }

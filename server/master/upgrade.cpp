@@ -92,8 +92,8 @@ void Master::begin_upgrade(const std::string& source, std::string binary,
         if (!upgrade_ || upgrade_->pid != pid || upgrade_->committed) return;
         upgrade_->deadline = 0;
         (void)kill(pid, SIGKILL);  // its workers, held, die with it (parent-death signal)
-        upgrade_failed(fmt::format("the new master (pid {}) was not ready within {} ms; killed",
-                                   pid, deadline.count()));
+        upgrade_->failure = fmt::format(
+            "the new master (pid {}) was not ready within {} ms; killed", pid, deadline.count());
     });
     core::log_info("upgrade ({}): started {} as pid {}; serving on until it is ready", source,
                    binary, pid);
@@ -147,10 +147,11 @@ void Master::on_upgrade_message(core::Message& m) {
         upgrade_->version = m.body.value("version", std::string("?"));
         if (!upgrade_->committed && upgrade_->failure.empty()) hand_over();
     } else if (m.type() == "upgrade.failed") {
-        // It exits by itself; the answer need not wait for that.
-        upgrade_->failure = m.body.value("reason", std::string("(no reason given)"));
-        upgrade_failed(fmt::format("the new master (pid {}) refused to start: {}", upgrade_->pid,
-                                   upgrade_->failure));
+        // It exits by itself; the answer comes when it has (on_new_master_exit), so that the
+        // next upgrade finds none in progress.
+        upgrade_->failure =
+            fmt::format("the new master (pid {}) refused to start: {}", upgrade_->pid,
+                        m.body.value("reason", std::string("(no reason given)")));
     } else {
         core::log_warn("the new master (pid {}) sent an unexpected message \"{}\"; ignored",
                        upgrade_->pid, m.type());
@@ -158,17 +159,16 @@ void Master::on_upgrade_message(core::Message& m) {
 }
 
 void Master::upgrade_failed(const std::string& why) {
-    if (!upgrade_ || upgrade_->committed) return;
+    if (!upgrade_ || upgrade_->committed || upgrade_->answered) return;
     if (upgrade_->deadline != 0) loop_.cancel_timer(upgrade_->deadline);
     upgrade_->deadline = 0;
-    if (upgrade_->failure.empty()) upgrade_->failure = why;
+    upgrade_->answered = true;
     core::log_error("upgrade ({}) failed: {}; this master serves on, nothing changed",
                     upgrade_->source, why);
     emit("upgrade.failed", {{"pid", upgrade_->pid}, {"error", why}});
     for (auto& reply : upgrade_->replies)
         reply({{"ok", false}, {"error", "upgrade failed, nothing changed: " + why}});
     upgrade_->replies.clear();
-    // upgrade_ stays until the new master is reaped (on_new_master_exit).
 }
 
 void Master::on_new_master_exit(int status) {
@@ -180,11 +180,9 @@ void Master::on_new_master_exit(int status) {
         upgrade_.reset();
         return;
     }
-    if (upgrade_->failure.empty())
-        upgrade_failed(fmt::format("the new master (pid {}, {}) {} before it was ready", pid,
-                                   upgrade_->binary, describe_status(status)));
-    else
-        core::log_info("the new master (pid {}) {}", pid, describe_status(status));
+    std::string what = fmt::format("the new master (pid {}, {}) {} before it was ready", pid,
+                                   upgrade_->binary, describe_status(status));
+    upgrade_failed(upgrade_->failure.empty() ? what : upgrade_->failure);
     upgrade_.reset();
 }
 
@@ -210,15 +208,13 @@ void Master::hand_over() {
         "upgrade ({}): herd {} (pid {}) ready after {:.0f} ms; handing over and stopping", u.source,
         u.version, u.pid, ms);
     emit("upgrade.committed", {{"pid", u.pid}, {"version", u.version}, {"ms", ms}});
-    begin_stop(0, status);
-    answer_upgrade_if_drained();
+    begin_stop(0, status, false);
+    answer_upgrade_if_done();
 }
 
-void Master::answer_upgrade_if_drained() {
-    if (!upgrade_ || !upgrade_->committed || upgrade_->replies.empty()) return;
-    for (const auto& [pid, w] : workers_)
-        if (const SupervisedWorker* s = sup_.worker(pid); s != nullptr && !s->stopped_accepting)
-            return;
+void Master::answer_upgrade_if_done() {
+    // Once every worker here has gone, every request is served by the new master's.
+    if (!upgrade_ || !upgrade_->committed || upgrade_->replies.empty() || !workers_.empty()) return;
     nlohmann::json answer = {{"ok", true},
                              {"pid", upgrade_->pid},
                              {"version", upgrade_->version},

@@ -102,7 +102,6 @@ void Master::on_load(WorkerProc& w, core::Message& m) {
 
 void Master::on_draining(WorkerProc& w, core::Message&) {
     apply(sup_.stopped_accepting(w.pid, Clock::now()));
-    answer_upgrade_if_drained();
 }
 
 void Master::on_fatal(WorkerProc& w, core::Message& m) {
