@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Failed requests per upgrade of the server binary, under load: herd next to nginx.
 
-The load is wrk -t1 -c64 (keep-alive; then, with --close, a new connection per request:
+The load is wrk -t1 -c64 (--connections; keep-alive; then, with --close, a new connection per request:
 -H 'Connection: close') on 127.0.0.1 with tests/integration/wrk_count.lua, which counts the
 responses by status class and prints wrk's error counts (connect, read, write, timeout) in a
 RESULT line when wrk stops (SIGINT). failed = those socket errors + non-2xx responses.
@@ -34,7 +34,7 @@ stays in the group of the first) and reaps what is left.
 A fresh server per run; each round runs herd then nginx (keep-alive), then the same with a new
 connection per request (unless --no-close). Results: bench/results/upgrade.md and upgrade.csv.
 
-usage: bench/upgrade.py [--rounds 3] [--upgrades 10] [--pause 0.5] [--no-close] [--quick]
+usage: bench/upgrade.py [--rounds 3] [--upgrades 10] [--pause 0.5] [--connections 64] [--no-close] [--quick]
 """
 import argparse
 import atexit
@@ -184,11 +184,10 @@ class HerdServer:
             return list(self.proc.lines)
 
     def stop(self):
-        for pid in [self.master]:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except OSError:
-                pass
+        try:
+            os.kill(self.master, signal.SIGTERM)
+        except OSError:
+            pass
         deadline = time.monotonic() + 10
         while not gone(self.master) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -285,8 +284,8 @@ class NginxServer:
         reap_all()
 
 
-def start_wrk(port, close):
-    cmd = ["wrk", "-t1", "-c64", "-d600s", "-s", WRK_SCRIPT]
+def start_wrk(port, close, connections):
+    cmd = ["wrk", "-t1", "-c%d" % connections, "-d600s", "-s", WRK_SCRIPT]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append("http://127.0.0.1:%d/" % port)
@@ -304,7 +303,7 @@ def stop_wrk(p):
 
 def run_once(server, close, args):
     """wrk against server while it is upgraded args.upgrades times; returns the run's figures."""
-    wrk = start_wrk(server.port, close)
+    wrk = start_wrk(server.port, close, args.connections)
     t_start = time.monotonic()
     upgrades, error = [], None
     try:
@@ -351,6 +350,7 @@ def main():
     ap.add_argument("--pause", type=float, default=0.5, help="seconds between an upgrade's end and the next")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the first upgrade")
     ap.add_argument("--tail", type=float, default=1.0, help="seconds of load after the last upgrade")
+    ap.add_argument("--connections", type=int, default=64, help="wrk -c")
     ap.add_argument("--no-close", action="store_true", help="keep-alive only (no Connection: close runs)")
     ap.add_argument("--quick", action="store_true", help="1 round of 3 upgrades")
     ap.add_argument("--build", default=os.environ.get("HERD_BUILD_DIR", os.path.join(ROOT, "build-release")))
@@ -396,10 +396,10 @@ def main():
     def per_upgrade(runs):
         return [r["failed"] / len(r["upgrades"]) if r["upgrades"] else float("nan") for r in runs]
 
-    lines = ["%s, %d CPUs; %s, %s; wrk -t1 -c64, 2 workers each; %d rounds, each run a fresh server and %d upgrades "
+    lines = ["%s, %d CPUs; %s, %s; wrk -t1 -c%d, 2 workers each; %d rounds, each run a fresh server and %d upgrades "
              "(%.1f s apart; %.1f s of load before the first, %.1f s after the last); failed = wrk socket errors "
              "(connect, read, write, timeout) + non-2xx; median (min–max) over rounds" % (
-                 time.strftime("%Y-%m-%d"), os.cpu_count(), herd_version, nginx_version, args.rounds, args.upgrades,
+                 time.strftime("%Y-%m-%d"), os.cpu_count(), herd_version, nginx_version, args.connections, args.rounds, args.upgrades,
                  args.pause, args.warmup, args.tail), "",
              "| load | server | failed requests per upgrade | failed / upgrades (all rounds) | failures by kind | requests served, per run | upgrade duration, ms (all upgrades) | until the old master exited, ms |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -428,7 +428,12 @@ def main():
                 ", ".join("%s %d" % kv for kv in kinds.items() if kv[1]) or "none",
                 med([r["requests"] for r in runs]), dur, med(gone_ms, "%.0f")))
         h, n = totals.get("herd", float("nan")), totals.get("nginx", float("nan"))
-        ratio = ("%.2f" % (h / n)) if n and n == n and h == h else ("n/a (nginx failed none)" if n == 0 else "n/a")
+        if h == 0 and n == 0:
+            ratio = "– (neither failed a request)"
+        elif n and n == n and h == h:
+            ratio = "%.2f" % (h / n)
+        else:
+            ratio = "n/a (nginx failed none)" if n == 0 else "n/a"
         lines.append("| %s | herd / nginx, failed per upgrade (all rounds) | %s | | | | | |" % (
             "new connection per request" if close else "keep-alive", ratio))
     text = "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 # nginx included) and runs bench/upgrade.py: failed requests per binary upgrade under wrk load,
 # herd (`herd upgrade`) next to nginx (USR2, WINCH, QUIT: its "upgrading executable on the
 # fly"), 2 workers each, keep-alive and a new connection per request. Options go to
-# bench/upgrade.py (--rounds N, --upgrades K, --pause S, --no-close, --quick).
+# bench/upgrade.py (--rounds N, --upgrades K, --pause S, --connections N, --no-close, --quick).
 # Results: bench/results/upgrade.md and upgrade.csv.
 set -euo pipefail
 
