@@ -2,6 +2,7 @@
 #include "broker/file_backend.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -252,6 +253,14 @@ void FileBackend::flush_writes() {
     std::vector<PendingWrite> batch = std::move(pending_);
     pending_.clear();
     if (batch.empty()) return;
+    // Another broker may write the same file: the old and the new master's during an upgrade
+    // (`herd upgrade`), each serving its own workers for a moment. Reading, merging and
+    // renaming happen under an exclusive lock on the folder, so that neither overwrites a write
+    // the other has acknowledged; the other's change reaches this broker's workers through
+    // inotify, or through the read below.
+    core::UniqueFd lock(::open(folder_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    while (lock && ::flock(lock.get(), LOCK_EX) < 0 && errno == EINTR) {
+    }
     // An edit whose inotify event has not been read yet must not be overwritten: look first
     // (cheap when nothing changed: a read and a hash).
     reload();

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -267,6 +268,45 @@ TEST_F(FileBackendTest, AnEditNotSeenYetIsNotOverwritten) {
     state::Snapshot on_disk = decode_state_file(read_file(path));
     EXPECT_EQ(on_disk.entries, (state::Entries{{"a", 1}, {"b", 2}, {"edited", true}}));
     EXPECT_EQ(backend->store().entries(), on_disk.entries);
+}
+
+// Two brokers on one file (the old and the new master's during an upgrade), writing at the
+// same time from two processes: every write either acknowledged is in the file at the end.
+TEST_F(FileBackendTest, TwoBrokersWritingAtOnceLoseNoAcknowledgedWrite) {
+    constexpr int writes = 100;
+    make();
+    write_file(path, R"({"version": 1, "entries": {}})");
+    auto write_all = [&](FileBackend& backend, core::EventLoop& loop, const std::string& prefix) {
+        int acknowledged = 0;
+        for (int i = 0; i < writes; ++i) {
+            WriteResult r;
+            backend.write(state::Change{prefix + std::to_string(i), json(i)}, r.callback());
+            if (run_until(loop, [&] { return r.done; }) && r.error.empty()) ++acknowledged;
+        }
+        return acknowledged;
+    };
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        core::EventLoop child_loop;
+        Recorder child_recorder;
+        FileBackend other(child_loop, FileStateConfig{path}, child_recorder.events());
+        other.start();
+        _exit(write_all(other, child_loop, "child") == writes ? 0 : 1);
+    }
+    backend->start();
+    int ours = write_all(*backend, loop, "parent");
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the other broker's writes failed";
+    EXPECT_EQ(ours, writes);
+    state::Snapshot on_disk = decode_state_file(read_file(path));
+    for (int i = 0; i < writes; ++i) {
+        EXPECT_TRUE(on_disk.entries.contains("parent" + std::to_string(i))) << i;
+        EXPECT_TRUE(on_disk.entries.contains("child" + std::to_string(i))) << i;
+    }
+    // And this broker's copy converges to the file (the other's writes came by inotify).
+    EXPECT_TRUE(run_until(loop, [&] { return backend->store().entries() == on_disk.entries; }));
 }
 
 TEST_F(FileBackendTest, DeletedFileKeepsTheStateAndTheNextWriteRecreatesIt) {
