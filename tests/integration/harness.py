@@ -402,6 +402,7 @@ class Events:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.reader.join(timeout(5))  # it reads to the end of the pipe: not closed under it
         self.proc.stdout.close()
         self.proc.stderr.close()
 
