@@ -269,8 +269,10 @@ void check_unclaimed(Inherited& from) {
     for (InheritedSocket& s : from.sockets) {
         if (!s.fd) continue;
         if (from.upgrade()) {
-            core::log_info("{}: socket {} of app \"{}\" ({}) is not in the new config: closed",
-                           from.origin, s.fd.get(), s.name, s.address);
+            core::log_info(
+                "{}: socket {} of app \"{}\" ({}): no app of the new config listens "
+                "there as before; closed",
+                from.origin, s.fd.get(), s.name, s.address);
             s.fd.reset();
             continue;
         }
