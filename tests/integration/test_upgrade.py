@@ -255,7 +255,7 @@ class Rollback(Upgrades):
                 ("workers cannot start", {"apps": [web("round-robin", greeting=3)]}, NEXT_BIN,
                  r"worker web/\d \(pid \d+\) cannot start: .*greeting"),
                 ("crashes after inheriting", {"apps": [web("round-robin")]}, CRASH_BIN,
-                 r"killed by signal 11 \(Segmentation fault\)(, core dumped)? before it was ready"),
+                 r"killed by signal 6 \(Aborted\)(, core dumped)? before it was ready"),
             ]
             for what, config, binary, reason in cases:
                 with self.subTest(what):
