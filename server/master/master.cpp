@@ -65,8 +65,10 @@ std::unique_ptr<Master::App> Master::make_app(const core::AppConfig& a) {
         if (app->strategy->mode() == balance::Mode::reuseport)
             for (int slot = a.workers; slot < static_cast<int>(app->strategy->sockets().size());
                  ++slot)
-                if (core::UniqueFd extra = app->strategy->remove_slot(slot))
+                if (core::UniqueFd extra = app->strategy->remove_slot(slot)) {
                     app->retiring[slot] = std::move(extra);
+                    inherited_extras_.emplace_back(app->id, slot);
+                }
     } catch (const core::Error& e) {
         throw core::Error("app \"" + a.name + "\": " + e.what());
     }
@@ -170,6 +172,9 @@ void Master::start() {
     if (predecessor_) {
         predecessor_->start([this](core::Message&& m) { on_predecessor_message(m); },
                             [this](const std::string& reason) {
+                                // Gone after the hand-over, as expected: nothing more can be
+                                // queued on its extra sockets but what is there now.
+                                if (took_over_) close_inherited_extras();
                                 if (took_over_ || stopping()) return;
                                 core::log_warn(
                                     "the old master (pid {}) went away before handing over "

@@ -315,6 +315,10 @@ class Master {
     bool took_over_ = false;
     bool all_ready_ = false;
     std::string start_failure_;  // the first worker's start failure while taking over
+    // The old master's reuseport slots beyond this config's workers (in App::retiring): this
+    // master passes on what queues there until the old master has gone, then closes them.
+    std::vector<std::pair<AppId, int>> inherited_extras_;
+    void close_inherited_extras();
 };
 
 }  // namespace herd::master

@@ -277,11 +277,22 @@ void Master::take_over(const std::string& why) {
                           " (the old master's, not in this config)");
         flush_pending(*app);
     }
+    if (!predecessor_ || predecessor_->closed()) close_inherited_extras();
     core::log_info("took over from herd {} (pid {}): {}; serving", predecessor_version_,
                    predecessor_pid_, why);
     emit("upgrade.took_over", {{"from_pid", predecessor_pid_},
                                {"from_version", predecessor_version_},
                                {"version", build::version()}});
+}
+
+void Master::close_inherited_extras() {
+    if (inherited_extras_.empty()) return;
+    for (const auto& [id, slot] : inherited_extras_)
+        if (App* app = find_app(id)) close_retired_slot(*app, slot);
+    core::log_info(
+        "the old master has gone: closed its {} reuseport socket(s) beyond this config's workers",
+        inherited_extras_.size());
+    inherited_extras_.clear();
 }
 
 void Master::upgrade_start_failed(const std::string& why) {

@@ -173,8 +173,8 @@ class Upgrades(unittest.TestCase):
 class ZeroFailures(Upgrades):
     """An upgrade to herd-next under wrk's keep-alive load."""
 
-    def upgrade_under_load(self, balance):
-        herd = self.start({"apps": [web(balance)]})
+    def upgrade_under_load(self, balance, workers=2, new_config=None):
+        herd = self.start({"apps": [web(balance, workers=workers)]})
         port = herd.port()
         old = status(herd)
         self.assertEqual(old["version"], harness.run_herd("version")[1].split()[1])
@@ -183,6 +183,8 @@ class ZeroFailures(Upgrades):
         try:
             harness.wait_until(lambda: sum(w["requests"] for w in status(herd)["apps"][0]["workers"])
                                > 200, seconds=20, what="wrk's requests to reach the workers")
+            if new_config is not None:
+                write_config(herd, new_config)
             code, out = cli(herd, "upgrade", "--binary", NEXT_BIN)
             returned = time.monotonic()
             self.assertEqual(code, 0, out + herd.log())
@@ -199,6 +201,11 @@ class ZeroFailures(Upgrades):
             self.assertNotEqual(new["started"], "")
             workers = worker_pids(new)
             self.assertEqual(len(workers), 2)
+            if new_config is not None:
+                # The old master's third reuseport socket: the new master passed on what the
+                # kernel queued there until the old master had gone, then closed it.
+                herd.wait_for(r"master:%d\] the old master has gone: closed its 1 reuseport "
+                              r"socket\(s\) beyond this config's workers" % pid)
             self.assertFalse(workers & worker_pids(old))
             # New connections, and the keep-alive client's requests answered after the
             # command returned: all the new build's workers.
@@ -226,6 +233,11 @@ class ZeroFailures(Upgrades):
 
     def test_reuseport(self):
         self.upgrade_under_load("reuseport")
+
+    def test_reuseport_to_fewer_workers(self):
+        """The new config has one reuseport slot fewer: connections the kernel hashes to the
+        old master's third socket are not lost."""
+        self.upgrade_under_load("reuseport", workers=3, new_config={"apps": [web("reuseport")]})
 
     def test_round_robin(self):
         self.upgrade_under_load("round-robin")
