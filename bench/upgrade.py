@@ -136,6 +136,24 @@ def cmdline(pid):
         return ""
 
 
+def stop_server(master, pgid):
+    """TERM to the current master, up to 10 s for it to go, then SIGKILL to the whole process
+    group (a new master stays in its predecessor's group) and every child reaped."""
+    try:
+        os.kill(master, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + 10
+    while not gone(master) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    _pgroups.discard(pgid)
+    reap_all()
+
+
 class HerdServer:
     name = "herd"
 
@@ -184,20 +202,8 @@ class HerdServer:
             return list(self.proc.lines)
 
     def stop(self):
-        try:
-            os.kill(self.master, signal.SIGTERM)
-        except OSError:
-            pass
-        deadline = time.monotonic() + 10
-        while not gone(self.master) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _pgroups.discard(self.proc.pid)
+        stop_server(self.master, self.proc.pid)
         self.proc.stop(timeout=1)  # its Proc (the first master, long gone): the output reader
-        reap_all()
 
 
 class NginxServer:
@@ -269,19 +275,7 @@ class NginxServer:
             return []
 
     def stop(self):
-        try:
-            os.kill(self.master, signal.SIGTERM)
-        except OSError:
-            pass
-        deadline = time.monotonic() + 10
-        while not gone(self.master) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except OSError:
-            pass
-        _pgroups.discard(self.pgid)
-        reap_all()
+        stop_server(self.master, self.pgid)
 
 
 def start_wrk(port, close, connections):
