@@ -443,6 +443,27 @@ std::span<const ConfigKey> config_keys() {
                      fail("metrics", e.what());
                  }
              }},
+        {.name = "health",
+         .readme_default = "none",
+         .type = "address",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 try {
+                     c.health = parse_address(get_string(v, "health"));
+                 } catch (const ConfigError&) {
+                     throw;
+                 } catch (const Error& e) {
+                     fail("health", e.what());
+                 }
+             }},
+        {.name = "health_max_state_age_ms",
+         .readme_default = "30000",
+         .type = "integer",
+         .read =
+             [](const json& v, Config& c, const std::string&) {
+                 c.health_max_state_age_ms =
+                     static_cast<int>(get_int(v, "health_max_state_age_ms", 0, 86400000));
+             }},
         {.name = "apps",
          .readme_default = "required",
          .type = "array",

@@ -80,6 +80,11 @@ struct Config {
     std::string log_file;
     // Prometheus endpoint ("127.0.0.1:9100"); text empty when there is none.
     SocketAddress metrics;
+    // Health endpoint for load balancers (GET /healthz, master/health.hpp); text empty when
+    // there is none. It answers 503 once the shared state's backend has been down longer than
+    // health_max_state_age_ms (0: never for that reason).
+    SocketAddress health;
+    int health_max_state_age_ms = 30000;
     // The "state" section as written (null when absent), for broker::parse_state_config, and
     // the file backend's default path beside the config ("herd.json" -> "herd.state.json").
     nlohmann::json state;

@@ -84,7 +84,7 @@ bool same_address(const core::SocketAddress& a, const core::SocketAddress& b) {
 }  // namespace
 
 std::string encode_upgrade_env(pid_t from_pid, std::string_view version, int channel, int control,
-                               int metrics, std::string_view metrics_listen,
+                               const UpgradeEndpoint& metrics, const UpgradeEndpoint& health,
                                const std::vector<UpgradeSocket>& sockets) {
     nlohmann::json list = nlohmann::json::array();
     for (const UpgradeSocket& s : sockets)
@@ -93,9 +93,10 @@ std::string encode_upgrade_env(pid_t from_pid, std::string_view version, int cha
                         {"listen", s.listen},
                         {"reuseport", s.reuseport},
                         {"slot", s.slot}});
-    return nlohmann::json{{"pid", from_pid},    {"version", std::string(version)},
-                          {"channel", channel}, {"control", control},
-                          {"metrics", metrics}, {"metrics_listen", metrics_listen},
+    return nlohmann::json{{"pid", from_pid},       {"version", std::string(version)},
+                          {"channel", channel},    {"control", control},
+                          {"metrics", metrics.fd}, {"metrics_listen", metrics.listen},
+                          {"health", health.fd},   {"health_listen", health.listen},
                           {"sockets", list}}
         .dump();
 }
@@ -115,6 +116,8 @@ Inherited parse_upgrade_env(std::string_view text) {
     if (int fd = int_field(j, "control", where); fd >= 3) in.control.reset(fd);
     if (int fd = int_field(j, "metrics", where); fd >= 3) in.metrics.reset(fd);
     in.metrics_listen = string_field(j, "metrics_listen", where);
+    if (int fd = int_field(j, "health", where); fd >= 3) in.health.reset(fd);
+    in.health_listen = string_field(j, "health_listen", where);
     if (!j.contains("sockets") || !j["sockets"].is_array())
         throw core::Error(where + ": \"sockets\" must be an array");
     for (const nlohmann::json& s : j["sockets"]) {

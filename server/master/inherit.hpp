@@ -32,8 +32,9 @@ struct Inherited {
     std::string origin;  // for messages: "the master it upgrades from (pid 4711)", "systemd"
     std::vector<InheritedSocket> sockets;
     // An upgrade only: the channel to the old master, its control and metrics sockets.
-    core::UniqueFd channel, control, metrics;
+    core::UniqueFd channel, control, metrics, health;
     std::string metrics_listen;  // the old config's "metrics" as written
+    std::string health_listen;   // and its "health"
     pid_t from_pid = 0;
     std::string from_version;
     bool upgrade() const { return static_cast<bool>(channel); }
@@ -50,8 +51,13 @@ struct UpgradeSocket {
     bool reuseport = false;
     int slot = 0;
 };
+// The master's own sockets: -1 where there is none; `listen` is the config's text.
+struct UpgradeEndpoint {
+    int fd = -1;
+    std::string listen;
+};
 std::string encode_upgrade_env(pid_t from_pid, std::string_view version, int channel, int control,
-                               int metrics, std::string_view metrics_listen,
+                               const UpgradeEndpoint& metrics, const UpgradeEndpoint& health,
                                const std::vector<UpgradeSocket>& sockets);
 
 // The new master's side, before it has a loop (its config refused, its exec failed): tells

@@ -150,11 +150,13 @@ void Master::start() {
                        credentials_.uid, credentials_.gid);
     else if (geteuid() == 0)
         core::log_warn("workers run as root (\"allow_root\": true)");
-    core::UniqueFd old_control, old_metrics;
+    core::UniqueFd old_control, old_metrics, old_health;
     if (inherited_) {
         old_control = std::move(inherited_->control);
         if (inherited_->metrics_listen == config_.metrics.text)
             old_metrics = std::move(inherited_->metrics);
+        if (inherited_->health_listen == config_.health.text)
+            old_health = std::move(inherited_->health);
     }
     // The control socket first: a second master is refused before it touches any port.
     if (!config_.control_path.empty()) {
@@ -185,12 +187,21 @@ void Master::start() {
         build::fault_point("inherited");
     }
     if (!config_.metrics.text.empty()) {
-        metrics_ = std::make_unique<MetricsServer>(loop_, [this] { return metrics(); });
+        metrics_ = std::make_unique<MetricsServer>(
+            loop_, [this] { return metrics(); }, [this] { return health(); });
         if (old_metrics)
             metrics_->adopt(std::move(old_metrics), !taking_over());
         else
             metrics_->listen(config_.metrics);
         core::log_info("metrics on http://{}/metrics", metrics_->bound_address());
+    }
+    if (!config_.health.text.empty()) {
+        health_ = std::make_unique<MetricsServer>(loop_, nullptr, [this] { return health(); });
+        if (old_health)
+            health_->adopt(std::move(old_health), !taking_over());
+        else
+            health_->listen(config_.health);
+        core::log_info("health check on http://{}/healthz", health_->bound_address());
     }
     watchdog();
     // The broker first: each worker then gets its channel to it at fork, and the state

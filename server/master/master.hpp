@@ -294,6 +294,8 @@ class Master {
     std::uint64_t reloads_done_ = 0;
     std::uint64_t reloads_failed_ = 0;
     std::unique_ptr<MetricsServer> metrics_;
+    std::unique_ptr<MetricsServer> health_;  // the "health" address: /healthz only
+    HealthVerdict health() const;
     broker::StateConfig state_config_;
     Credentials credentials_;  // who workers and the broker run as
     std::unique_ptr<BrokerProc> broker_;

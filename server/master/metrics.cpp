@@ -178,8 +178,8 @@ struct MetricsServer::Client {
     core::EventLoop::Clock::time_point since;
 };
 
-MetricsServer::MetricsServer(core::EventLoop& loop, Source source)
-    : loop_(loop), source_(std::move(source)) {}
+MetricsServer::MetricsServer(core::EventLoop& loop, Source source, HealthSource health)
+    : loop_(loop), source_(std::move(source)), health_(std::move(health)) {}
 
 MetricsServer::~MetricsServer() {
     for (auto& [fd, c] : clients_) loop_.remove(fd);
@@ -257,12 +257,18 @@ void MetricsServer::on_client(int fd, std::uint32_t events) {
         if (status == http::HttpParser::Status::error) {
             code = c.parser->error_status();
             body = c.parser->error_reason() + "\n";
-        } else if (c.parser->request().path() != "/metrics") {
+        } else if (std::string_view path = c.parser->request().path();
+                   !(source_ && path == "/metrics") && !(health_ && path == "/healthz")) {
             code = 404;
-            body = "herd serves its metrics at /metrics\n";
+            body = source_ ? "herd serves its metrics at /metrics and its health at /healthz\n"
+                           : "herd serves its health at /healthz\n";
         } else if (c.parser->request().method() != "GET") {
             code = 405;
             body = "GET only\n";
+        } else if (path == "/healthz") {
+            HealthVerdict verdict = health_();
+            code = verdict.status;
+            body = std::move(verdict.body);
         } else {
             body = render_metrics(source_());
             type = "text/plain; version=0.0.4; charset=utf-8";

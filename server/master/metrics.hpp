@@ -15,6 +15,7 @@
 #include "core/request_stats.hpp"
 #include "core/socket.hpp"
 #include "core/unique_fd.hpp"
+#include "master/health.hpp"
 
 namespace herd::master {
 
@@ -50,10 +51,14 @@ struct MasterMetrics {
 // The Prometheus text exposition format (version 0.0.4).
 std::string render_metrics(const MasterMetrics& m);
 
+// The master's HTTP endpoint: /metrics (when it has a metrics source) and /healthz (when it
+// has a health source). The "metrics" address serves both, the "health" address only the
+// health check (a load balancer need not see the figures).
 class MetricsServer {
   public:
     using Source = std::function<MasterMetrics()>;
-    MetricsServer(core::EventLoop& loop, Source source);
+    using HealthSource = std::function<HealthVerdict()>;
+    MetricsServer(core::EventLoop& loop, Source source, HealthSource health = {});
     ~MetricsServer();
     MetricsServer(const MetricsServer&) = delete;
     MetricsServer& operator=(const MetricsServer&) = delete;
@@ -77,6 +82,7 @@ class MetricsServer {
 
     core::EventLoop& loop_;
     Source source_;
+    HealthSource health_;
     core::UniqueFd socket_;
     std::unique_ptr<core::Acceptor> acceptor_;  // after socket_: stops before it closes
     std::map<int, std::unique_ptr<Client>> clients_;

@@ -68,8 +68,11 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
             "says {})",
             config_.control_path, next.control_path);
     if (next.log_file != config_.log_file || !(next.metrics == config_.metrics) ||
-        next.state != config_.state)
-        core::log_warn("reload: log_file, metrics and state stay as they are until herd restarts");
+        !(next.health == config_.health) || next.state != config_.state)
+        core::log_warn(
+            "reload: log_file, metrics, health and state stay as they are until herd restarts "
+            "(or upgrades)");
+    config_.health_max_state_age_ms = next.health_max_state_age_ms;
     core::set_log_level(core::parse_log_level(next.log_level));
     config_.log_level = next.log_level;
 

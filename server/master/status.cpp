@@ -132,6 +132,27 @@ nlohmann::json Master::status() const {
     return out;
 }
 
+HealthVerdict Master::health() const {
+    HealthInput in;
+    in.stopping = stopping() || handed_over_;
+    in.taking_over = taking_over();
+    in.started = all_ready_;
+    for (const auto& app : apps_) {
+        const SupervisedApp* a = sup_.app(app->id);
+        if (a == nullptr || a->removed || a->provisional) continue;
+        in.apps.push_back({app->config.name, sup_.ready_count(app->id)});
+    }
+    if (broker_ && broker_->status.is_object()) {
+        in.state_up = broker_->status.value("up", false);
+        if (auto d = broker_->status.find("down_for_ms");
+            d != broker_->status.end() && d->is_number())
+            in.state_down_ms = d->get<std::int64_t>();
+        in.state_error = broker_->status.value("last_error", std::string());
+    }
+    in.max_state_age_ms = config_.health_max_state_age_ms;
+    return judge_health(in);
+}
+
 MasterMetrics Master::metrics() const {
     MasterMetrics m;
     m.reloads = reloads_done_;

@@ -116,12 +116,13 @@ pid_t Master::start_new_master(const std::string& binary, core::UniqueFd channel
         }
     }
     int control = control_ ? control_->socket() : -1;
-    int metrics = metrics_ ? metrics_->socket() : -1;
-    for (int fd : {control, metrics})
+    UpgradeEndpoint metrics{metrics_ ? metrics_->socket() : -1, config_.metrics.text};
+    UpgradeEndpoint health{health_ ? health_->socket() : -1, config_.health.text};
+    for (int fd : {control, metrics.fd, health.fd})
         if (fd >= 0) keep.push_back(fd);
     int channel = channel_end.get();
-    std::string env = encode_upgrade_env(getpid(), build::version(), channel, control, metrics,
-                                         config_.metrics.text, sockets);
+    std::string env =
+        encode_upgrade_env(getpid(), build::version(), channel, control, metrics, health, sockets);
     std::string notify = notify_.path();
     std::string config = config_.file;
     // Not tied to this process: the new master outlives it.
@@ -200,6 +201,7 @@ void Master::hand_over() {
     notify_.mute(true);
     if (control_) control_->hand_over();
     if (metrics_) metrics_->stop_accepting();
+    if (health_) health_->stop_accepting();
     for (auto& app : apps_)
         if (int fd = app->strategy->master_socket(); fd >= 0) app->acceptors.erase(fd);
     u.channel->send({{"type", "upgrade.commit"}});
@@ -268,6 +270,7 @@ void Master::take_over(const std::string& why) {
                               predecessor_version_, predecessor_pid_));
     if (control_) control_->start_accepting();
     if (metrics_) metrics_->start_accepting();
+    if (health_) health_->start_accepting();
     for (auto& [pid, w] : workers_) w->channel->send({{"type", "serve"}});
     for (auto& app : apps_) {
         watch_master_socket(*app, *app->strategy);

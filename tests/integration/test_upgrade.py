@@ -32,6 +32,12 @@ CRASH_BIN = os.environ.get("HERD_CRASH_BIN", "")
 HAVE_WRK = shutil.which("wrk") is not None
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def become_subreaper():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
@@ -339,9 +345,13 @@ class Refusals(Upgrades):
 class SignalAndState(Upgrades):
     def test_sigusr2_upgrades_and_the_state_carries_on(self):
         """SIGUSR2 upgrades to the binary herd was started from; the shared state (the file
-        backend) is read by the new broker: what was written before is there after."""
-        herd = self.start({"apps": [web()]})
+        backend) is read by the new broker: what was written before is there after. The metrics
+        and health endpoints carry over on their sockets."""
+        metrics, health = free_port(), free_port()
+        herd = self.start({"apps": [web()], "metrics": "127.0.0.1:%d" % metrics,
+                           "health": "127.0.0.1:%d" % health})
         port = herd.port()
+        self.assertEqual(harness.get(health, "/healthz").status, 200)
         for i in range(20):
             code, out = cli(herd, "state", "set", "key%d" % i, json.dumps({"n": i}))
             self.assertEqual(code, 0, out)
@@ -357,6 +367,8 @@ class SignalAndState(Upgrades):
         for i in range(20):
             code, out = cli(herd, "state", "get", "key%d" % i)
             self.assertEqual((code, json.loads(out)), (0, {"n": i}), out)
+        self.assertEqual(harness.get(health, "/healthz").body, b"ok\n")
+        self.assertIn(b"herd_workers", harness.get(metrics, "/metrics").body)
         # The new workers have the state too, and a write through them is kept.
         self.assertEqual(json.loads(harness.get(port, "/probe/state/key7").body), {"n": 7})
         code, out = cli(herd, "state", "set", "after", "1")

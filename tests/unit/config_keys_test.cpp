@@ -20,9 +20,17 @@ using namespace config_test;
 // accepts must be in its table.
 std::map<std::string, json> top_level_samples() {
     return {
-        {"user", "www-data"},     {"group", "www-data"},         {"allow_root", true},
-        {"log_level", "debug"},   {"control", "run/herd.sock"},  {"state", {{"backend", "file"}}},
-        {"log_file", "herd.log"}, {"metrics", "127.0.0.1:9100"}, {"apps", base_config()["apps"]},
+        {"user", "www-data"},
+        {"group", "www-data"},
+        {"allow_root", true},
+        {"log_level", "debug"},
+        {"control", "run/herd.sock"},
+        {"state", {{"backend", "file"}}},
+        {"log_file", "herd.log"},
+        {"metrics", "127.0.0.1:9100"},
+        {"apps", base_config()["apps"]},
+        {"health", "127.0.0.1:9101"},
+        {"health_max_state_age_ms", 5000},
     };
 }
 
@@ -102,6 +110,8 @@ TEST(ConfigKeysTest, TheTopLevelTableHasEachKeyTheParserAccepts) {
     EXPECT_NE(c.state, plain.state);
     EXPECT_NE(c.log_file, plain.log_file);
     EXPECT_NE(c.metrics.text, plain.metrics.text);
+    EXPECT_NE(c.health.text, plain.health.text);
+    EXPECT_NE(c.health_max_state_age_ms, plain.health_max_state_age_ms);
     EXPECT_NE(c.apps[0].name, plain.apps[0].name);
 }
 

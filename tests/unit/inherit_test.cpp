@@ -55,7 +55,7 @@ Inherited from_systemd() {
 
 TEST(UpgradeEnv, RoundTripsWhatTheOldMasterPasses) {
     std::string text = encode_upgrade_env(
-        4711, "0.1.0", 7, 8, -1, "",
+        4711, "0.1.0", 7, 8, {}, {11, "127.0.0.1:9101"},
         {{9, "web", "127.0.0.1:0", false, 0}, {10, "api", "127.0.0.1:8081", true, 1}});
     Inherited in = parse_upgrade_env(text);
     EXPECT_EQ(in.from_pid, 4711);
@@ -63,6 +63,8 @@ TEST(UpgradeEnv, RoundTripsWhatTheOldMasterPasses) {
     EXPECT_EQ(in.channel.get(), 7);
     EXPECT_EQ(in.control.get(), 8);
     EXPECT_FALSE(in.metrics);
+    EXPECT_EQ(in.health.get(), 11);
+    EXPECT_EQ(in.health_listen, "127.0.0.1:9101");
     ASSERT_EQ(in.sockets.size(), 2u);
     EXPECT_EQ(in.sockets[1].fd.get(), 10);
     EXPECT_EQ(in.sockets[1].name, "api");
@@ -73,6 +75,7 @@ TEST(UpgradeEnv, RoundTripsWhatTheOldMasterPasses) {
     // Not ours to close: they are numbers made up for the test.
     (void)in.channel.release();
     (void)in.control.release();
+    (void)in.health.release();
     for (auto& s : in.sockets) (void)s.fd.release();
 }
 
@@ -92,10 +95,12 @@ TEST(UpgradeEnv, BadValuesNameTheField) {
     EXPECT_EQ(error(R"({"pid": 1, "version": "v", "channel": 1})"),
               "HERD_UPGRADE: \"channel\" must be a descriptor above 2");
     EXPECT_EQ(error(R"({"pid": 1, "version": "v", "channel": 5, "control": -1, "metrics": -1,
-                  "metrics_listen": "", "sockets": [{"fd": 2}]})"),
+                  "metrics_listen": "", "health": -1, "health_listen": "",
+                  "sockets": [{"fd": 2}]})"),
               "HERD_UPGRADE: a socket: \"fd\" must be a descriptor above 2");
     EXPECT_EQ(error(R"({"pid": 1, "version": "v", "channel": 5, "control": -1, "metrics": -1,
-                  "metrics_listen": "", "sockets": [{"fd": 6, "app": "web", "listen": "x",
+                  "metrics_listen": "", "health": -1, "health_listen": "",
+                  "sockets": [{"fd": 6, "app": "web", "listen": "x",
                   "reuseport": 1, "slot": 0}]})"),
               "HERD_UPGRADE: a socket: \"reuseport\" must be true or false");
 }

@@ -19,8 +19,7 @@ TEST(SlotBackoffTest, FirstFailureRestartsAtOnceThenDoublesToTheCap) {
         delays.push_back(static_cast<long>(d.count()));
         t += 2s;
     }
-    EXPECT_EQ(delays,
-              (std::vector<long>{0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000}));
+    EXPECT_EQ(delays, (std::vector<long>{0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 15000}));
 }
 
 TEST(SlotBackoffTest, AHealthyRunResetsTheStreak) {
