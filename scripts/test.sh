@@ -4,9 +4,10 @@
 # (HERD_SANITIZE=0 skips that second pass), then each libFuzzer target for a bounded time in a
 # clang build (HERD_FUZZ=0 skips that third pass; HERD_FUZZ_SECONDS sets the time per target).
 set -euo pipefail
-# The WebSocket tests' client (Python's websockets, run by Debian's /usr/bin/python3), and the
-# browser that test_example_chat drives over its DevTools protocol.
-HERD_EXTRA_PACKAGES=(python3-websockets chromium)
+# The WebSocket tests' client (Python's websockets, run by Debian's /usr/bin/python3), the
+# browser that test_example_chat drives over its DevTools protocol, and the load balancer in
+# front of test_fleet's hosts (with iproute2 for its network namespaces).
+HERD_EXTRA_PACKAGES=(python3-websockets chromium haproxy iproute2)
 if [ "${HERD_FUZZ:-1}" != 0 ]; then
   # clang with its libFuzzer and sanitizer runtimes: only the fuzz pass needs them.
   HERD_EXTRA_PACKAGES+=(clang libclang-rt-14-dev)

@@ -58,7 +58,8 @@ def with_root_allowed(config):
 class Herd:
     """A herd master run in the background. Use as a context manager."""
 
-    def __init__(self, config, tmpdir=None, args=None, nofile=None, wait_ready=True, env=None):
+    def __init__(self, config, tmpdir=None, args=None, nofile=None, wait_ready=True, env=None,
+                 wrapper=None):
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="herd-test-")
         self.config_path = os.path.join(self.tmpdir, "herd.json")
         config = with_root_allowed(config)
@@ -66,6 +67,7 @@ class Herd:
             json.dump(config, f, indent=2)
         self.args = args
         self.env = env  # added to the environment herd starts with
+        self.wrapper = wrapper or []  # a command herd runs under ("ip netns exec NAME")
         self.nofile = nofile  # RLIMIT_NOFILE for herd and its workers, to provoke EMFILE
         self.starved = False  # set_master_nofile() took the master's descriptors away
         self.wait_ready = wait_ready  # used by `with`: wait for "all apps ready" 
@@ -77,7 +79,7 @@ class Herd:
     # -- process --------------------------------------------------------------------------
     def start(self, wait_ready=True):
         self.proc = subprocess.Popen(
-            [HERD_BIN, "run", self.config_path] + (self.args or []),
+            self.wrapper + [HERD_BIN, "run", self.config_path] + (self.args or []),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=self.tmpdir, preexec_fn=self._limits if self.nofile else None,
             env=dict(os.environ, **self.env) if self.env else None)

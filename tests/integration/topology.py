@@ -1,0 +1,99 @@
+"""Several machines on one: network namespaces joined by veth pairs to a bridge that lives in a
+namespace of its own (so the host's firewall never sees the traffic), with addresses in the
+loopback range only: 127.77.0.0/24, `route_localnet` set so that the kernel routes them, and
+each namespace's own loopback narrowed to 127.0.0.1/32 so that 127.77.0.x is not "local" in
+every namespace. Needs root (CAP_NET_ADMIN); `available()` says why not otherwise.
+
+    with Topology(["lb", "h1", "h2"]) as net:
+        net.address("h1")            # "127.77.0.11"
+        net.run("h1", ["cmd", ...])  # a command inside h1
+        net.wrap("h1")               # ["ip", "netns", "exec", NAME]: to prefix a Popen's argv
+"""
+import os
+import shutil
+import subprocess
+
+SUBNET = "127.77.0"
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          check=check)
+
+
+def available():
+    """None when namespaces can be made here, else why not (a skip message)."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "the ip command (iproute2) is missing"
+    name = "herdprobe%d" % os.getpid()
+    r = _ip("netns", "add", name, check=False)
+    if r.returncode != 0:
+        return "cannot make a network namespace: " + r.stderr.decode().strip()
+    _ip("netns", "del", name, check=False)
+    return None
+
+
+class Topology:
+    def __init__(self, names, first_host=10):
+        self.prefix = "hf%d" % (os.getpid() % 100000)
+        self.names = list(names)
+        # lb gets .1; the others .11, .12, ... in order
+        self.addresses = {}
+        n = first_host
+        for name in self.names:
+            if name == "lb":
+                self.addresses[name] = SUBNET + ".1"
+            else:
+                n += 1
+                self.addresses[name] = "%s.%d" % (SUBNET, n)
+        self.made = []
+
+    def ns(self, name):
+        return "%s-%s" % (self.prefix, name)
+
+    def address(self, name):
+        return self.addresses[name]
+
+    def wrap(self, name):
+        return ["ip", "netns", "exec", self.ns(name)]
+
+    def run(self, name, argv, **kw):
+        return subprocess.run(self.wrap(name) + argv, **kw)
+
+    def __enter__(self):
+        try:
+            switch = self.ns("sw")
+            _ip("netns", "add", switch)
+            self.made.append(switch)
+            self.run("sw", ["sh", "-ec", "ip link set lo up; ip link add br0 type bridge; "
+                                         "ip link set br0 up"], check=True)
+            for i, name in enumerate(self.names):
+                ns = self.ns(name)
+                _ip("netns", "add", ns)
+                self.made.append(ns)
+                veth = "%sv%d" % (self.prefix, i)
+                _ip("link", "add", veth, "netns", switch, "type", "veth", "peer", "name", "eth0",
+                    "netns", ns)
+                self.run("sw", ["ip", "link", "set", veth, "master", "br0", "up"], check=True)
+                self.run(name, ["sh", "-ec",
+                                "ip link set lo up; ip addr del 127.0.0.1/8 dev lo; "
+                                "ip addr add 127.0.0.1/32 dev lo; "
+                                "sysctl -qw net.ipv4.conf.all.route_localnet=1; "
+                                "sysctl -qw net.ipv4.conf.eth0.route_localnet=1; "
+                                "ip addr add %s/24 dev eth0; ip link set eth0 up"
+                                % self.address(name)], check=True)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self):
+        for ns in reversed(self.made):
+            _ip("netns", "del", ns, check=False)
+        self.made = []
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
