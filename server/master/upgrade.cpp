@@ -283,9 +283,6 @@ void Master::take_over(const std::string& why) {
     if (!predecessor_ || predecessor_->closed()) close_inherited_extras();
     core::log_info("took over from herd {} (pid {}): {}; serving", predecessor_version_,
                    predecessor_pid_, why);
-    emit("upgrade.took_over", {{"from_pid", predecessor_pid_},
-                               {"from_version", predecessor_version_},
-                               {"version", build::version()}});
 }
 
 void Master::close_inherited_extras() {
