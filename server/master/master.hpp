@@ -39,6 +39,21 @@ struct PluginFiles {
     static std::shared_ptr<const PluginFiles> open(const core::AppConfig& app);
 };
 
+// The old master's side of an upgrade (upgrade.cpp): the new binary it started. At namespace
+// scope: clang 14 cannot default-construct a nested struct with member initializers inside its
+// still incomplete enclosing class (std::optional::emplace).
+struct UpgradeInProgress {
+    pid_t pid = -1;
+    std::string binary, source, version;
+    core::EventLoop::Clock::time_point started;
+    std::unique_ptr<core::Channel> channel;
+    std::vector<ControlServer::Reply> replies;
+    std::string failure;  // why it failed, once known (answered when it is reaped)
+    bool committed = false;
+    bool answered = false;  // failed and answered (herd stops: not waiting for the reap)
+    core::EventLoop::TimerId deadline = 0;
+};
+
 class Master {
   public:
     // `inherited`: listen sockets from the master this one upgrades from, or from systemd.
@@ -224,17 +239,6 @@ class Master {
     // socket, waits for its "upgrade.ready", then hands over (systemd's MAINPID, the control
     // and metrics sockets, the connections it still holds) and stops; a new master that fails
     // or dies before it is ready changes nothing here.
-    struct Upgrade {
-        pid_t pid = -1;
-        std::string binary, source, version;
-        Clock::time_point started;
-        std::unique_ptr<core::Channel> channel;
-        std::vector<ControlServer::Reply> replies;
-        std::string failure;  // why it failed, once known (answered when it is reaped)
-        bool committed = false;
-        bool answered = false;  // failed and answered (herd stops: not waiting for the reap)
-        core::EventLoop::TimerId deadline = 0;
-    };
     void begin_upgrade(const std::string& source, std::string binary, ControlServer::Reply reply);
     // Why an upgrade cannot begin now, or "".
     std::string upgrade_refusal() const;
@@ -308,7 +312,7 @@ class Master {
     std::optional<Inherited> inherited_;  // until every app has claimed its sockets
     std::string binary_;                  // this executable, resolved at start
     std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
-    std::optional<Upgrade> upgrade_;  // the old master's side
+    std::optional<UpgradeInProgress> upgrade_;  // the old master's side
     bool handed_over_ = false;
     pid_t handed_to_ = 0;
     std::unique_ptr<core::Channel> predecessor_;  // the new master's side

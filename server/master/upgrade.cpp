@@ -77,7 +77,7 @@ void Master::begin_upgrade(const std::string& source, std::string binary,
     } catch (const core::Error& e) {
         return refuse(std::string("starting the new binary: ") + e.what());
     }
-    Upgrade& u = upgrade_.emplace();
+    UpgradeInProgress& u = upgrade_.emplace();
     u.pid = pid;
     u.binary = binary;
     u.source = source;
@@ -188,7 +188,7 @@ void Master::on_new_master_exit(int status) {
 }
 
 void Master::hand_over() {
-    Upgrade& u = *upgrade_;
+    UpgradeInProgress& u = *upgrade_;
     u.committed = true;
     if (u.deadline != 0) loop_.cancel_timer(u.deadline);
     u.deadline = 0;
