@@ -102,12 +102,15 @@ std::string RedisBackend::target_text() const {
     if (!config_.uses_sentinels()) return config_.parsed.redacted();
     std::string list;
     for (const auto& a : config_.sentinels) list += (list.empty() ? "" : ",") + a.text();
-    return "the primary \"" + config_.master_name + "\" from sentinels " + list;
+    // The primary's URL first: `herd status` shows the target, and so where the primary is.
+    std::string via = "primary \"" + config_.master_name + "\" from sentinels " + list;
+    if (target_.host.empty()) return via + " (asking them)";
+    return target_.redacted() + " (" + via + ")";
 }
 
 std::string RedisBackend::endpoint() const {
     if (config_.uses_sentinels() && target_.host.empty())
-        return "(the primary \"" + config_.master_name + "\", not found yet)";
+        return "(the primary \"" + config_.master_name + "\", asking the sentinels)";
     return target_.endpoint();
 }
 
@@ -124,6 +127,7 @@ void RedisBackend::connect() {
     if (config_.uses_sentinels()) {
         drop_probe();
         probe_errors_.clear();
+        target_.host.clear();  // never the last address: the sentinels say it again
         ask_sentinel(0);
     } else {
         connect_data();

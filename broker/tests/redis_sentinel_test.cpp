@@ -143,7 +143,11 @@ TEST_F(RedisSentinelTest, FindsThePrimaryAndFollowsAFailover) {
     EXPECT_EQ(st.details["sentinels"][0], sentinels[0]->address());
     EXPECT_EQ(st.details["sentinels"][1], dead_sentinel);
     EXPECT_EQ(st.to_json()["primary"]["address"], address(*primary));
-    EXPECT_NE(st.target.find("\"herd\""), std::string::npos) << st.target;
+    EXPECT_EQ(st.target.rfind("redis://" + address(*primary) +
+                                  "/0 (primary \"herd\" from sentinels " + dead_sentinel + ",",
+                              0),
+              0u)
+        << st.target;
 
     WriteResult& a = write("a", json(1));
     ASSERT_TRUE(wait(a));
@@ -160,6 +164,7 @@ TEST_F(RedisSentinelTest, FindsThePrimaryAndFollowsAFailover) {
     st = backend->status();
     EXPECT_EQ(st.primary->role, "master");
     EXPECT_EQ(st.primary->failovers, 1u);
+    EXPECT_EQ(st.target.rfind("redis://" + address(*replica) + "/0 (", 0), 0u) << st.target;
     EXPECT_EQ(st.details["rollbacks"], 0);
     EXPECT_EQ(st.version, 1u);
     ASSERT_NE(value("a"), nullptr);
@@ -225,7 +230,9 @@ TEST_F(RedisSentinelTest, NoSentinelAnsweringIsReportedWithEachOnesReason) {
         << st.last_error;
     WriteResult& w = write("k", json(1));
     ASSERT_TRUE(wait(w));
-    EXPECT_NE(w.error.find("not found yet"), std::string::npos) << w.error;
+    EXPECT_NE(w.error.find("(the primary \"unknown\", asking the sentinels)"), std::string::npos)
+        << w.error;
+    EXPECT_NE(backend->status().target.find("(asking them)"), std::string::npos);
 }
 
 }  // namespace
