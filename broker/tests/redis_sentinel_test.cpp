@@ -44,14 +44,20 @@ class RedisSentinelTest : public ::testing::Test {
         dead_sentinel = "127.0.0.1:" + std::to_string(ports[5]);
         std::filesystem::create_directories(dir / "primary");
         std::filesystem::create_directories(dir / "replica");
-        primary = std::make_unique<RedisServer>(dir / "primary", ports[0]);
-        replica = std::make_unique<RedisServer>(
-            dir / "replica", ports[1], "",
-            std::vector<std::string>{"--replicaof", "127.0.0.1", std::to_string(ports[0])});
+        primary = std::make_unique<RedisServer>(dir / "primary", ports[0], password());
+        std::vector<std::string> replica_args = {"--replicaof", "127.0.0.1",
+                                                 std::to_string(ports[0])};
+        if (!password().empty())
+            replica_args.insert(replica_args.end(), {"--masterauth", password()});
+        replica =
+            std::make_unique<RedisServer>(dir / "replica", ports[1], password(), replica_args);
         for (int i = 0; i < 3; ++i)
-            sentinels.push_back(
-                std::make_unique<RedisSentinel>(dir.path(), ports[2 + i], "herd", ports[0]));
+            sentinels.push_back(std::make_unique<RedisSentinel>(dir.path(), ports[2 + i], "herd",
+                                                                ports[0], password()));
     }
+    // The primary's and the replica's password ("": none).
+    virtual std::string password() const { return {}; }
+
     void TearDown() override {
         backend.reset();
         sentinels.clear();
@@ -83,15 +89,15 @@ class RedisSentinelTest : public ::testing::Test {
     RedisStateConfig config() {
         json sentinel_list = {dead_sentinel};
         for (const auto& s : sentinels) sentinel_list.push_back(s->address());
-        StateConfig c = parse_state_config({{"backend", "redis"},
-                                            {"sentinels", sentinel_list},
-                                            {"master_name", "herd"},
-                                            {"prefix", "t:"},
-                                            {"poll_ms", 50},
-                                            {"connect_timeout_ms", 1000},
-                                            {"reconnect_max_ms", 200},
-                                            {"sentinel_timeout_ms", 500}},
-                                           dir.path(), "state", dir / "x");
+        json j = {{"backend", "redis"},      {"sentinels", sentinel_list},
+                  {"master_name", "herd"},   {"prefix", "t:"},
+                  {"poll_ms", 50},           {"connect_timeout_ms", 1000},
+                  {"reconnect_max_ms", 200}, {"sentinel_timeout_ms", 500}};
+        if (!password().empty()) {
+            j["password"] = password();
+            j["db"] = 2;
+        }
+        StateConfig c = parse_state_config(j, dir.path(), "state", dir / "x");
         c.redis.reconnect_min_ms = 20;
         return c.redis;
     }
@@ -233,6 +239,24 @@ TEST_F(RedisSentinelTest, NoSentinelAnsweringIsReportedWithEachOnesReason) {
     EXPECT_NE(w.error.find("(the primary \"unknown\", asking the sentinels)"), std::string::npos)
         << w.error;
     EXPECT_NE(backend->status().target.find("(asking them)"), std::string::npos);
+}
+
+class RedisSentinelPasswordTest : public RedisSentinelTest {
+  protected:
+    std::string password() const override { return "s3cret"; }
+};
+
+TEST_F(RedisSentinelPasswordTest, ThePasswordAndDbGoToThePrimaryAndNeverShow) {
+    make(config());
+    ASSERT_TRUE(wait_up_at(*primary, 5s)) << backend->status().to_json().dump();
+    WriteResult& w = write("k", json("v"));
+    ASSERT_TRUE(wait(w));
+    EXPECT_EQ(w.error, "");
+    EXPECT_EQ(primary->cli({"-n", "2", "HGET", "t:data", "k"}), "\"v\"");
+    EXPECT_EQ(primary->cli({"-n", "0", "EXISTS", "t:data"}), "0");
+    BackendStatus st = backend->status();
+    EXPECT_EQ(st.target.rfind("redis://:***@" + address(*primary) + "/2 (", 0), 0u) << st.target;
+    EXPECT_EQ(st.to_json().dump().find("s3cret"), std::string::npos);
 }
 
 }  // namespace

@@ -287,22 +287,27 @@ class RedisServer {
 
 // A redis-sentinel of our own on 127.0.0.1:port, monitoring 127.0.0.1:primary_port as name
 // with quorum 2 and short timeouts (down after 500 ms, failover timeout 2 s) so that tests fail
-// over in seconds. Its config file, which it rewrites, is in dir. Ready once it monitors.
+// over in seconds. Its config file, which it rewrites, is in dir. Ready once it monitors. The
+// sentinel itself asks for no password.
 class RedisSentinel {
   public:
     static bool available() { return std::string(REDIS_SENTINEL).size() > 0; }
 
-    RedisSentinel(const std::string& dir, int port, const std::string& name, int primary_port)
+    // auth_pass: the password of the primary and its replicas ("" : none).
+    RedisSentinel(const std::string& dir, int port, const std::string& name, int primary_port,
+                  const std::string& auth_pass = {})
         : port_(port) {
         std::string conf = dir + "/sentinel-" + std::to_string(port) + ".conf";
-        write_file(conf, "port " + std::to_string(port) +
-                             "\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\n"
-                             "dir " +
-                             dir + "\nsentinel monitor " + name + " 127.0.0.1 " +
-                             std::to_string(primary_port) +
-                             " 2\nsentinel down-after-milliseconds " + name +
-                             " 500\nsentinel failover-timeout " + name +
-                             " 2000\nsentinel parallel-syncs " + name + " 1\n");
+        write_file(
+            conf,
+            "port " + std::to_string(port) +
+                "\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\n"
+                "dir " +
+                dir + "\nsentinel monitor " + name + " 127.0.0.1 " + std::to_string(primary_port) +
+                " 2\nsentinel down-after-milliseconds " + name +
+                " 500\nsentinel failover-timeout " + name + " 2000\nsentinel parallel-syncs " +
+                name + " 1\n" +
+                (auth_pass.empty() ? "" : "sentinel auth-pass " + name + " " + auth_pass + "\n"));
         spawn_until_ready({REDIS_SENTINEL, conf}, "+monitor master", pid_, log_fd_);
     }
     ~RedisSentinel() { stop(); }
