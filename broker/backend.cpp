@@ -8,6 +8,10 @@ nlohmann::json BackendStatus::to_json() const {
     nlohmann::json j = {{"backend", kind},  {"target", target},         {"up", up},
                         {"loaded", loaded}, {"last_error", last_error}, {"version", version},
                         {"keys", keys},     {"details", details}};
+    if (primary)
+        j["primary"] = {{"address", primary->address},
+                        {"role", primary->role},
+                        {"failovers", primary->failovers}};
     if (down_since) {
         auto now = system_clock::now();
         j["down_since_ms"] = duration_cast<milliseconds>(down_since->time_since_epoch()).count();

@@ -30,9 +30,19 @@ struct BackendStatus {
     std::uint64_t version = 0;
     std::size_t keys = 0;
     nlohmann::json details = nlohmann::json::object();  // backend-specific figures
+    // Redis through sentinels: the primary the sentinels named last ("" before any), what
+    // ROLE said there last ("master", "slave", ...; "" before any check), and how many times
+    // the primary's address changed after the first (failovers).
+    struct Primary {
+        std::string address;
+        std::string role;
+        std::uint64_t failovers = 0;
+    };
+    std::optional<Primary> primary;
 
     // {"backend", "target", "up", "loaded", "down_since_ms" (Unix ms, or null), "down_for_ms",
-    //  "last_error", "version", "keys", "details"}
+    //  "last_error", "version", "keys", "details"}, and "primary": {"address", "role",
+    //  "failovers"} with sentinels
     nlohmann::json to_json() const;
 };
 

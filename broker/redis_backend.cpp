@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "client/redis_adapter.hpp"
 #include "broker/redis_reply.hpp"
+#include "client/redis_adapter.hpp"
 #include "core/log.hpp"
 #include "state/codec.hpp"
 
@@ -72,10 +72,12 @@ struct RedisBackend::Call {
 RedisBackend::RedisBackend(core::EventLoop& loop, RedisStateConfig config, Events events)
     : Backend(loop, std::move(events)),
       config_(std::move(config)),
+      target_(config_.parsed),
       data_key_(config_.prefix + "data"),
       version_key_(config_.prefix + "version"),
       channel_(config_.prefix + "changes"),
-      reconnect_delay_(config_.reconnect_min_ms) {
+      reconnect_delay_(config_.reconnect_min_ms),
+      sentinels_(config_.sentinels) {
     last_error_ = "not connected yet";
 }
 
@@ -86,12 +88,30 @@ RedisBackend::~RedisBackend() {
     // Pending callbacks run now with no reply; closing_ makes them only free their Call.
     if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
     if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
+    if (probe_timer_ != 0) loop_.cancel_timer(probe_timer_);
+    if (auto* p = std::exchange(probe_, nullptr)) redisAsyncFree(p);
 }
 
 void RedisBackend::start() {
     core::log_info("state: Redis backend at {}, keys {}data and {}version, channel {}",
-                   config_.parsed.redacted(), config_.prefix, config_.prefix, channel_);
+                   target_text(), config_.prefix, config_.prefix, channel_);
     connect();
+}
+
+std::string RedisBackend::target_text() const {
+    if (!config_.uses_sentinels()) return config_.parsed.redacted();
+    std::string list;
+    for (const auto& a : config_.sentinels) list += (list.empty() ? "" : ",") + a.text();
+    // The primary's URL first: `herd status` shows the target, and so where the primary is.
+    std::string via = "primary \"" + config_.master_name + "\" from sentinels " + list;
+    if (target_.host.empty()) return via + " (asking them)";
+    return target_.redacted() + " (" + via + ")";
+}
+
+std::string RedisBackend::endpoint() const {
+    if (config_.uses_sentinels() && target_.host.empty())
+        return "(the primary \"" + config_.master_name + "\", asking the sentinels)";
+    return target_.endpoint();
 }
 
 // ---- connections ----
@@ -104,7 +124,18 @@ void RedisBackend::connect() {
     teardown_scheduled_ = false;
     inflight_.clear();
     sha_.clear();
-    const RedisUrl& url = config_.parsed;
+    if (config_.uses_sentinels()) {
+        drop_probe();
+        probe_errors_.clear();
+        target_.host.clear();  // never the last address: the sentinels say it again
+        ask_sentinel(0);
+    } else {
+        connect_data();
+    }
+}
+
+void RedisBackend::connect_data() {
+    const RedisUrl& url = target_;
     for (redisAsyncContext** slot : {&cmd_, &sub_}) {
         redisAsyncContext* c = url.unix_socket ? redisAsyncConnectUnix(url.path.c_str())
                                                : redisAsyncConnect(url.host.c_str(), url.port);
@@ -143,6 +174,11 @@ void RedisBackend::connect() {
         ok = ok && send(cmd_, {"SELECT", std::to_string(url.db)}, [this, s](redisReply* r) {
                  if (s == session_) on_hello_reply(r, "SELECT");
              });
+    // Before the script and the full read: the sentinels' answer may be stale.
+    if (config_.uses_sentinels())
+        ok = ok && send(cmd_, {"ROLE"}, [this, s](redisReply* r) {
+                 if (s == session_) on_role_reply(r);
+             });
     ok = ok && send(cmd_, {"SCRIPT", "LOAD", std::string(write_script)}, [this, s](redisReply* r) {
              if (s != session_ || r == nullptr || teardown_scheduled_) return;
              if (r->type == REDIS_REPLY_STRING)
@@ -169,16 +205,15 @@ void RedisBackend::connect() {
     connect_timer_ = loop_.add_timer(milliseconds(config_.connect_timeout_ms), [this, s] {
         connect_timer_ = 0;
         if (s == session_ && !synced_)
-            lose_session(fmt::format("Redis at {} did not answer within {} ms",
-                                     config_.parsed.endpoint(), config_.connect_timeout_ms));
+            lose_session(fmt::format("Redis at {} did not answer within {} ms", endpoint(),
+                                     config_.connect_timeout_ms));
     });
 }
 
 void RedisBackend::on_hello_reply(redisReply* r, const char* what) {
     if (r == nullptr || teardown_scheduled_) return;
     if (r->type == REDIS_REPLY_ERROR)
-        lose_session(fmt::format("Redis at {} refused {}: {}", config_.parsed.endpoint(), what,
-                                 reply_text(r)));
+        lose_session(fmt::format("Redis at {} refused {}: {}", endpoint(), what, reply_text(r)));
 }
 
 void RedisBackend::subscribe() {
@@ -196,18 +231,25 @@ void RedisBackend::subscribe() {
 void RedisBackend::on_connect(const redisAsyncContext* c, int status) {
     auto* self = static_cast<RedisBackend*>(c->data);
     if (self == nullptr || self->closing_ || status == REDIS_OK) return;
-    self->context_gone(c, "cannot connect to Redis at " + self->config_.parsed.endpoint() + ": " +
+    if (c == self->probe_)
+        return self->context_gone(
+            c, std::string("cannot connect: ") + (c->errstr != nullptr ? c->errstr : "error"));
+    self->context_gone(c, "cannot connect to Redis at " + self->endpoint() + ": " +
                               (c->errstr != nullptr ? c->errstr : "unknown error"));
 }
 
 void RedisBackend::on_disconnect(const redisAsyncContext* c, int status) {
     auto* self = static_cast<RedisBackend*>(c->data);
     if (self == nullptr || self->closing_) return;
-    self->context_gone(
-        c, status == REDIS_OK
-               ? "Redis at " + self->config_.parsed.endpoint() + " closed the connection"
-               : "connection to Redis at " + self->config_.parsed.endpoint() +
-                     " lost: " + (c->errstr != nullptr ? c->errstr : "error"));
+    if (c == self->probe_)
+        return self->context_gone(c, status == REDIS_OK
+                                         ? std::string("closed the connection")
+                                         : std::string("connection lost: ") +
+                                               (c->errstr != nullptr ? c->errstr : "error"));
+    self->context_gone(c, status == REDIS_OK
+                              ? "Redis at " + self->endpoint() + " closed the connection"
+                              : "connection to Redis at " + self->endpoint() +
+                                    " lost: " + (c->errstr != nullptr ? c->errstr : "error"));
 }
 
 void RedisBackend::context_gone(const redisAsyncContext* c, const std::string& why) {
@@ -217,6 +259,18 @@ void RedisBackend::context_gone(const redisAsyncContext* c, const std::string& w
         inflight_.clear();
     } else if (c == sub_) {
         sub_ = nullptr;
+    } else if (c == probe_) {
+        // A sentinel: while being asked, the next one is; afterwards only the +switch-master
+        // hint is gone, the session stays.
+        probe_ = nullptr;
+        if (probe_answered_) {
+            core::log_debug("sentinel {}: {}; no +switch-master hints until the next resolution",
+                            sentinels_[probe_index_].text(), why);
+            probe_answered_ = false;
+        } else {
+            sentinel_failed(why);
+        }
+        return;
     } else {
         return;  // one we freed ourselves
     }
@@ -256,6 +310,7 @@ void RedisBackend::teardown() {
     // Pending writes get their "connection lost" callbacks inside these frees.
     if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
     if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
+    drop_probe();
     // Writes Redis confirmed but whose notice has not come: they are applied, so they are
     // answered as done now rather than held for an outage of unknown length (the writer's
     // copy gets them once the broker reads Redis again).
@@ -343,8 +398,7 @@ std::string RedisBackend::down_text() const {
         since = fmt::format(" since {} ({} s)", clock_text(*down_since_), secs);
     }
     return fmt::format("the Redis state backend at {} is down{}: {}; the write was not applied",
-                       config_.parsed.endpoint(), since,
-                       last_error_.empty() ? "not connected" : last_error_);
+                       endpoint(), since, last_error_.empty() ? "not connected" : last_error_);
 }
 
 void RedisBackend::write(state::Change change, WriteDone done) {
@@ -370,7 +424,7 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
         if (r == nullptr) {
             done(fmt::format("the connection to Redis at {} was lost before the write of {} "
                              "was confirmed; it may or may not have been applied",
-                             config_.parsed.endpoint(), state::quote_key(change.key)),
+                             endpoint(), state::quote_key(change.key)),
                  0);
             return;
         }
@@ -387,6 +441,11 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
                 return;
             }
             done("Redis refused the write of " + state::quote_key(change.key) + ": " + scrub(e), 0);
+            // A primary demoted to replica (failover): find the new one.
+            if (config_.uses_sentinels() && e.starts_with("READONLY"))
+                lose_session(fmt::format(
+                    "Redis at {} refused a write as a replica; asking the sentinels again",
+                    endpoint()));
             return;
         }
         if (r->type != REDIS_REPLY_INTEGER || r->integer < 0) {
@@ -401,16 +460,17 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
             awaiting_.emplace(version, std::move(done));
     });
     if (!sent) {
-        defer([shared_done, text = "cannot send the write to Redis at " +
-                                   config_.parsed.endpoint()] { (*shared_done)(text, 0); });
-        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+        defer([shared_done, text = "cannot send the write to Redis at " + endpoint()] {
+            (*shared_done)(text, 0);
+        });
+        lose_session("cannot send commands to Redis at " + endpoint());
     }
 }
 
 BackendStatus RedisBackend::status() const {
     BackendStatus s;
     s.kind = "redis";
-    s.target = config_.parsed.redacted();
+    s.target = target_text();
     fill_common(s);
     s.last_error = scrub(s.last_error);
     s.details = {{"prefix", config_.prefix},
@@ -422,7 +482,15 @@ BackendStatus RedisBackend::status() const {
                  {"polls", polls_},
                  {"reconnects", reconnects_},
                  {"bad_fields", bad_fields_.size()},
-                 {"awaiting_acks", awaiting_.size()}};
+                 {"awaiting_acks", awaiting_.size()},
+                 {"rollbacks", rollbacks_}};
+    if (config_.uses_sentinels()) {
+        s.primary = BackendStatus::Primary{primary_, role_, failovers_};
+        json list = json::array();
+        for (const auto& a : sentinels_) list.push_back(a.text());
+        s.details["sentinels"] = list;
+        s.details["switch_hints"] = switch_hints_;
+    }
     return s;
 }
 

@@ -31,6 +31,18 @@
 // drops between Redis's confirmation and the notice, it is acknowledged at once (it is
 // applied) and reaches the writer's copy when the broker reads Redis again.
 //
+// With sentinels (config "sentinels" instead of "url"), each connection attempt first finds
+// the primary, following the Redis Sentinel client rules: the sentinels are asked in turn
+// (each within sentinel_timeout_ms) SENTINEL get-master-addr-by-name; the first that names an
+// address moves to the front of the list; the data connections go to that address and ROLE
+// must say "master" before anything else is sent (else: resolve again after the back-off).
+// Every reconnection resolves again: an address is never reused. The sentinel that answered
+// stays connected, SUBSCRIBEd to +switch-master: a switch of our primary is a hint to drop the
+// session and resolve again at once (only a hint: the new address is still asked for and
+// checked with ROLE). A primary at a new address is a failover (counted in the status); its
+// first full read goes through the "version went back" path when the new primary lacks the
+// last writes (Redis replication is asynchronous), and every worker gets a fresh snapshot.
+//
 // Passwords never appear in a message: the URL is shown redacted and every error text from
 // Redis or hiredis is scrubbed of the password.
 #pragma once
@@ -42,6 +54,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "broker/backend.hpp"
 #include "broker/state_config.hpp"
@@ -72,6 +85,20 @@ class RedisBackend final : public Backend {
     using ReplyFn = std::function<void(redisReply*)>;
 
     void connect();
+    // The data connections to target_ (the URL's address, or the primary the sentinels named).
+    void connect_data();
+    // Sentinel discovery: asks sentinels_[index], then the next ones, then gives up (back-off).
+    void ask_sentinel(std::size_t index);
+    void on_sentinel_answer(redisReply* reply);
+    void sentinel_failed(const std::string& why);
+    void drop_probe();
+    void on_role_reply(redisReply* reply);
+    // "127.0.0.1:6379", or which primary the sentinels have not named yet.
+    std::string endpoint() const;
+    // The URL without its password, or the master name and the sentinels.
+    std::string target_text() const;
+    // probe_'s replies: the sentinel's answer, then the +switch-master messages.
+    static void on_probe_reply(redisAsyncContext* c, void* reply, void* privdata);
     void schedule_reconnect();
     // Drops both connections (never synchronously inside hiredis: deferred) and reconnects.
     void lose_session(const std::string& why);
@@ -99,6 +126,7 @@ class RedisBackend final : public Backend {
     void context_gone(const redisAsyncContext* c, const std::string& why);
 
     RedisStateConfig config_;
+    client::RedisUrl target_;  // where the data connections go
     std::string data_key_, version_key_, channel_;
     redisAsyncContext* cmd_ = nullptr;
     redisAsyncContext* sub_ = nullptr;
@@ -121,6 +149,18 @@ class RedisBackend final : public Backend {
     bool logged_down_ = false;
     std::chrono::steady_clock::time_point last_notice_error_{};
     // Figures for status and the benchmark.
+    // Sentinel discovery.
+    std::vector<SentinelAddress> sentinels_;  // the one that answered last first
+    redisAsyncContext* probe_ = nullptr;      // the sentinel being asked, then subscribed
+    std::size_t probe_index_ = 0;
+    bool probe_answered_ = false;  // probe_ named the primary; now only the +switch-master hint
+    core::EventLoop::TimerId probe_timer_ = 0;
+    std::string probe_errors_;  // why each sentinel asked this round did not answer
+    std::string primary_;       // the address the sentinels named last ("" before)
+    std::string role_;          // what ROLE said there last
+    std::string last_master_;   // the last address ROLE confirmed as master
+    std::uint64_t failovers_ = 0, switch_hints_ = 0;
+    std::uint64_t rollbacks_ = 0;  // full reads that found an older version: fresh snapshots
     std::uint64_t commands_ = 0, notices_ = 0, gaps_ = 0, resyncs_ = 0, polls_ = 0, reconnects_ = 0;
 };
 

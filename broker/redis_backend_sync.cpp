@@ -36,7 +36,7 @@ void RedisBackend::resync() {
               });
     if (!ok) {
         resync_inflight_ = false;
-        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+        lose_session("cannot send commands to Redis at " + endpoint());
     }
 }
 
@@ -94,15 +94,16 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
 
     if (!loaded_) {
         core::log_info("state: {} keys at version {} from Redis at {}", entries.size(), version,
-                       config_.parsed.endpoint());
+                       endpoint());
         replace(state::Snapshot{version, std::move(entries)});
     } else if (version < store_.version()) {
         if (version < at_send) {
             core::log_warn(
-                "Redis's state version went back from {} to {} (flushed, or "
-                "restarted without its data?): every worker gets the state as "
-                "Redis has it now",
+                "Redis's state version went back from {} to {} (flushed, restarted "
+                "without its data, or a failover to a replica that lacked the last "
+                "writes?): every worker gets the state as Redis has it now",
                 store_.version(), version);
+            ++rollbacks_;
             replace(state::Snapshot{version, std::move(entries)});
             // Confirmed writes are no longer in Redis's history: they are answered as done.
             auto waiting = std::move(awaiting_);
@@ -126,8 +127,8 @@ void RedisBackend::on_resync_reply(redisReply* r, std::uint64_t at_send) {
         connect_timer_ = 0;
         reconnect_delay_ = milliseconds(config_.reconnect_min_ms);
         if (logged_down_)
-            core::log_info("Redis at {} is back: {} keys at version {}", config_.parsed.endpoint(),
-                           store_.size(), store_.version());
+            core::log_info("Redis at {} is back: {} keys at version {}", endpoint(), store_.size(),
+                           store_.version());
         logged_down_ = false;
         mark_up();
         arm_timers();
@@ -227,8 +228,8 @@ void RedisBackend::poll() {
     if (!synced_ || cmd_ == nullptr || teardown_scheduled_) return;
     if (!inflight_.empty() &&
         Clock::now() - inflight_.front() > milliseconds(config_.connect_timeout_ms)) {
-        lose_session(fmt::format("Redis at {} did not answer a command within {} ms",
-                                 config_.parsed.endpoint(), config_.connect_timeout_ms));
+        lose_session(fmt::format("Redis at {} did not answer a command within {} ms", endpoint(),
+                                 config_.connect_timeout_ms));
         return;
     }
     ++polls_;
@@ -236,7 +237,7 @@ void RedisBackend::poll() {
     if (!send(cmd_, {"GET", version_key_}, [this, s, at_send](redisReply* r) {
             if (s == session_) on_poll_reply(r, at_send);
         }))
-        lose_session("cannot send commands to Redis at " + config_.parsed.endpoint());
+        lose_session("cannot send commands to Redis at " + endpoint());
 }
 
 void RedisBackend::on_poll_reply(redisReply* r, std::uint64_t at_send) {

@@ -1,6 +1,7 @@
 // The "state" section of the herd config; see state_config.hpp.
 #include "broker/state_config.hpp"
 
+#include <charconv>
 #include <filesystem>
 #include <set>
 
@@ -47,6 +48,44 @@ std::string resolve(const std::string& path, const std::string& base_dir) {
 
 }  // namespace
 
+std::string SentinelAddress::text() const {
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
+}
+
+SentinelAddress parse_sentinel_address(std::string_view text) {
+    SentinelAddress a;
+    std::string_view port;
+    if (text.starts_with('[')) {
+        auto close = text.find(']');
+        if (close == std::string_view::npos)
+            throw core::Error("an IPv6 address must end with ']' (\"[::1]:26379\")");
+        a.host = std::string(text.substr(1, close - 1));
+        std::string_view after = text.substr(close + 1);
+        if (!after.starts_with(':'))
+            throw core::Error("expected \"HOST:PORT\" (\"[::1]:26379\"): the port is missing");
+        port = after.substr(1);
+    } else {
+        auto colon = text.rfind(':');
+        if (colon == std::string_view::npos)
+            throw core::Error("expected \"HOST:PORT\" (\"10.0.0.1:26379\"): the port is missing");
+        a.host = std::string(text.substr(0, colon));
+        if (a.host.find(':') != std::string::npos)
+            throw core::Error("an IPv6 address needs brackets (\"[::1]:26379\")");
+        port = text.substr(colon + 1);
+    }
+    if (a.host.empty()) throw core::Error("the host is missing");
+    for (char ch : a.host)
+        if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f || ch == '/' || ch == '@')
+            throw core::Error("the host contains an invalid character");
+    int v = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || v < 1 || v > 65535)
+        throw core::Error("the port must be a number from 1 to 65535");
+    a.port = v;
+    return a;
+}
+
 StateConfig default_state_config(const std::string& default_path) {
     StateConfig c;
     c.backend = StateConfig::Backend::file;
@@ -67,9 +106,19 @@ StateConfig parse_state_config(const json& j, const std::string& base_dir,
                  "expected \"file\" or \"redis\", got " + describe(j["backend"]));
     }
     const std::set<std::string> file_keys = {"backend", "path"};
-    const std::set<std::string> redis_keys = {"backend",         "url",       "prefix",
-                                              "poll_ms",         "resync_ms", "connect_timeout_ms",
-                                              "reconnect_max_ms"};
+    const std::set<std::string> redis_keys = {"backend",
+                                              "url",
+                                              "prefix",
+                                              "poll_ms",
+                                              "resync_ms",
+                                              "connect_timeout_ms",
+                                              "reconnect_max_ms",
+                                              "sentinels",
+                                              "master_name",
+                                              "user",
+                                              "password",
+                                              "db",
+                                              "sentinel_timeout_ms"};
     const auto& known = backend == "file" ? file_keys : redis_keys;
     for (auto it = j.begin(); it != j.end(); ++it) {
         if (known.contains(it.key())) continue;
@@ -97,6 +146,64 @@ StateConfig parse_state_config(const json& j, const std::string& base_dir,
 
     c.backend = StateConfig::Backend::redis;
     RedisStateConfig& r = c.redis;
+    if (j.contains("sentinels")) {
+        if (j.contains("url"))
+            fail(where + ".sentinels",
+                 "give either \"url\" (one Redis) or \"sentinels\" (find the primary through "
+                 "Redis Sentinel), not both");
+        const json& list = j["sentinels"];
+        if (!list.is_array() || list.empty())
+            fail(where + ".sentinels",
+                 "expected a non-empty array of \"HOST:PORT\" strings, got " + describe(list));
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            std::string at = where + ".sentinels[" + std::to_string(i) + "]";
+            std::string text = get_string(list[i], at);
+            try {
+                r.sentinels.push_back(parse_sentinel_address(text));
+            } catch (const core::Error& e) {
+                fail(at, std::string(e.what()) + ", got " + describe(list[i]));
+            }
+            for (std::size_t k = 0; k + 1 < r.sentinels.size(); ++k)
+                if (r.sentinels[k] == r.sentinels.back())
+                    fail(at, "repeats sentinels[" + std::to_string(k) + "] " + describe(list[i]));
+        }
+        if (!j.contains("master_name"))
+            fail(where + ".master_name",
+                 "required with \"sentinels\": the name the sentinels monitor the primary under "
+                 "(\"sentinel monitor NAME ...\")");
+        r.master_name = get_string(j["master_name"], where + ".master_name");
+        if (r.master_name.empty()) fail(where + ".master_name", "must not be empty");
+        for (char ch : r.master_name)
+            if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f)
+                fail(where + ".master_name", "must not contain spaces or control characters, got " +
+                                                 describe(j["master_name"]));
+        // The data connections' credentials and database: what the URL would have said.
+        RedisUrl& u = r.parsed;
+        u = RedisUrl{};
+        u.host.clear();
+        u.port = 0;
+        if (j.contains("user")) u.user = get_string(j["user"], where + ".user");
+        if (j.contains("password")) {
+            u.password = get_string(j["password"], where + ".password");
+            u.raw_password_text = u.password;
+            if (u.password.empty()) fail(where + ".password", "must not be empty (leave it out)");
+        }
+        if (!u.user.empty() && u.password.empty())
+            fail(where + ".user", "needs \"password\" (AUTH USER PASSWORD)");
+        if (j.contains("db")) u.db = get_int(j["db"], where + ".db", 0, 65535);
+        if (j.contains("sentinel_timeout_ms"))
+            r.sentinel_timeout_ms =
+                get_int(j["sentinel_timeout_ms"], where + ".sentinel_timeout_ms", 10, 600000);
+        r.url.clear();
+    } else {
+        for (const char* key : {"master_name", "sentinel_timeout_ms"})
+            if (j.contains(key)) fail(where + "." + key, "only with \"sentinels\"");
+        for (const char* key : {"user", "password", "db"})
+            if (j.contains(key))
+                fail(where + "." + key,
+                     "only with \"sentinels\"; with \"url\", put it in the URL "
+                     "(redis://USER:PASSWORD@HOST:PORT/DB)");
+    }
     if (j.contains("url")) {
         r.url = get_string(j["url"], where + ".url");
         try {

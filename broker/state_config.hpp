@@ -3,12 +3,21 @@
 //   "state": {"backend": "file", "path": "app.state.json"}
 //   "state": {"backend": "redis", "url": "redis://:secret@127.0.0.1:6379/0", "prefix": "herd:",
 //             "poll_ms": 1000, "resync_ms": 60000}
+//   "state": {"backend": "redis", "sentinels": ["10.0.0.1:26379", "10.0.0.2:26379"],
+//             "master_name": "herd", "password": "secret", "db": 0}
+//
+// With "sentinels" (instead of "url") the broker asks Redis Sentinel where the primary
+// named master_name is, at every (re)connection; the data connections' credentials and
+// database are then the "user", "password" and "db" keys (with "url" they are part of the
+// URL, and those keys are refused). The sentinels themselves are asked without AUTH.
 //
 // Without a "state" section herd uses the file backend with the default path (beside the
 // config file), so it runs with nothing else installed.
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -24,9 +33,25 @@ struct FileStateConfig {
     std::string path;  // absolute
 };
 
+// One Redis Sentinel, "host:port" in the config.
+struct SentinelAddress {
+    std::string host;  // a name or an address (an IPv6 one without brackets)
+    int port = 26379;
+    std::string text() const;  // "host:port", "[::1]:26379"
+    bool operator==(const SentinelAddress&) const = default;
+};
+
 struct RedisStateConfig {
     std::string url = "redis://127.0.0.1:6379/0";
+    // With sentinels: host and port are those of the primary the sentinels name, filled in by
+    // the backend at each connection; user, password and db come from the config's keys.
     RedisUrl parsed = parse_redis_url("redis://127.0.0.1:6379/0");
+    // Non-empty: find the primary named master_name through these (in this order, the one
+    // that answered last moved to the front), never through url.
+    std::vector<SentinelAddress> sentinels;
+    std::string master_name;
+    int sentinel_timeout_ms = 1000;  // each sentinel may take this long to answer
+    bool uses_sentinels() const { return !sentinels.empty(); }
     // Keys: <prefix>data (the hash), <prefix>version (the counter); channel <prefix>changes.
     std::string prefix = "herd:";
     int poll_ms = 1000;             // read the version counter this often (safety net)
@@ -47,6 +72,9 @@ struct StateConfig {
 
 // The configuration used when the config file has no "state": the file backend at
 // default_path (e.g. "/etc/herd/app.state.json" for "/etc/herd/app.json").
+// "host:port" or "[v6]:port" (the port is required). Throws core::Error saying what is wrong.
+SentinelAddress parse_sentinel_address(std::string_view text);
+
 StateConfig default_state_config(const std::string& default_path);
 
 // Parses the "state" value found at json_path ("state"). Relative paths resolve against

@@ -10,13 +10,13 @@ BUILD_DIR="${HERD_BUILD_DIR:-$HERD_ROOT/build}"
 # Build: compiler, Meson, the libraries (hiredis for the state broker's Redis backend, c-ares
 # for the HTTP client's name lookups, libpq for the PostgreSQL client, nettle for the
 # WebSocket handshake's SHA-1 and base64).
-# Tests: GoogleTest, Python, curl and wrk as clients, redis-server and redis-cli (the tests
-# start their own Redis), postgresql (the PostgreSQL client's tests start their own server).
+# Tests: GoogleTest, Python, curl and wrk as clients, redis-server, redis-cli and
+# redis-sentinel (the tests start their own Redis, replica and sentinels), postgresql (the PostgreSQL client's tests start their own server).
 PACKAGES=(
   g++ meson ninja-build pkg-config
   libboost-dev libboost-filesystem-dev nlohmann-json3-dev libfmt-dev node-llhttp libhiredis-dev
   libc-ares-dev libpq-dev nettle-dev
-  libgtest-dev python3 curl wrk redis-server redis-tools postgresql
+  libgtest-dev python3 curl wrk redis-server redis-tools redis-sentinel postgresql
 )
 # A caller may ask for more (scripts/test.sh: clang and its libFuzzer runtime for the fuzz pass,
 # which serving does not need).

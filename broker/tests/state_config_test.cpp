@@ -95,6 +95,93 @@ TEST(StateConfig, ErrorsNameTheJsonPath) {
     }
 }
 
+TEST(StateConfig, RedisThroughSentinels) {
+    StateConfig c = parse_state_config(
+        {{"backend", "redis"},
+         {"sentinels", {"10.0.0.1:26379", "sentinel.example:26380", "[::1]:26381"}},
+         {"master_name", "herd"},
+         {"password", "s3cret"},
+         {"db", 3},
+         {"sentinel_timeout_ms", 250}},
+        "/etc/herd", "state", "/x");
+    ASSERT_TRUE(c.redis.uses_sentinels());
+    ASSERT_EQ(c.redis.sentinels.size(), 3u);
+    EXPECT_EQ(c.redis.sentinels[0], (SentinelAddress{"10.0.0.1", 26379}));
+    EXPECT_EQ(c.redis.sentinels[1], (SentinelAddress{"sentinel.example", 26380}));
+    EXPECT_EQ(c.redis.sentinels[2], (SentinelAddress{"::1", 26381}));
+    EXPECT_EQ(c.redis.sentinels[2].text(), "[::1]:26381");
+    EXPECT_EQ(c.redis.master_name, "herd");
+    EXPECT_EQ(c.redis.parsed.password, "s3cret");
+    EXPECT_EQ(c.redis.parsed.user, "");
+    EXPECT_EQ(c.redis.parsed.db, 3);
+    EXPECT_EQ(c.redis.parsed.host, "");  // the sentinels say, at each connection
+    EXPECT_EQ(c.redis.sentinel_timeout_ms, 250);
+    EXPECT_EQ(c.redis.url, "");
+    // The password never shows, even with sentinels.
+    EXPECT_EQ(c.redis.parsed.scrub("AUTH s3cret"), "AUTH ***");
+    StateConfig d = parse_state_config(
+        {{"backend", "redis"}, {"sentinels", {"127.0.0.1:26379"}}, {"master_name", "m"}}, "/",
+        "state", "/x");
+    EXPECT_EQ(d.redis.parsed.password, "");
+    EXPECT_EQ(d.redis.parsed.db, 0);
+    EXPECT_EQ(d.redis.sentinel_timeout_ms, 1000);
+    EXPECT_FALSE(
+        parse_state_config({{"backend", "redis"}}, "/", "state", "/x").redis.uses_sentinels());
+}
+
+TEST(StateConfig, SentinelErrorsNameTheKey) {
+    auto with = [](json extra) {
+        json j = {
+            {"backend", "redis"}, {"sentinels", {"127.0.0.1:26379"}}, {"master_name", "herd"}};
+        for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+        return config_error(j);
+    };
+    EXPECT_EQ(with({{"url", "redis://127.0.0.1"}}),
+              "state.sentinels: give either \"url\" (one Redis) or \"sentinels\" (find the "
+              "primary through Redis Sentinel), not both");
+    EXPECT_EQ(with({{"sentinels", json::array()}}),
+              "state.sentinels: expected a non-empty array of \"HOST:PORT\" strings, got []");
+    EXPECT_EQ(with({{"sentinels", "127.0.0.1:26379"}}),
+              "state.sentinels: expected a non-empty array of \"HOST:PORT\" strings, got "
+              "\"127.0.0.1:26379\"");
+    EXPECT_EQ(with({{"sentinels", {"127.0.0.1:26379", 26380}}}),
+              "state.sentinels[1]: expected a string, got 26380");
+    EXPECT_EQ(with({{"sentinels", {"127.0.0.1"}}}),
+              "state.sentinels[0]: expected \"HOST:PORT\" (\"10.0.0.1:26379\"): the port is "
+              "missing, got \"127.0.0.1\"");
+    EXPECT_EQ(with({{"sentinels", {"127.0.0.1:0"}}}),
+              "state.sentinels[0]: the port must be a number from 1 to 65535, got "
+              "\"127.0.0.1:0\"");
+    EXPECT_EQ(with({{"sentinels", {":26379"}}}),
+              "state.sentinels[0]: the host is missing, got \":26379\"");
+    EXPECT_EQ(with({{"sentinels", {"::1:26379"}}}),
+              "state.sentinels[0]: an IPv6 address needs brackets (\"[::1]:26379\"), got "
+              "\"::1:26379\"");
+    EXPECT_EQ(with({{"sentinels", {"a:1", "b:2", "a:1"}}}),
+              "state.sentinels[2]: repeats sentinels[0] \"a:1\"");
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"sentinels", {"127.0.0.1:26379"}}}),
+              "state.master_name: required with \"sentinels\": the name the sentinels monitor "
+              "the primary under (\"sentinel monitor NAME ...\")");
+    EXPECT_EQ(with({{"master_name", ""}}), "state.master_name: must not be empty");
+    EXPECT_EQ(with({{"master_name", "a b"}}),
+              "state.master_name: must not contain spaces or control characters, got \"a b\"");
+    EXPECT_EQ(with({{"password", ""}}), "state.password: must not be empty (leave it out)");
+    EXPECT_EQ(with({{"user", "app"}}), "state.user: needs \"password\" (AUTH USER PASSWORD)");
+    EXPECT_EQ(with({{"db", -1}}), "state.db: expected an integer from 0 to 65535, got -1");
+    EXPECT_EQ(with({{"sentinel_timeout_ms", 1}}),
+              "state.sentinel_timeout_ms: expected an integer from 10 to 600000, got 1");
+    // Without sentinels, the sentinel keys and the URL's parts are refused.
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"master_name", "herd"}}),
+              "state.master_name: only with \"sentinels\"");
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"password", "x"}}),
+              "state.password: only with \"sentinels\"; with \"url\", put it in the URL "
+              "(redis://USER:PASSWORD@HOST:PORT/DB)");
+    EXPECT_EQ(config_error({{"backend", "file"}, {"sentinels", {"127.0.0.1:26379"}}}),
+              "state.sentinels: only for backend \"redis\" (this one is \"file\")");
+    // An error never quotes the password.
+    EXPECT_EQ(with({{"password", "s3cret"}, {"db", "x"}}).find("s3cret"), std::string::npos);
+}
+
 TEST(RedisUrl, Forms) {
     RedisUrl u = parse_redis_url("redis://localhost");
     EXPECT_FALSE(u.unix_socket);

@@ -1,5 +1,6 @@
 // Helpers for the broker's tests: a temporary folder, running an EventLoop until a condition
-// holds (bounded), and a real redis-server started on a free port or a unix socket.
+// holds (bounded), a real redis-server started on a free port or a unix socket, and a real
+// redis-sentinel.
 #pragma once
 
 #include <fcntl.h>
@@ -147,6 +148,53 @@ inline int free_tcp_port() {
     return port;
 }
 
+// Starts args (its standard output a pipe) and waits, at most 10 s, for marker on that output;
+// then keeps the pipe (log_fd, non-blocking) so the process never blocks on a full pipe.
+// Throws with what it printed when the marker does not come (the process is then killed).
+inline void spawn_until_ready(const std::vector<std::string>& args, const std::string& marker,
+                              pid_t& pid_out, int& log_fd) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork() failed");
+    if (pid == 0) {
+        dup2(out[1], 1);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        std::vector<char*> argv;
+        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    close(out[1]);
+    std::string log;
+    auto end = std::chrono::steady_clock::now() + 10s;
+    bool ready = false;
+    while (!ready && std::chrono::steady_clock::now() < end) {
+        pollfd p{out[0], POLLIN, 0};
+        int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        end - std::chrono::steady_clock::now())
+                                        .count());
+        if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(out[0], buf, sizeof buf);
+        if (n <= 0) break;
+        log.append(buf, static_cast<size_t>(n));
+        ready = log.find(marker) != std::string::npos;
+    }
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    if (!ready) {
+        kill(pid, SIGKILL);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        close(out[0]);
+        throw std::runtime_error(args[0] + " did not become ready:\n" + log);
+    }
+    pid_out = pid;
+    log_fd = out[0];
+}
+
 // A redis-server of our own: no persistence, no system config. Started on a unix socket in
 // dir (and on a TCP port when port != 0); waits for "ready to accept connections" on its
 // log (its standard output), bounded.
@@ -154,8 +202,12 @@ class RedisServer {
   public:
     static bool available() { return std::string(REDIS_SERVER).size() > 0; }
 
-    RedisServer(std::string dir, int port = 0, std::string password = {})
-        : dir_(std::move(dir)), port_(port), password_(std::move(password)) {
+    RedisServer(std::string dir, int port = 0, std::string password = {},
+                std::vector<std::string> extra_args = {})
+        : dir_(std::move(dir)),
+          port_(port),
+          password_(std::move(password)),
+          extra_args_(std::move(extra_args)) {
         start();
     }
     ~RedisServer() { stop(); }
@@ -163,11 +215,10 @@ class RedisServer {
     std::string socket() const { return dir_ + "/redis.sock"; }
     int port() const { return port_; }
     bool running() const { return pid_ > 0; }
+    pid_t pid() const { return pid_; }
 
     void start() {
         if (pid_ > 0) return;
-        int out[2];
-        if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
         std::vector<std::string> args = {REDIS_SERVER,
                                          "--port",
                                          std::to_string(port_),
@@ -193,44 +244,8 @@ class RedisServer {
             args.push_back("--requirepass");
             args.push_back(password_);
         }
-        pid_t pid = fork();
-        if (pid < 0) throw std::runtime_error("fork() failed");
-        if (pid == 0) {
-            dup2(out[1], 1);
-            int devnull = open("/dev/null", O_RDONLY);
-            dup2(devnull, 0);
-            std::vector<char*> argv;
-            for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-            argv.push_back(nullptr);
-            execv(argv[0], argv.data());
-            _exit(127);
-        }
-        close(out[1]);
-        pid_ = pid;
-        // Wait for the ready line, at most 10 s.
-        std::string log;
-        auto end = std::chrono::steady_clock::now() + 10s;
-        bool ready = false;
-        while (!ready && std::chrono::steady_clock::now() < end) {
-            pollfd p{out[0], POLLIN, 0};
-            int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            end - std::chrono::steady_clock::now())
-                                            .count());
-            if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
-            char buf[4096];
-            ssize_t n = read(out[0], buf, sizeof buf);
-            if (n <= 0) break;
-            log.append(buf, static_cast<size_t>(n));
-            ready =
-                log.find("eady to accept connections") != std::string::npos;  // "Ready", "ready"
-        }
-        // Keep draining its output in the background so it never blocks on a full pipe.
-        log_fd_ = out[0];
-        fcntl(log_fd_, F_SETFL, O_NONBLOCK);
-        if (!ready) {
-            stop();
-            throw std::runtime_error("redis-server did not become ready:\n" + log);
-        }
+        args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+        spawn_until_ready(args, "eady to accept connections", pid_, log_fd_);  // "Ready", "ready"
     }
 
     // Stops it and waits until it has exited (its sockets are closed then).
@@ -265,6 +280,63 @@ class RedisServer {
     std::string dir_;
     int port_;
     std::string password_;
+    std::vector<std::string> extra_args_;
+    pid_t pid_ = -1;
+    int log_fd_ = -1;
+};
+
+// A redis-sentinel of our own on 127.0.0.1:port, monitoring 127.0.0.1:primary_port as name
+// with quorum 2 and short timeouts (down after 500 ms, failover timeout 2 s) so that tests fail
+// over in seconds. Its config file, which it rewrites, is in dir. Ready once it monitors. The
+// sentinel itself asks for no password.
+class RedisSentinel {
+  public:
+    static bool available() { return std::string(REDIS_SENTINEL).size() > 0; }
+
+    // auth_pass: the password of the primary and its replicas ("" : none).
+    RedisSentinel(const std::string& dir, int port, const std::string& name, int primary_port,
+                  const std::string& auth_pass = {})
+        : port_(port) {
+        std::string conf = dir + "/sentinel-" + std::to_string(port) + ".conf";
+        write_file(
+            conf,
+            "port " + std::to_string(port) +
+                "\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\n"
+                "dir " +
+                dir + "\nsentinel monitor " + name + " 127.0.0.1 " + std::to_string(primary_port) +
+                " 2\nsentinel down-after-milliseconds " + name +
+                " 500\nsentinel failover-timeout " + name + " 2000\nsentinel parallel-syncs " +
+                name + " 1\n" +
+                (auth_pass.empty() ? "" : "sentinel auth-pass " + name + " " + auth_pass + "\n"));
+        spawn_until_ready({REDIS_SENTINEL, conf}, "+monitor master", pid_, log_fd_);
+    }
+    ~RedisSentinel() { stop(); }
+
+    int port() const { return port_; }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+    void stop() {
+        if (pid_ > 0) {
+            kill(pid_, SIGKILL);
+            int st = 0;
+            waitpid(pid_, &st, 0);
+            pid_ = -1;
+        }
+        if (log_fd_ >= 0) close(log_fd_);
+        log_fd_ = -1;
+    }
+
+    // redis-cli against this sentinel.
+    std::string cli(const std::vector<std::string>& args) const {
+        std::vector<std::string> full = {REDIS_CLI, "-h", "127.0.0.1", "-p", std::to_string(port_)};
+        full.insert(full.end(), args.begin(), args.end());
+        std::string out = run_command(full);
+        while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+        return out;
+    }
+
+  private:
+    int port_;
     pid_t pid_ = -1;
     int log_fd_ = -1;
 };
