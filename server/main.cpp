@@ -389,6 +389,12 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         if (!up && !st.value("last_error", std::string()).empty())
             std::printf(" (%s)", st.value("last_error", std::string()).c_str());
         std::printf("\n");
+        if (st.contains("primary") && st["primary"].is_object())
+            std::printf("state primary (sentinels): %s, role %s, %llu failover(s)\n",
+                        st["primary"].value("address", "?").c_str(),
+                        st["primary"].value("role", "?").c_str(),
+                        static_cast<unsigned long long>(
+                            st["primary"].value("failovers", std::uint64_t{0})));
     }
     for (const auto& app : answer["apps"]) {
         std::string state = app.value("state", "");

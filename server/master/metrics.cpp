@@ -159,6 +159,15 @@ std::string render_metrics(const MasterMetrics& m) {
         out += fmt::format("herd_state_lag_versions {}\n", m.state_lag);
         family(out, "herd_broker_restarts_total", "counter", "Broker processes restarted.");
         out += fmt::format("herd_broker_restarts_total {}\n", m.broker_restarts);
+        if (m.state_primary) {
+            family(out, "herd_state_primary", "gauge",
+                   "The Redis primary the sentinels named, with its role as last checked (1).");
+            out += fmt::format("herd_state_primary{{address=\"{}\",role=\"{}\"}} 1\n",
+                               label(m.state_primary->address), label(m.state_primary->role));
+            family(out, "herd_state_failovers_total", "counter",
+                   "Times the Redis primary changed (Sentinel failovers seen by the broker).");
+            out += fmt::format("herd_state_failovers_total {}\n", m.state_primary->failovers);
+        }
     }
     render_client(out, m, "http", "HTTP");
     render_client(out, m, "redis", "Redis");

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,13 @@ struct MasterMetrics {
     bool state_up = false;
     std::uint64_t state_lag = 0;
     std::uint64_t broker_restarts = 0;
+    // Redis through sentinels: the primary the broker uses, its role as last checked, and how
+    // many times the primary changed (failovers). Unset for other backends.
+    struct Primary {
+        std::string address, role;
+        std::uint64_t failovers = 0;
+    };
+    std::optional<Primary> state_primary;
     std::vector<AppMetrics> apps;
 };
 

@@ -162,6 +162,10 @@ MasterMetrics Master::metrics() const {
         m.state_known = true;
         m.state_version = broker_->status.value("version", std::uint64_t{0});
         m.state_up = broker_->status.value("up", false);
+        if (auto p = broker_->status.find("primary"); p != broker_->status.end() && p->is_object())
+            m.state_primary = MasterMetrics::Primary{p->value("address", std::string()),
+                                                     p->value("role", std::string()),
+                                                     p->value("failovers", std::uint64_t{0})};
         for (const auto& [pid, w] : workers_)
             if (sup_.takes_connections(pid) && w->state_version < m.state_version)
                 m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);

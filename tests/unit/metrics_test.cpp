@@ -143,6 +143,21 @@ TEST(RenderMetricsTest, ExpositionFormat) {
     EXPECT_NE(t.find("herd_reloads_total{result=\"failed\"} 1\n"), std::string::npos);
 }
 
+TEST(RenderMetricsTest, SentinelPrimaryAndFailovers) {
+    MasterMetrics m;
+    m.state_known = true;
+    std::string plain = render_metrics(m);
+    EXPECT_EQ(plain.find("herd_state_primary"), std::string::npos) << "only with sentinels";
+    m.state_primary = MasterMetrics::Primary{"127.0.0.1:6380", "master", 2};
+    std::string t = render_metrics(m);
+    EXPECT_NE(t.find("herd_state_primary{address=\"127.0.0.1:6380\",role=\"master\"} 1\n"),
+              std::string::npos)
+        << t;
+    EXPECT_NE(t.find("# TYPE herd_state_failovers_total counter\nherd_state_failovers_total 2\n"),
+              std::string::npos)
+        << t;
+}
+
 TEST(OutputReaderTest, SplitsLinesCutsLongOnesAndFlushesThePartialAtEnd) {
     herd::core::EventLoop loop;
     int p[2];
