@@ -69,7 +69,9 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
     j["aps"] = json::array();
     std::string e = error_of(j);
     EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
-    EXPECT_NE(e.find("allow_root, apps, control, group, log_file, log_level, metrics, state, user"),
+    EXPECT_NE(e.find("allow_root, apps, control, group, health, health_max_state_age_ms, log_file, "
+                     "log_level, "
+                     "metrics, state, user"),
               std::string::npos)
         << e;
 }
@@ -78,6 +80,15 @@ TEST(ConfigErrorTest, BadLogsAndMetrics) {
     json j = base_config();
     j["metrics"] = "localhost:x";
     EXPECT_NE(error_of(j).find("metrics: "), std::string::npos) << error_of(j);
+    j = base_config();
+    j["health"] = "127.0.0.1:http";
+    EXPECT_NE(error_of(j).find("health: "), std::string::npos) << error_of(j);
+    j = base_config();
+    j["health_max_state_age_ms"] = -1;
+    EXPECT_NE(error_of(j).find("health_max_state_age_ms: expected an integer from 0 to 86400000, "
+                               "got -1"),
+              std::string::npos)
+        << error_of(j);
     j = base_config();
     j["log_file"] = "";
     EXPECT_NE(error_of(j).find("log_file: must not be empty"), std::string::npos);
