@@ -35,7 +35,8 @@ clock in every network namespace (there is no time namespace here).
    config). wrk -t1 -c64 keep-alive from the lb namespace, 1 s warm-up then --seconds
    measured, the three (and h1 without haproxy, for reference) interleaved in each round. Each
    host's share of the requests from `herd status` (the workers' request counts) before and
-   after each run. All hosts, haproxy, Redis and wrk share the machine's CPUs: the ratios to
+   after each run, and the CPU time per request of haproxy and of all herd hosts' process trees
+   (utime + stime from /proc; pids are global). All hosts, haproxy, Redis and wrk share the machine's CPUs: the ratios to
    1 host show the cost of more hosts and processes on the same CPUs, not scaling.
 3. Failover time, from the Redis primary's death to the first acknowledged write: NOT
    MEASURED YET. It needs Redis Sentinel support in the broker (being built; not in this
@@ -70,7 +71,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 import benchlib  # noqa: E402  (kills every process group it started on any exit)
 import topology  # noqa: E402
-from benchlib import ROOT, Proc, log  # noqa: E402
+from benchlib import ROOT, Proc, cpu_seconds, log  # noqa: E402
 from state import collect, machine, percentile  # noqa: E402
 
 HOSTS = ["h1", "h2", "h3"]
@@ -347,17 +348,25 @@ def throughput(args, net, tmp, hosts, rows):
             for name, url, n in configs:
                 wrk(url, 1, 64)  # warm-up
                 before = [h.requests() for h in hosts]
+                cpu_before = (cpu_seconds(haproxy.pid), sum(cpu_seconds(h.proc.pid) for h in hosts))
                 res = wrk(url, args.seconds, 64)
+                cpu_after = (cpu_seconds(haproxy.pid), sum(cpu_seconds(h.proc.pid) for h in hosts))
                 after = [h.requests() for h in hosts]
                 served = [a - b for a, b in zip(after, before)]
                 total = sum(served) or 1
                 res["shares"] = [s / total for s in served]
+                # CPU per request (microseconds) of haproxy and of every herd host's whole tree
+                # (master, workers, broker), from /proc (pids are global: no pid namespace).
+                res["haproxy_us"] = (cpu_after[0] - cpu_before[0]) / res["requests"] * 1e6
+                res["herd_us"] = (cpu_after[1] - cpu_before[1]) / res["requests"] * 1e6
                 results[name].append(res)
-                log("  round %d, %s: %.0f requests/s, p99 %.2f ms, errors %d, non-2xx %d, shares %s" % (
-                    r + 1, name, res["rps"], res["p99_ms"], res["errors"], res["non_2xx"],
-                    " ".join("%.2f" % s for s in res["shares"])))
+                log("  round %d, %s: %.0f requests/s, p99 %.2f ms, errors %d, non-2xx %d, shares %s, "
+                    "CPU us/request haproxy %.1f herd %.1f" % (
+                        r + 1, name, res["rps"], res["p99_ms"], res["errors"], res["non_2xx"],
+                        " ".join("%.2f" % s for s in res["shares"]), res["haproxy_us"], res["herd_us"]))
                 rows.append(["rps", name, r + 1, "%.1f" % res["rps"], "%.3f" % res["p50_ms"], "%.3f" % res["p99_ms"],
-                             res["errors"], res["non_2xx"]] + ["%.3f" % s for s in res["shares"]])
+                             res["errors"], res["non_2xx"]] + ["%.3f" % s for s in res["shares"]]
+                            + ["%.2f" % res["haproxy_us"], "%.2f" % res["herd_us"]])
         if haproxy.proc.poll() is not None:
             raise RuntimeError("haproxy exited:\n" + "\n".join(haproxy.lines[-20:]))
     finally:
@@ -469,17 +478,18 @@ def main():
                           "the same %d CPUs: the ratios show the overhead of more hosts on the same CPUs, "
                           "not scaling.**\n" % (args.rounds, args.seconds, os.cpu_count()))
             report.append("| target | requests/s | ratio to 1 host (medians) | p50 (ms) | p99 (ms) | errors / non-2xx | "
-                          "share of requests per host (median) |")
-            report.append("| --- | --- | --- | --- | --- | --- | --- |")
+                          "share of requests per host (median) | CPU per request, haproxy / all herd hosts (us) |")
+            report.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
             for name, _, n in configs:
                 rs = results[name]
                 rps = [r["rps"] for r in rs]
                 shares = ", ".join("%s %.2f" % (HOSTS[k], statistics.median(r["shares"][k] for r in rs))
                                    for k in range(3) if any(r["shares"][k] for r in rs))
-                report.append("| %s | %s | %.2f | %s | %s | %d / %d | %s |" % (
+                report.append("| %s | %s | %.2f | %s | %s | %d / %d | %s | %s / %s |" % (
                     name, benchlib.med(rps), statistics.median(rps) / base,
                     benchlib.med([r["p50_ms"] for r in rs], "%.2f"), benchlib.med([r["p99_ms"] for r in rs], "%.2f"),
-                    sum(r["errors"] for r in rs), sum(r["non_2xx"] for r in rs), shares))
+                    sum(r["errors"] for r in rs), sum(r["non_2xx"] for r in rs), shares,
+                    benchlib.med([r["haproxy_us"] for r in rs], "%.1f"), benchlib.med([r["herd_us"] for r in rs], "%.1f")))
 
         report.append("\n## 3. Failover time (primary's death to the first acknowledged write)\n")
         report.append("Not measured: needs Redis Sentinel support in the broker (being built, not in this tree).\n")
@@ -500,7 +510,7 @@ def main():
     with open(os.path.join(args.results, "fleet.csv"), "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["part", "phase_or_target", "i_or_round", "total_ns_or_rps", "first_ns_or_p50_ms",
-                      "h1_ns_or_p99_ms", "h2_ns_or_errors", "h3_ns_or_non2xx", "shares..."])
+                      "h1_ns_or_p99_ms", "h2_ns_or_errors", "h3_ns_or_non2xx", "rps: share_h1", "share_h2", "share_h3", "haproxy_us_per_request", "herd_us_per_request"])
         out.writerows(rows)
     log("results: %s" % os.path.relpath(os.path.join(args.results, "fleet.md"), ROOT))
 
