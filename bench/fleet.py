@@ -477,16 +477,17 @@ def main():
                           "interleaved. Median (min-max) over the rounds. **Every host, haproxy, Redis and wrk share "
                           "the same %d CPUs: the ratios show the overhead of more hosts on the same CPUs, "
                           "not scaling.**\n" % (args.rounds, args.seconds, os.cpu_count()))
-            report.append("| target | requests/s | ratio to 1 host (medians) | p50 (ms) | p99 (ms) | errors / non-2xx | "
+            report.append("| target | requests/s | ratio to 1 host (medians) | ratio to 1 host, round by round | p50 (ms) | p99 (ms) | errors / non-2xx | "
                           "share of requests per host (median) | CPU per request, haproxy / all herd hosts (us) |")
-            report.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+            report.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for name, _, n in configs:
                 rs = results[name]
                 rps = [r["rps"] for r in rs]
                 shares = ", ".join("%s %.2f" % (HOSTS[k], statistics.median(r["shares"][k] for r in rs))
                                    for k in range(3) if any(r["shares"][k] for r in rs))
-                report.append("| %s | %s | %.2f | %s | %s | %d / %d | %s | %s / %s |" % (
-                    name, benchlib.med(rps), statistics.median(rps) / base,
+                by_round = [r["rps"] / b["rps"] for r, b in zip(rs, results["1 host"])]
+                report.append("| %s | %s | %.2f | %s | %s | %s | %d / %d | %s | %s / %s |" % (
+                    name, benchlib.med(rps), statistics.median(rps) / base, benchlib.med(by_round, "%.2f"),
                     benchlib.med([r["p50_ms"] for r in rs], "%.2f"), benchlib.med([r["p99_ms"] for r in rs], "%.2f"),
                     sum(r["errors"] for r in rs), sum(r["non_2xx"] for r in rs), shares,
                     benchlib.med([r["haproxy_us"] for r in rs], "%.1f"), benchlib.med([r["herd_us"] for r in rs], "%.1f")))
