@@ -86,7 +86,12 @@ class Herd:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait_ready:
-            self.wait_for(r"all apps ready")
+            try:
+                self.wait_for(r"all apps ready")
+            except BaseException:
+                # `with` calls no __exit__ when __enter__ raises: nothing may be left running.
+                self.kill()
+                raise
         return self
 
     def _limits(self):

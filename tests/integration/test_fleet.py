@@ -66,8 +66,8 @@ class Fleet(unittest.TestCase):
         for name in HOSTS:
             config = self.config_for(name)
             herd = harness.Herd(config, wrapper=self.net.wrap(name))
-            herd.start()
             self.addCleanup(herd.__exit__, None, None, None)
+            herd.start()
             self.hosts[name] = herd
         lb = self.net.address("lb")
         servers = "\n".join("    server %s %s:8080 check" % (n, self.net.address(n)) for n in HOSTS)
