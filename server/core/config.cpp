@@ -65,6 +65,16 @@ std::string get_string(const json& j, const std::string& where) {
     return j.get<std::string>();
 }
 
+// An address ("127.0.0.1:9100"): parse_address's complaint, as a ConfigError naming `where`.
+SocketAddress get_address(const json& j, const std::string& where) {
+    std::string text = get_string(j, where);
+    try {
+        return parse_address(text);
+    } catch (const Error& e) {
+        fail(where, e.what());
+    }
+}
+
 long long get_int(const json& j, const std::string& where, long long min, long long max) {
     if (!j.is_number_integer())
         fail(where, "expected an integer from " + std::to_string(min) + " to " +
@@ -435,26 +445,14 @@ std::span<const ConfigKey> config_keys() {
          .type = "address",
          .read =
              [](const json& v, Config& c, const std::string&) {
-                 try {
-                     c.metrics = parse_address(get_string(v, "metrics"));
-                 } catch (const ConfigError&) {
-                     throw;
-                 } catch (const Error& e) {
-                     fail("metrics", e.what());
-                 }
+                 c.metrics = get_address(v, "metrics");
              }},
         {.name = "health",
          .readme_default = "none",
          .type = "address",
          .read =
              [](const json& v, Config& c, const std::string&) {
-                 try {
-                     c.health = parse_address(get_string(v, "health"));
-                 } catch (const ConfigError&) {
-                     throw;
-                 } catch (const Error& e) {
-                     fail("health", e.what());
-                 }
+                 c.health = get_address(v, "health");
              }},
         {.name = "health_max_state_age_ms",
          .readme_default = "30000",
