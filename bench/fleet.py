@@ -77,17 +77,7 @@ from state import collect, machine, percentile  # noqa: E402
 HOSTS = ["h1", "h2", "h3"]
 CLONE_NEWNET = 0x40000000
 
-HAPROXY = """global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch
-    retry-on all-retryable-errors
-{sections}
+HAPROXY = topology.HAPROXY_DEFAULTS + """{sections}
 """
 
 SECTION = """frontend f{n}

@@ -24,17 +24,7 @@ MISSING = [p for p in ("haproxy", "redis-server", "redis-cli", "wrk", "curl") if
 HOSTS = ["h1", "h2", "h3"]
 
 
-HAPROXY = """global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch
-    retry-on all-retryable-errors
-frontend web
+HAPROXY = topology.HAPROXY_DEFAULTS + """frontend web
     bind {lb}:8080
     default_backend hosts
 backend hosts

@@ -15,6 +15,21 @@ import subprocess
 
 SUBNET = "127.77.0"
 
+# haproxy's global and defaults sections in front of herd hosts (test_fleet.py, bench/fleet.py;
+# docs/deployment.md says why each line): a request that meets a host that just died is sent
+# to another one.
+HAPROXY_DEFAULTS = """global
+    maxconn 2000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+    retry-on all-retryable-errors
+"""
+
 
 def _ip(*args, check=True):
     return subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
