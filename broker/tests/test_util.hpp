@@ -103,8 +103,9 @@ inline bool run_until(core::EventLoop& loop, const std::function<bool()>& pred,
     return true;
 }
 
-// Runs a command, returns its standard output (and the exit status in status).
-inline std::string run_command(const std::vector<std::string>& args, int* status = nullptr) {
+// Forks and execs args (args[0] a path) with standard input /dev/null and standard output a
+// pipe, whose read end goes in read_end (close-on-exec). Returns the child's pid.
+inline pid_t spawn_piped(const std::vector<std::string>& args, int& read_end) {
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
     pid_t pid = fork();
@@ -120,11 +121,19 @@ inline std::string run_command(const std::vector<std::string>& args, int* status
         _exit(127);
     }
     close(out[1]);
+    read_end = out[0];
+    return pid;
+}
+
+// Runs a command, returns its standard output (and the exit status in status).
+inline std::string run_command(const std::vector<std::string>& args, int* status = nullptr) {
+    int out = -1;
+    pid_t pid = spawn_piped(args, out);
     std::string text;
     char buf[4096];
     ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-    close(out[0]);
+    while ((n = read(out, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    close(out);
     int st = 0;
     waitpid(pid, &st, 0);
     if (status != nullptr) *status = st;
@@ -153,46 +162,33 @@ inline int free_tcp_port() {
 // Throws with what it printed when the marker does not come (the process is then killed).
 inline void spawn_until_ready(const std::vector<std::string>& args, const std::string& marker,
                               pid_t& pid_out, int& log_fd) {
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2() failed");
-    pid_t pid = fork();
-    if (pid < 0) throw std::runtime_error("fork() failed");
-    if (pid == 0) {
-        dup2(out[1], 1);
-        int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
-        std::vector<char*> argv;
-        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        execv(argv[0], argv.data());
-        _exit(127);
-    }
-    close(out[1]);
+    int out = -1;
+    pid_t pid = spawn_piped(args, out);
     std::string log;
     auto end = std::chrono::steady_clock::now() + 10s;
     bool ready = false;
     while (!ready && std::chrono::steady_clock::now() < end) {
-        pollfd p{out[0], POLLIN, 0};
+        pollfd p{out, POLLIN, 0};
         int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         end - std::chrono::steady_clock::now())
                                         .count());
         if (poll(&p, 1, std::max(left, 1)) <= 0) continue;
         char buf[4096];
-        ssize_t n = read(out[0], buf, sizeof buf);
+        ssize_t n = read(out, buf, sizeof buf);
         if (n <= 0) break;
         log.append(buf, static_cast<size_t>(n));
         ready = log.find(marker) != std::string::npos;
     }
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(out, F_SETFL, O_NONBLOCK);
     if (!ready) {
         kill(pid, SIGKILL);
         int st = 0;
         waitpid(pid, &st, 0);
-        close(out[0]);
+        close(out);
         throw std::runtime_error(args[0] + " did not become ready:\n" + log);
     }
     pid_out = pid;
-    log_fd = out[0];
+    log_fd = out;
 }
 
 // A redis-server of our own: no persistence, no system config. Started on a unix socket in
