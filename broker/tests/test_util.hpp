@@ -125,6 +125,18 @@ inline pid_t spawn_piped(const std::vector<std::string>& args, int& read_end) {
     return pid;
 }
 
+// Kills a process spawn_until_ready started, waits for it, and closes its output pipe.
+inline void kill_and_reap(pid_t& pid, int& log_fd) {
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        pid = -1;
+    }
+    if (log_fd >= 0) close(log_fd);
+    log_fd = -1;
+}
+
 // Runs a command, returns its standard output (and the exit status in status).
 inline std::string run_command(const std::vector<std::string>& args, int* status = nullptr) {
     int out = -1;
@@ -246,14 +258,7 @@ class RedisServer {
 
     // Stops it and waits until it has exited (its sockets are closed then).
     void stop() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            int st = 0;
-            waitpid(pid_, &st, 0);
-            pid_ = -1;
-        }
-        if (log_fd_ >= 0) close(log_fd_);
-        log_fd_ = -1;
+        kill_and_reap(pid_, log_fd_);
         std::error_code ec;
         std::filesystem::remove(socket(), ec);
     }
@@ -311,16 +316,7 @@ class RedisSentinel {
     int port() const { return port_; }
     std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
-    void stop() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            int st = 0;
-            waitpid(pid_, &st, 0);
-            pid_ = -1;
-        }
-        if (log_fd_ >= 0) close(log_fd_);
-        log_fd_ = -1;
-    }
+    void stop() { kill_and_reap(pid_, log_fd_); }
 
     // redis-cli against this sentinel.
     std::string cli(const std::vector<std::string>& args) const {
