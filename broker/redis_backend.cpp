@@ -317,6 +317,11 @@ void RedisBackend::teardown() {
     auto waiting = std::move(awaiting_);
     awaiting_.clear();
     for (auto& [v, done] : waiting) done("", v);
+    // Writes held for the next WAIT were never sent.
+    auto held = std::move(held_);
+    held_.clear();
+    wait_out_ = false;
+    for (auto& [change, done] : held) done(down_text(), 0);
     schedule_reconnect();
 }
 
@@ -406,10 +411,85 @@ void RedisBackend::write(state::Change change, WriteDone done) {
         defer([done = std::move(done), text = down_text()] { done(text, 0); });
         return;
     }
-    send_write(change, std::move(done), !sha_.empty());
+    if (config_.min_replicas_ack == 0)
+        return send_write(change, std::move(done), !sha_.empty(), {});
+    held_.emplace_back(std::move(change), std::move(done));
+    if (!wait_out_) send_held();
 }
 
-void RedisBackend::send_write(const state::Change& change, WriteDone done, bool use_sha) {
+void RedisBackend::send_held() {
+    auto batch = std::make_shared<AckBatch>();
+    auto writes = std::move(held_);
+    held_.clear();
+    for (auto& [change, done] : writes) {
+        if (teardown_scheduled_)
+            held_.emplace_back(std::move(change), std::move(done));  // teardown fails them
+        else
+            send_write(change, std::move(done), !sha_.empty(), batch);
+    }
+    if (teardown_scheduled_) return;
+    std::uint64_t s = session_;
+    ++waits_;
+    wait_out_ = true;
+    // Every reply of the session comes, or the callback runs with none when the connection
+    // goes: the batch is always answered.
+    bool sent = send(cmd_,
+                     {"WAIT", std::to_string(config_.min_replicas_ack),
+                      std::to_string(config_.replica_ack_timeout_ms)},
+                     [this, s, batch](redisReply* r) {
+                         on_wait_reply(r, *batch);
+                         if (s != session_) return;
+                         wait_out_ = false;
+                         if (!held_.empty() && synced_ && cmd_ != nullptr && !teardown_scheduled_)
+                             send_held();
+                     });
+    if (!sent) {
+        wait_out_ = false;
+        lose_session("cannot send commands to Redis at " + endpoint());
+    }
+}
+
+void RedisBackend::on_wait_reply(redisReply* r, AckBatch& batch) {
+    if (batch.confirmed.empty()) return;
+    const int wanted = config_.min_replicas_ack;
+    std::string why;
+    if (r == nullptr)
+        why = "the connection was lost before the replicas confirmed it";
+    else if (r->type == REDIS_REPLY_ERROR)
+        why = "Redis refused WAIT: " + scrub(reply_text(r));
+    else if (r->type != REDIS_REPLY_INTEGER)
+        why = fmt::format("Redis answered WAIT with {}", reply_type_name(r->type));
+    else if (r->integer >= wanted) {
+        if (replicas_behind_) core::log_info("state: the replicas confirm writes again");
+        replicas_behind_ = false;
+        for (auto& u : batch.confirmed) applied(u.version, std::move(u.done));
+        return;
+    } else
+        why = fmt::format(
+            "only {} of the {} replica(s) required (min_replicas_ack) confirmed "
+            "it within {} ms",
+            r->integer, wanted, config_.replica_ack_timeout_ms);
+    if (!replicas_behind_)
+        core::log_warn("state: writes not confirmed by replicas fail from now on: {}", why);
+    replicas_behind_ = true;
+    for (auto& u : batch.confirmed) {
+        ++unconfirmed_writes_;
+        u.done(fmt::format("the write of {} was applied on the Redis primary at {} (version {}), "
+                           "but {}; it may be lost if the primary fails",
+                           state::quote_key(u.key), endpoint(), u.version, why),
+               0);
+    }
+}
+
+void RedisBackend::applied(std::uint64_t version, WriteDone done) {
+    if (store_.version() >= version)
+        done("", version);
+    else
+        awaiting_.emplace(version, std::move(done));
+}
+
+void RedisBackend::send_write(const state::Change& change, WriteDone done, bool use_sha,
+                              std::shared_ptr<AckBatch> batch) {
     std::vector<std::string> args;
     if (use_sha)
         args = {"EVALSHA", sha_};
@@ -419,7 +499,7 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
                 {"2", data_key_, version_key_, channel_, change.value ? "set" : "del", change.key});
     if (change.value) args.push_back(change.value->dump());
     auto shared_done = std::make_shared<WriteDone>(std::move(done));
-    bool sent = send(cmd_, args, [this, change, shared_done, use_sha](redisReply* r) {
+    bool sent = send(cmd_, args, [this, change, shared_done, use_sha, batch](redisReply* r) {
         WriteDone& done = *shared_done;
         if (r == nullptr) {
             done(fmt::format("the connection to Redis at {} was lost before the write of {} "
@@ -432,12 +512,16 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
             std::string e = reply_text(r);
             if (use_sha && e.starts_with("NOSCRIPT")) {
                 // Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran. Again with
-                // the script itself, which caches it again.
+                // the script itself, which caches it again; in a batch, after its WAIT (which
+                // must follow the write), in its place among the held writes.
                 sha_.clear();
-                if (synced_ && cmd_ != nullptr && !teardown_scheduled_)
-                    send_write(change, std::move(done), false);
-                else
+                if (!synced_ || cmd_ == nullptr || teardown_scheduled_)
                     done(down_text(), 0);
+                else if (batch)
+                    held_.emplace(held_.begin() + static_cast<long>(batch->retries++), change,
+                                  std::move(done));
+                else
+                    send_write(change, std::move(done), false, {});
                 return;
             }
             done("Redis refused the write of " + state::quote_key(change.key) + ": " + scrub(e), 0);
@@ -454,10 +538,10 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
             return;
         }
         auto version = static_cast<std::uint64_t>(r->integer);
-        if (store_.version() >= version)
-            done("", version);
+        if (batch)
+            batch->confirmed.push_back({version, change.key, std::move(done)});
         else
-            awaiting_.emplace(version, std::move(done));
+            applied(version, std::move(done));
     });
     if (!sent) {
         defer([shared_done, text = "cannot send the write to Redis at " + endpoint()] {
@@ -465,6 +549,15 @@ void RedisBackend::send_write(const state::Change& change, WriteDone done, bool 
         });
         lose_session("cannot send commands to Redis at " + endpoint());
     }
+}
+
+std::string RedisBackend::scrub(std::string text) const {
+    text = config_.parsed.scrub(std::move(text));
+    const std::string& secret = config_.sentinel_password;
+    if (secret.empty()) return text;
+    for (std::size_t at = 0; (at = text.find(secret, at)) != std::string::npos; at += 3)
+        text.replace(at, secret.size(), "***");
+    return text;
 }
 
 BackendStatus RedisBackend::status() const {
@@ -484,6 +577,12 @@ BackendStatus RedisBackend::status() const {
                  {"bad_fields", bad_fields_.size()},
                  {"awaiting_acks", awaiting_.size()},
                  {"rollbacks", rollbacks_}};
+    if (config_.min_replicas_ack > 0) {
+        s.details["min_replicas_ack"] = config_.min_replicas_ack;
+        s.details["waits"] = waits_;
+        s.details["unconfirmed_writes"] = unconfirmed_writes_;
+        s.details["held_writes"] = held_.size();
+    }
     if (config_.uses_sentinels()) {
         s.primary = BackendStatus::Primary{primary_, role_, failovers_};
         json list = json::array();

@@ -43,6 +43,15 @@
 // first full read goes through the "version went back" path when the new primary lacks the
 // last writes (Redis replication is asynchronous), and every worker gets a fresh snapshot.
 //
+// With min_replicas_ack N > 0, writes are acknowledged only once N replicas confirm them:
+// the write's script, then WAIT N replica_ack_timeout_ms on the same connection (WAIT covers
+// every earlier write of that connection). One WAIT at a time: writes that come while one is
+// out are held in the broker and sent together, followed by one WAIT for them all (group
+// commit), so a replica that does not answer costs every write at most two timeouts, and the
+// commands behind a WAIT are not mistaken for a frozen Redis. A write the replicas do not
+// confirm fails with an error saying it is applied on the primary (workers see it) and may be
+// lost if the primary fails; held writes fail as not applied if the connection drops.
+//
 // Passwords never appear in a message: the URL is shown redacted and every error text from
 // Redis or hiredis is scrubbed of the password.
 #pragma once
@@ -52,6 +61,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,6 +109,7 @@ class RedisBackend final : public Backend {
     std::string target_text() const;
     // probe_'s replies: the sentinel's answer, then the +switch-master messages.
     static void on_probe_reply(redisAsyncContext* c, void* reply, void* privdata);
+    static void on_sentinel_auth(redisAsyncContext* c, void* reply, void* privdata);
     void schedule_reconnect();
     // Drops both connections (never synchronously inside hiredis: deferred) and reconnects.
     void lose_session(const std::string& why);
@@ -112,9 +123,27 @@ class RedisBackend final : public Backend {
     void poll();
     void on_poll_reply(redisReply* reply, std::uint64_t version_at_send);
     void release_awaiting();
-    void send_write(const state::Change& change, WriteDone done, bool use_sha);
+    // A write confirmed by Redis, waiting for its WAIT's answer (min_replicas_ack).
+    struct Unconfirmed {
+        std::uint64_t version;
+        std::string key;
+        WriteDone done;
+    };
+    struct AckBatch {
+        std::vector<Unconfirmed> confirmed;  // in the order Redis confirmed them
+        std::size_t retries = 0;             // of its writes put back at the front of held_
+    };
+    // batch: null without min_replicas_ack, else where the write waits for its WAIT.
+    void send_write(const state::Change& change, WriteDone done, bool use_sha,
+                    std::shared_ptr<AckBatch> batch);
+    // A confirmed write: answered once the broker's state includes it.
+    void applied(std::uint64_t version, WriteDone done);
+    // Sends the held writes, then one WAIT for them.
+    void send_held();
+    void on_wait_reply(redisReply* r, AckBatch& batch);
     std::string down_text() const;
-    std::string scrub(std::string text) const { return config_.parsed.scrub(std::move(text)); }
+    // Every password of the config (the data connections', the sentinels') replaced by ***.
+    std::string scrub(std::string text) const;
     void arm_timers();
     void arm_resync_timer();
     void cancel_timers();
@@ -145,7 +174,12 @@ class RedisBackend final : public Backend {
                              resync_timer_ = 0, behind_timer_ = 0;
     std::uint64_t behind_target_ = 0;  // a version the poll saw that the store has not reached
     std::multimap<std::uint64_t, WriteDone> awaiting_;  // confirmed writes, by version
-    std::map<std::string, std::string> bad_fields_;     // hash fields skipped, and why
+    // min_replicas_ack: writes not sent yet (a WAIT is out), and whether one is.
+    std::deque<std::pair<state::Change, WriteDone>> held_;
+    bool wait_out_ = false;
+    bool replicas_behind_ = false;  // the last WAIT fell short (logged once)
+    std::uint64_t waits_ = 0, unconfirmed_writes_ = 0;
+    std::map<std::string, std::string> bad_fields_;  // hash fields skipped, and why
     bool logged_down_ = false;
     std::chrono::steady_clock::time_point last_notice_error_{};
     // Figures for status and the benchmark.

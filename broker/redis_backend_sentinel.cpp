@@ -39,6 +39,22 @@ void RedisBackend::ask_sentinel(std::size_t index) {
     redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);
     (void)redisEnableKeepAlive(&c->c);
     probe_ = c;
+    if (!config_.sentinel_password.empty()) {
+        // Its reply comes first; a refusal drops this sentinel (the question after it, then
+        // answered NOAUTH, finds probe_ gone).
+        std::vector<const char*> auth = {"AUTH"};
+        std::vector<size_t> auth_lens = {4};
+        for (const std::string* part : {&config_.sentinel_user, &config_.sentinel_password}) {
+            if (part->empty()) continue;
+            auth.push_back(part->c_str());
+            auth_lens.push_back(part->size());
+        }
+        if (redisAsyncCommandArgv(c, &RedisBackend::on_sentinel_auth, this,
+                                  static_cast<int>(auth.size()), auth.data(),
+                                  auth_lens.data()) != REDIS_OK)
+            return sentinel_failed("cannot send AUTH");
+        ++commands_;
+    }
     const char* argv[] = {"SENTINEL", "get-master-addr-by-name", config_.master_name.c_str()};
     const size_t lens[] = {8, 23, config_.master_name.size()};
     if (redisAsyncCommandArgv(c, &RedisBackend::on_probe_reply, this, 3, argv, lens) != REDIS_OK)
@@ -67,6 +83,14 @@ void RedisBackend::drop_probe() {
     // Safe inside the probe's own reply callback: hiredis then frees it once that returns.
     // Its pending callbacks see probe_ != c and do nothing.
     if (auto* p = std::exchange(probe_, nullptr)) redisAsyncFree(p);
+}
+
+void RedisBackend::on_sentinel_auth(redisAsyncContext* c, void* reply, void* privdata) {
+    auto* self = static_cast<RedisBackend*>(privdata);
+    auto* r = static_cast<redisReply*>(reply);
+    if (self->closing_ || c != self->probe_ || r == nullptr) return;
+    if (r->type == REDIS_REPLY_ERROR)
+        self->sentinel_failed("refused AUTH (sentinel_password): " + self->scrub(reply_text(r)));
 }
 
 void RedisBackend::on_probe_reply(redisAsyncContext* c, void* reply, void* privdata) {

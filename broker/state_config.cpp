@@ -118,7 +118,11 @@ StateConfig parse_state_config(const json& j, const std::string& base_dir,
                                               "user",
                                               "password",
                                               "db",
-                                              "sentinel_timeout_ms"};
+                                              "sentinel_timeout_ms",
+                                              "sentinel_user",
+                                              "sentinel_password",
+                                              "min_replicas_ack",
+                                              "replica_ack_timeout_ms"};
     const auto& known = backend == "file" ? file_keys : redis_keys;
     for (auto it = j.begin(); it != j.end(); ++it) {
         if (known.contains(it.key())) continue;
@@ -194,9 +198,19 @@ StateConfig parse_state_config(const json& j, const std::string& base_dir,
         if (j.contains("sentinel_timeout_ms"))
             r.sentinel_timeout_ms =
                 get_int(j["sentinel_timeout_ms"], where + ".sentinel_timeout_ms", 10, 600000);
+        if (j.contains("sentinel_user"))
+            r.sentinel_user = get_string(j["sentinel_user"], where + ".sentinel_user");
+        if (j.contains("sentinel_password")) {
+            r.sentinel_password = get_string(j["sentinel_password"], where + ".sentinel_password");
+            if (r.sentinel_password.empty())
+                fail(where + ".sentinel_password", "must not be empty (leave it out)");
+        }
+        if (!r.sentinel_user.empty() && r.sentinel_password.empty())
+            fail(where + ".sentinel_user", "needs \"sentinel_password\" (AUTH USER PASSWORD)");
         r.url.clear();
     } else {
-        for (const char* key : {"master_name", "sentinel_timeout_ms"})
+        for (const char* key :
+             {"master_name", "sentinel_timeout_ms", "sentinel_user", "sentinel_password"})
             if (j.contains(key)) fail(where + "." + key, "only with \"sentinels\"");
         for (const char* key : {"user", "password", "db"})
             if (j.contains(key))
@@ -231,6 +245,20 @@ StateConfig parse_state_config(const json& j, const std::string& base_dir,
         r.reconnect_max_ms =
             get_int(j["reconnect_max_ms"], where + ".reconnect_max_ms", 10, 600000);
     r.reconnect_min_ms = std::min(r.reconnect_min_ms, r.reconnect_max_ms);
+    if (j.contains("min_replicas_ack"))
+        r.min_replicas_ack = get_int(j["min_replicas_ack"], where + ".min_replicas_ack", 0, 100);
+    if (j.contains("replica_ack_timeout_ms")) {
+        if (r.min_replicas_ack == 0)
+            fail(where + ".replica_ack_timeout_ms", "only with \"min_replicas_ack\" above 0");
+        r.replica_ack_timeout_ms =
+            get_int(j["replica_ack_timeout_ms"], where + ".replica_ack_timeout_ms", 1, 600000);
+    }
+    // Commands queued behind a WAIT wait with it: it must leave them time to be answered.
+    if (r.min_replicas_ack > 0 && r.replica_ack_timeout_ms * 2 > r.connect_timeout_ms)
+        fail(where + ".replica_ack_timeout_ms",
+             "must be at most half of connect_timeout_ms (" + std::to_string(r.connect_timeout_ms) +
+                 "), got " + std::to_string(r.replica_ack_timeout_ms) +
+                 ": commands sent behind a WAIT count as unanswered after connect_timeout_ms");
     return c;
 }
 

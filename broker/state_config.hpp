@@ -9,7 +9,13 @@
 // With "sentinels" (instead of "url") the broker asks Redis Sentinel where the primary
 // named master_name is, at every (re)connection; the data connections' credentials and
 // database are then the "user", "password" and "db" keys (with "url" they are part of the
-// URL, and those keys are refused). The sentinels themselves are asked without AUTH.
+// URL, and those keys are refused). Sentinels that require a password of their own (Sentinel's
+// "requirepass") get "sentinel_password" (and "sentinel_user" for an ACL user).
+//
+// "min_replicas_ack": N (default 0) makes the broker acknowledge a write only once N replicas
+// have it (Redis WAIT after the write, on the same connection, waiting at most
+// "replica_ack_timeout_ms"); a write they do not confirm in time fails with an error saying
+// it was applied on the primary but may be lost if the primary fails. See broker/README.md.
 //
 // Without a "state" section herd uses the file backend with the default path (beside the
 // config file), so it runs with nothing else installed.
@@ -50,7 +56,8 @@ struct RedisStateConfig {
     // that answered last moved to the front), never through url.
     std::vector<SentinelAddress> sentinels;
     std::string master_name;
-    int sentinel_timeout_ms = 1000;  // each sentinel may take this long to answer
+    int sentinel_timeout_ms = 1000;                // each sentinel may take this long to answer
+    std::string sentinel_user, sentinel_password;  // AUTH on the sentinels ("": none)
     bool uses_sentinels() const { return !sentinels.empty(); }
     // Keys: <prefix>data (the hash), <prefix>version (the counter); channel <prefix>changes.
     std::string prefix = "herd:";
@@ -59,6 +66,9 @@ struct RedisStateConfig {
     int connect_timeout_ms = 5000;  // a connection attempt, and any command, may take this long
     int reconnect_min_ms = 100;     // back-off after a failure: from this ...
     int reconnect_max_ms = 5000;    // ... doubling up to this
+    // Writes acknowledged only once this many replicas confirm them (WAIT); 0: at once.
+    int min_replicas_ack = 0;
+    int replica_ack_timeout_ms = 1000;  // how long WAIT waits; below connect_timeout_ms
 };
 
 struct StateConfig {

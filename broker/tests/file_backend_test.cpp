@@ -298,7 +298,8 @@ TEST_F(FileBackendTest, TwoBrokersWritingAtOnceLoseNoAcknowledgedWrite) {
     int ours = write_all(*backend, loop, "parent");
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the other broker's writes failed";
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the other broker's writes failed";
     EXPECT_EQ(ours, writes);
     state::Snapshot on_disk = decode_state_file(read_file(path));
     for (int i = 0; i < writes; ++i) {

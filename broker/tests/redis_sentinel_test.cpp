@@ -52,11 +52,13 @@ class RedisSentinelTest : public ::testing::Test {
         replica =
             std::make_unique<RedisServer>(dir / "replica", ports[1], password(), replica_args);
         for (int i = 0; i < 3; ++i)
-            sentinels.push_back(std::make_unique<RedisSentinel>(dir.path(), ports[2 + i], "herd",
-                                                                ports[0], password()));
+            sentinels.push_back(std::make_unique<RedisSentinel>(
+                dir.path(), ports[2 + i], "herd", ports[0], password(), sentinel_password()));
     }
     // The primary's and the replica's password ("": none).
     virtual std::string password() const { return {}; }
+    // The sentinels' own password (requirepass; "": none).
+    virtual std::string sentinel_password() const { return {}; }
 
     void TearDown() override {
         backend.reset();
@@ -85,8 +87,8 @@ class RedisSentinelTest : public ::testing::Test {
             scaled(15s));
     }
 
-    // Through the config parser, as herd reads it: a dead sentinel first.
-    RedisStateConfig config() {
+    // Through the config parser, as herd reads it: a dead sentinel first; extra keys added.
+    RedisStateConfig config(const json& extra = json::object()) {
         json sentinel_list = {dead_sentinel};
         for (const auto& s : sentinels) sentinel_list.push_back(s->address());
         json j = {{"backend", "redis"},      {"sentinels", sentinel_list},
@@ -97,6 +99,8 @@ class RedisSentinelTest : public ::testing::Test {
             j["password"] = password();
             j["db"] = 2;
         }
+        if (!sentinel_password().empty()) j["sentinel_password"] = sentinel_password();
+        for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
         StateConfig c = parse_state_config(j, dir.path(), "state", dir / "x");
         c.redis.reconnect_min_ms = 20;
         return c.redis;
@@ -219,6 +223,59 @@ TEST_F(RedisSentinelTest, AFailoverThatLostWritesGivesWorkersAFreshSnapshot) {
     EXPECT_EQ(after.version, 2u);
 }
 
+TEST_F(RedisSentinelTest, WithMinReplicasAckOnlyConfirmedWritesAreAcknowledged) {
+    ASSERT_TRUE(wait_ready_for_failover())
+        << "the sentinels did not find each other and the replica";
+    make(config({{"min_replicas_ack", 1}, {"replica_ack_timeout_ms", 300}}));
+    ASSERT_TRUE(wait_up_at(*primary, 5s));
+    WriteResult& a = write("a", json(1));
+    ASSERT_TRUE(wait(a));
+    EXPECT_EQ(a.error, "");
+    EXPECT_EQ(a.version, 1u);
+    EXPECT_EQ(replica->cli({"HGET", "t:data", "a"}), "1");  // already there when acknowledged
+
+    // The replica stops and is cut off: writes are applied on the primary but not confirmed.
+    // Three at once: the first goes out with its WAIT, the other two wait for it and then go
+    // out together with one WAIT.
+    ASSERT_EQ(kill(replica->pid(), SIGSTOP), 0);
+    primary->cli({"CLIENT", "KILL", "TYPE", "replica"});
+    std::uint64_t waits = backend->status().details["waits"];
+    std::vector<WriteResult*> unconfirmed;
+    for (const char* key : {"u1", "u2", "u3"}) unconfirmed.push_back(&write(key, json(key)));
+    for (WriteResult* w : unconfirmed) {
+        ASSERT_TRUE(wait(*w));
+        EXPECT_NE(w->error.find("was applied on the Redis primary at " + address(*primary) +
+                                " (version "),
+                  std::string::npos)
+            << w->error;
+        EXPECT_NE(w->error.find("but only 0 of the 1 replica(s) required (min_replicas_ack) "
+                                "confirmed it within 300 ms; it may be lost if the primary fails"),
+                  std::string::npos)
+            << w->error;
+    }
+    BackendStatus st = backend->status();
+    EXPECT_EQ(st.details["waits"], waits + 2);
+    EXPECT_EQ(st.details["unconfirmed_writes"], 3);
+    EXPECT_EQ(st.details["min_replicas_ack"], 1);
+    // Applied: the workers get them like any write.
+    ASSERT_TRUE(run_until(
+        loop, [&] { return value("u3") != nullptr; }, scaled(5s)));
+
+    // The primary dies and the replica is promoted: what was acknowledged is there, the
+    // unconfirmed writes are not (their writers were told).
+    primary->stop();
+    ASSERT_EQ(kill(replica->pid(), SIGCONT), 0);
+    ASSERT_TRUE(wait_up_at(*replica, 20s)) << backend->status().to_json().dump();
+    ASSERT_NE(value("a"), nullptr);
+    EXPECT_EQ(*value("a"), 1);
+    EXPECT_EQ(value("u1"), nullptr);
+    EXPECT_EQ(backend->status().details["rollbacks"], 1);
+    // No replica is left: writes fail until one is (as with Redis's min-replicas-to-write).
+    WriteResult& alone = write("alone", json(1));
+    ASSERT_TRUE(wait(alone));
+    EXPECT_NE(alone.error.find("but only 0 of the 1 replica(s)"), std::string::npos) << alone.error;
+}
+
 TEST_F(RedisSentinelTest, NoSentinelAnsweringIsReportedWithEachOnesReason) {
     RedisStateConfig c = config();
     c.master_name = "unknown";
@@ -257,6 +314,33 @@ TEST_F(RedisSentinelPasswordTest, ThePasswordAndDbGoToThePrimaryAndNeverShow) {
     BackendStatus st = backend->status();
     EXPECT_EQ(st.target.rfind("redis://:***@" + address(*primary) + "/2 (", 0), 0u) << st.target;
     EXPECT_EQ(st.to_json().dump().find("s3cret"), std::string::npos);
+}
+
+class RedisSentinelAuthTest : public RedisSentinelTest {
+  protected:
+    std::string sentinel_password() const override { return "w4tch"; }
+};
+
+TEST_F(RedisSentinelAuthTest, SentinelsWithAPasswordAreAskedWithIt) {
+    make(config());
+    ASSERT_TRUE(wait_up_at(*primary, 5s)) << backend->status().to_json().dump();
+    WriteResult& w = write("k", json("v"));
+    ASSERT_TRUE(wait(w));
+    EXPECT_EQ(w.error, "");
+    EXPECT_EQ(backend->status().to_json().dump().find("w4tch"), std::string::npos);
+
+    // A wrong one: each sentinel says why, and the password never shows.
+    backend.reset();
+    make(config({{"sentinel_password", "n0t-it"}}));
+    ASSERT_TRUE(run_until(
+        loop, [&] { return backend->status().last_error.find("no sentinel") != std::string::npos; },
+        scaled(5s)));
+    BackendStatus st = backend->status();
+    EXPECT_FALSE(st.up);
+    EXPECT_NE(st.last_error.find(sentinels[0]->address() + ": refused AUTH (sentinel_password): "),
+              std::string::npos)
+        << st.last_error;
+    EXPECT_EQ(st.to_json().dump().find("n0t-it"), std::string::npos);
 }
 
 }  // namespace

@@ -125,6 +125,15 @@ TEST(StateConfig, RedisThroughSentinels) {
     EXPECT_EQ(d.redis.parsed.password, "");
     EXPECT_EQ(d.redis.parsed.db, 0);
     EXPECT_EQ(d.redis.sentinel_timeout_ms, 1000);
+    EXPECT_EQ(d.redis.sentinel_password, "");
+    StateConfig e = parse_state_config({{"backend", "redis"},
+                                        {"sentinels", {"127.0.0.1:26379"}},
+                                        {"master_name", "m"},
+                                        {"sentinel_user", "watcher"},
+                                        {"sentinel_password", "w4tch"}},
+                                       "/", "state", "/x");
+    EXPECT_EQ(e.redis.sentinel_user, "watcher");
+    EXPECT_EQ(e.redis.sentinel_password, "w4tch");
     EXPECT_FALSE(
         parse_state_config({{"backend", "redis"}}, "/", "state", "/x").redis.uses_sentinels());
 }
@@ -178,8 +187,41 @@ TEST(StateConfig, SentinelErrorsNameTheKey) {
               "(redis://USER:PASSWORD@HOST:PORT/DB)");
     EXPECT_EQ(config_error({{"backend", "file"}, {"sentinels", {"127.0.0.1:26379"}}}),
               "state.sentinels: only for backend \"redis\" (this one is \"file\")");
+    EXPECT_EQ(with({{"sentinel_password", ""}}),
+              "state.sentinel_password: must not be empty (leave it out)");
+    EXPECT_EQ(with({{"sentinel_user", "u"}}),
+              "state.sentinel_user: needs \"sentinel_password\" (AUTH USER PASSWORD)");
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"sentinel_password", "x"}}),
+              "state.sentinel_password: only with \"sentinels\"");
     // An error never quotes the password.
     EXPECT_EQ(with({{"password", "s3cret"}, {"db", "x"}}).find("s3cret"), std::string::npos);
+}
+
+TEST(StateConfig, MinReplicasAck) {
+    auto parse = [](json extra) {
+        json j = {{"backend", "redis"}};
+        for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+        return parse_state_config(j, "/", "state", "/x").redis;
+    };
+    EXPECT_EQ(parse({}).min_replicas_ack, 0);
+    RedisStateConfig r = parse({{"min_replicas_ack", 2}});
+    EXPECT_EQ(r.min_replicas_ack, 2);
+    EXPECT_EQ(r.replica_ack_timeout_ms, 1000);
+    r = parse(
+        {{"min_replicas_ack", 1}, {"replica_ack_timeout_ms", 3000}, {"connect_timeout_ms", 6000}});
+    EXPECT_EQ(r.replica_ack_timeout_ms, 3000);
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"min_replicas_ack", -1}}),
+              "state.min_replicas_ack: expected an integer from 0 to 100, got -1");
+    EXPECT_EQ(config_error({{"backend", "redis"}, {"replica_ack_timeout_ms", 100}}),
+              "state.replica_ack_timeout_ms: only with \"min_replicas_ack\" above 0");
+    EXPECT_EQ(
+        config_error(
+            {{"backend", "redis"}, {"min_replicas_ack", 1}, {"replica_ack_timeout_ms", 3000}}),
+        "state.replica_ack_timeout_ms: must be at most half of connect_timeout_ms (5000), "
+        "got 3000: commands sent behind a WAIT count as unanswered after "
+        "connect_timeout_ms");
+    EXPECT_EQ(config_error({{"backend", "file"}, {"min_replicas_ack", 1}}),
+              "state.min_replicas_ack: only for backend \"redis\" (this one is \"file\")");
 }
 
 TEST(RedisUrl, Forms) {

@@ -294,10 +294,11 @@ class RedisSentinel {
   public:
     static bool available() { return std::string(REDIS_SENTINEL).size() > 0; }
 
-    // auth_pass: the password of the primary and its replicas ("" : none).
+    // auth_pass: the password of the primary and its replicas ("" : none); requirepass: the
+    // sentinel's own ("" : none).
     RedisSentinel(const std::string& dir, int port, const std::string& name, int primary_port,
-                  const std::string& auth_pass = {})
-        : port_(port) {
+                  const std::string& auth_pass = {}, const std::string& requirepass = {})
+        : port_(port), requirepass_(requirepass) {
         std::string conf = dir + "/sentinel-" + std::to_string(port) + ".conf";
         write_file(
             conf,
@@ -308,7 +309,10 @@ class RedisSentinel {
                 " 2\nsentinel down-after-milliseconds " + name +
                 " 500\nsentinel failover-timeout " + name + " 2000\nsentinel parallel-syncs " +
                 name + " 1\n" +
-                (auth_pass.empty() ? "" : "sentinel auth-pass " + name + " " + auth_pass + "\n"));
+                (auth_pass.empty() ? "" : "sentinel auth-pass " + name + " " + auth_pass + "\n") +
+                (requirepass.empty() ? ""
+                                     : "requirepass " + requirepass + "\nsentinel sentinel-pass " +
+                                           requirepass + "\n"));
         spawn_until_ready({REDIS_SENTINEL, conf}, "+monitor master", pid_, log_fd_);
     }
     ~RedisSentinel() { stop(); }
@@ -321,6 +325,8 @@ class RedisSentinel {
     // redis-cli against this sentinel.
     std::string cli(const std::vector<std::string>& args) const {
         std::vector<std::string> full = {REDIS_CLI, "-h", "127.0.0.1", "-p", std::to_string(port_)};
+        if (!requirepass_.empty())
+            full.insert(full.end(), {"--no-auth-warning", "-a", requirepass_});
         full.insert(full.end(), args.begin(), args.end());
         std::string out = run_command(full);
         while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
@@ -329,6 +335,7 @@ class RedisSentinel {
 
   private:
     int port_;
+    std::string requirepass_;
     pid_t pid_ = -1;
     int log_fd_ = -1;
 };
