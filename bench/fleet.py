@@ -53,7 +53,6 @@ usage: bench/fleet.py [--build build-release] [--writes N] [--rounds N] [--secon
 """
 import argparse
 import csv
-import ctypes
 import json
 import os
 import random
@@ -75,7 +74,6 @@ from benchlib import ROOT, Proc, cpu_seconds, log  # noqa: E402
 from state import collect, machine, percentile  # noqa: E402
 
 HOSTS = ["h1", "h2", "h3"]
-CLONE_NEWNET = 0x40000000
 
 HAPROXY = topology.HAPROXY_DEFAULTS + """{sections}
 """
@@ -90,17 +88,6 @@ backend b{n}
     default-server inter 100ms fall 2 rise 2 port 8081
 {servers}
 """
-
-
-def enter_netns(ns):
-    """Moves this process (its only thread that opens sockets, the main one) into ns."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns(%s)" % ns)
-    finally:
-        os.close(fd)
 
 
 class Conn:
@@ -411,7 +398,7 @@ def main():
     procs = []
     try:
         net.__enter__()
-        enter_netns(net.ns("lb"))
+        net.enter("lb")
         redis_addr = net.address("redis")
         procs.append(spawn(net, "redis", ["redis-server", "--bind", redis_addr, "--port", "6379", "--save", "",
                                           "--appendonly", "no", "--protected-mode", "no", "--dir", tmp,

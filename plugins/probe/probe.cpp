@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -82,6 +83,7 @@ class Probe final : public herd::Plugin {
             return herd::serve_coroutine(std::move(r),
                                          [this](herd::Responder& held) { return later(held); });
         if (path == "/wait-cb") return wait_callback(std::move(r));
+        if (path.starts_with("/state-ack/")) return acknowledged_write(std::move(r));
         if (path == "/gate") return enter_gate(std::move(r));
         if (path == "/hold") {
             // Kept, and never answered or let go until the plugin is destroyed (a careless
@@ -150,6 +152,18 @@ class Probe final : public herd::Plugin {
             } else {
                 response.set_body(std::to_string(it->second));
             }
+        } else if (path == "/state-range") {
+            // ?prefix=P&count=N: which of the keys P0 .. P(N-1) this worker's copy has.
+            long count = 0;
+            if (!number_param(request, "count", 100000, "keys", response, count)) return;
+            std::string prefix = query_param(request.query(), "prefix");
+            nlohmann::json present = nlohmann::json::array();
+            for (long i = 0; i < count; ++i)
+                if (ctx_->state().find(prefix + std::to_string(i)) != nullptr) present.push_back(i);
+            response.set_header("Content-Type", "application/json");
+            response.set_body(nlohmann::json{
+                {"pid", getpid()}, {"version", ctx_->state().version()}, {"present", present}}
+                                  .dump());
         } else if (path == "/state-writes") {
             // The outcome of this worker's PUTs and DELETEs, as the broker acknowledged them.
             response.add_header("Content-Type", "application/json");
@@ -444,6 +458,28 @@ class Probe final : public herd::Plugin {
                 r.send();
             },
             &scope);
+    }
+
+    // PUT /state-ack/KEY (the body is the JSON value): answered once the broker has answered
+    // the write: 200 "ok" when it is acknowledged, 503 and the error when it failed.
+    void acknowledged_write(herd::Responder r) {
+        const herd::Request& request = r.request();
+        r.response().add_header("Content-Type", "text/plain");
+        auto value = nlohmann::json::parse(request.body(), nullptr, false);
+        if (request.method() != "PUT" || value.is_discarded()) {
+            r.response().set_status(request.method() != "PUT" ? 405 : 400);
+            r.response().set_body(request.method() != "PUT" ? "PUT only\n"
+                                                            : "the body is not JSON\n");
+            r.send();
+            return;
+        }
+        std::string key(request.subpath().substr(11));
+        auto held = std::make_shared<herd::Responder>(std::move(r));
+        ctx_->state().set(key, std::move(value), [held](bool ok, const std::string& error) {
+            held->response().set_status(ok ? 200 : 503);
+            held->response().set_body(ok ? "ok\n" : error + "\n");
+            held->send();
+        });
     }
 
     // /gate?tag=T: held (callback style) until POST /gate-open, broadcast to every worker of

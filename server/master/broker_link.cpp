@@ -200,7 +200,7 @@ nlohmann::json Master::state_status() const {
                         {"broker_restarts", sup_.broker_restarts()}};
     if (broker_ && !broker_->status.is_null())
         for (auto it = broker_->status.begin(); it != broker_->status.end(); ++it)
-            if (it.key() != "details") s[it.key()] = it.value();
+            s[it.key()] = it.value();  // details: the backend's own figures
     if (!broker_) s["up"] = false;
     return s;
 }

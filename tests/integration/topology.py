@@ -8,12 +8,16 @@ every namespace. Needs root (CAP_NET_ADMIN); `available()` says why not otherwis
         net.address("h1")            # "127.77.0.11"
         net.run("h1", ["cmd", ...])  # a command inside h1
         net.wrap("h1")               # ["ip", "netns", "exec", NAME]: to prefix a Popen's argv
+        net.enter("lb")              # the calling thread's sockets from now on are in lb
 """
+import ctypes
 import os
 import shutil
 import subprocess
+import threading
 
 SUBNET = "127.77.0"
+CLONE_NEWNET = 0x40000000
 
 # haproxy's global and defaults sections in front of herd hosts (test_fleet.py, bench/fleet.py;
 # docs/deployment.md says why each line): a request that meets a host that just died is sent
@@ -34,6 +38,19 @@ defaults
 def _ip(*args, check=True):
     return subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           check=check)
+
+
+def enter_netns(ns):
+    """Moves the calling thread into the network namespace ns (a name under /run/netns): the
+    sockets it opens from then on are there. Threads are tasks to the kernel, so the other
+    threads of the process stay where they are. (ctypes: Python 3.11 has no os.setns.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open("/run/netns/" + ns, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns(%s)" % ns)
+    finally:
+        os.close(fd)
 
 
 def available():
@@ -73,6 +90,27 @@ class Topology:
 
     def wrap(self, name):
         return ["ip", "netns", "exec", self.ns(name)]
+
+    def enter(self, name):
+        enter_netns(self.ns(name))
+
+    def call_in(self, name, fn, *args):
+        """fn(*args) in a thread of its own inside namespace name (the caller's stays where it
+        is); its result, or its exception raised here."""
+        out = {}
+
+        def body():
+            try:
+                self.enter(name)
+                out["value"] = fn(*args)
+            except BaseException as e:  # handed to the caller
+                out["error"] = e
+        t = threading.Thread(target=body, daemon=True)
+        t.start()
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
 
     def run(self, name, argv, **kw):
         return subprocess.run(self.wrap(name) + argv, **kw)
