@@ -38,18 +38,26 @@ clock in every network namespace (there is no time namespace here).
    after each run, and the CPU time per request of haproxy and of all herd hosts' process trees
    (utime + stime from /proc; pids are global). All hosts, haproxy, Redis and wrk share the machine's CPUs: the ratios to
    1 host show the cost of more hosts and processes on the same CPUs, not scaling.
-3. Failover time, from the Redis primary's death to the first acknowledged write: NOT
-   MEASURED YET. It needs Redis Sentinel support in the broker (being built; not in this
-   tree). Placeholder: the plan is a primary, a replica and Sentinels in namespaces, writes
-   through a host every few ms, SIGKILL of the primary, then the time until a write is
-   acknowledged again (the probe's /probe/state-writes) and seen by every worker.
+3. Failover time, from the Redis primary's death to the first acknowledged write
+   (--failovers, 3 rounds per setting): in namespaces r1 (primary), r2 and r3 (replicas),
+   s1-s3 (redis-sentinel, quorum 2, down-after-milliseconds 1000), fresh for each round; one
+   host (h1, 2 workers) whose broker finds the primary through the sentinels, with
+   min_replicas_ack 0 and then 1 (two replicas, so that the promoted one still has a replica to
+   confirm writes). Writes one after another over one keep-alive connection to h1, 2 ms apart:
+   PUT /probe/state-ack/fo.<i>, which the probe answers once its broker has answered the write
+   (200, or 503 and why). After 50 acknowledged writes the primary gets SIGKILL; the figure is
+   the time from the kill to the answer of the first write sent after it that is acknowledged.
+   The sentinels' own log lines (+sdown, +switch-master; read as they are printed) split it
+   into Sentinel's part and herd's (from +switch-master on). Also counted: writes that failed
+   meanwhile, and acknowledged writes the new primary lacks (HKEYS).
 
 Results: bench/results/fleet.md (tables, also on stdout) and fleet.csv (one row per write and
 per wrk run). Every process started here and every namespace made here is removed on any exit
 (Ctrl-C included). Python standard library only.
 
 usage: bench/fleet.py [--build build-release] [--writes N] [--rounds N] [--seconds S]
-                      [--parts state,rps] [--results bench/results]
+                      [--parts state,rps,failover] [--failovers N]
+                      [--results bench/results]
 """
 import argparse
 import csv
@@ -74,6 +82,8 @@ from benchlib import ROOT, Proc, cpu_seconds, log  # noqa: E402
 from state import collect, machine, percentile  # noqa: E402
 
 HOSTS = ["h1", "h2", "h3"]
+REDIS = ["r1", "r2", "r3"]  # part 3: the primary and two replicas
+SENTINELS = ["s1", "s2", "s3"]
 
 HAPROXY = topology.HAPROXY_DEFAULTS + """{sections}
 """
@@ -137,7 +147,7 @@ class Conn:
 class Host:
     """A herd master in a host's namespace."""
 
-    def __init__(self, args, net, tmp, name, workers, tag):
+    def __init__(self, args, net, tmp, name, workers, tag, state=None):
         self.name = name
         self.herd = os.path.join(args.build, "server", "herd")
         self.addr = net.address(name)
@@ -149,7 +159,7 @@ class Host:
             "log_level": "info",
             "allow_root": os.geteuid() == 0,
             "health": "%s:8081" % self.addr,
-            "state": {"backend": "redis", "url": "redis://%s:6379/0" % net.address("redis")},
+            "state": state or {"backend": "redis", "url": "redis://%s:6379/0" % net.address("redis")},
             "apps": [{"name": "web", "listen": "%s:8080" % self.addr, "workers": workers,
                       "balance": "round-robin", "keepalive_timeout_ms": 3600000,
                       "plugins": [{"mount": "/", "path": os.path.join(plugins, "libhello.so")},
@@ -269,6 +279,108 @@ def propagation(args, hosts, phase, rows):
     return out
 
 
+# ---- part 3: failover time ----
+
+def redis_ping(net, name):
+    r = subprocess.run(["redis-cli", "-h", net.address(name)] + ["PING"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, timeout=5)
+    return r.stdout.strip() == b"PONG"
+
+
+def ready_for_failover(net):
+    """Both replicas in step; every sentinel knows the other two and both replicas."""
+    for name in REDIS[1:]:
+        info = subprocess.run(["redis-cli", "-h", net.address(name), "INFO", "replication"],
+                              stdout=subprocess.PIPE, timeout=5).stdout.decode()
+        if "master_link_status:up" not in info:
+            return False
+    for name in SENTINELS:
+        ask = ["redis-cli", "-h", net.address(name), "-p", "26379", "SENTINEL"]
+        for what, n in (("sentinels", 2), ("replicas", 2)):
+            out = subprocess.run(ask + [what, "herd"], stdout=subprocess.PIPE, timeout=5).stdout.decode()
+            if out.split("\n").count("name") < n:
+                return False
+    return True
+
+
+def failover_round(args, net, tmp, rows, rnd, ack):
+    """One failover: fresh Redis servers and sentinels, one host; returns its times (ms)."""
+    tag = "failover%d-ack%d" % (rnd, ack)
+    folder = os.path.join(tmp, tag)
+    mine = []
+    try:
+        primary = net.address("r1")
+        for name in REDIS:
+            data = os.path.join(folder, name)
+            os.makedirs(data)
+            argv = ["redis-server", "--bind", net.address(name), "--port", "6379", "--save", "",
+                    "--appendonly", "no", "--protected-mode", "no", "--dir", data, "--logfile", ""]
+            if name != "r1":
+                argv += ["--replicaof", primary, "6379"]
+            mine.append(spawn(net, name, argv))
+            wait_until(lambda: redis_ping(net, name), 20, "redis-server in " + name)
+        sentinels = []
+        for name in SENTINELS:
+            data = os.path.join(folder, name)
+            os.makedirs(data)
+            conf = os.path.join(data, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write(topology.SENTINEL_CONF.format(address=net.address(name), dir=data, primary=primary))
+            sentinels.append(spawn(net, name, ["redis-sentinel", conf],
+                                   watch=r"\+sdown master herd|\+switch-master herd"))
+            mine.append(sentinels[-1])
+        wait_until(lambda: ready_for_failover(net), 60, "the sentinels to know each other and both replicas")
+        state = {"backend": "redis", "sentinels": ["%s:26379" % net.address(n) for n in SENTINELS],
+                 "master_name": "herd", "min_replicas_ack": ack}
+        host = Host(args, net, folder, "h1", 2, tag, state=state)
+        mine.append(host)
+        conn = Conn(host.addr, 8080)
+        i, acked, killed_at, first_ok, failed = 0, [], None, None, 0
+        deadline = time.monotonic() + 120
+        while first_ok is None and time.monotonic() < deadline:
+            key = "fo.%d" % i
+            sent = time.monotonic()
+            status, _, text = conn.request("PUT", "/probe/state-ack/" + key, json.dumps(i).encode())
+            if status == 200:
+                acked.append(key)
+                if killed_at is not None and sent >= killed_at:
+                    first_ok = time.monotonic()
+            elif status == 503:
+                failed += killed_at is not None
+            else:
+                raise RuntimeError("PUT %s: %d %r" % (key, status, text))
+            i += 1
+            if killed_at is None and len(acked) >= 50:
+                killed_at = time.monotonic()
+                mine[0].proc.kill()  # r1: SIGKILL
+            time.sleep(0.002)
+        conn.close()
+        if first_ok is None:
+            raise RuntimeError("%s: no write acknowledged within 120 s of the primary's death" % tag)
+
+        def first(word):
+            times = [t for s in sentinels for t, m in s.matches if word in m.group(0)]
+            return (min(times) - killed_at) * 1000 if times else float("nan")
+        # Acknowledged writes the new primary lacks (0 is expected with min_replicas_ack 1).
+        new_primary = subprocess.run(
+            ["redis-cli", "-h", net.address("s1"), "-p", "26379", "SENTINEL", "get-master-addr-by-name", "herd"],
+            stdout=subprocess.PIPE, timeout=5).stdout.decode().split()[0]
+        fields = set(subprocess.run(["redis-cli", "-h", new_primary, "HKEYS", "herd:data"], stdout=subprocess.PIPE,
+                                    timeout=30).stdout.decode().split())
+        out = {"first_ok_ms": (first_ok - killed_at) * 1000, "sdown_ms": first("+sdown"),
+               "switch_ms": first("+switch-master"), "failed": failed,
+               "lost": sum(1 for k in acked if k not in fields)}
+        log("  min_replicas_ack %d, round %d: first acknowledged write %.0f ms after the kill "
+            "(+sdown %.0f, +switch-master %.0f), %d failed meanwhile, %d acknowledged lost" % (
+                ack, rnd + 1, out["first_ok_ms"], out["sdown_ms"], out["switch_ms"], failed, out["lost"]))
+        rows.append(["failover", "min_replicas_ack=%d" % ack, rnd, out["first_ok_ms"], out["sdown_ms"],
+                     out["switch_ms"], failed, out["lost"]])
+        return out
+    finally:
+        for p in reversed(mine):
+            p.stop()
+
+
 def ms(ns_values, p):
     return percentile(ns_values, p) / 1e6
 
@@ -377,7 +489,8 @@ def main():
     ap.add_argument("--writes", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--parts", default="state,rps")
+    ap.add_argument("--parts", default="state,rps,failover")
+    ap.add_argument("--failovers", type=int, default=3)
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
@@ -393,7 +506,7 @@ def main():
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = loadavg()
     tmp = tempfile.mkdtemp(prefix="herd-fleet-")
-    net = topology.Topology(["lb"] + HOSTS + ["redis"])
+    net = topology.Topology(["lb"] + HOSTS + ["redis"] + REDIS + SENTINELS)
     rows, report = [], []
     procs = []
     try:
@@ -469,8 +582,32 @@ def main():
                     sum(r["errors"] for r in rs), sum(r["non_2xx"] for r in rs), shares,
                     benchlib.med([r["haproxy_us"] for r in rs], "%.1f"), benchlib.med([r["herd_us"] for r in rs], "%.1f")))
 
-        report.append("\n## 3. Failover time (primary's death to the first acknowledged write)\n")
-        report.append("Not measured: needs Redis Sentinel support in the broker (being built, not in this tree).\n")
+        if "failover" in parts:
+            log("part 3: failover time, %d round(s) per setting" % args.failovers)
+            outcomes = {0: [], 1: []}
+            for rnd in range(args.failovers):
+                for ack in (0, 1):
+                    outcomes[ack].append(failover_round(args, net, tmp, rows, rnd, ack))
+            report.append("\n## 3. Failover time: the Redis primary's death to the first acknowledged write\n")
+            report.append("A primary, two replicas and three sentinels (quorum 2, `down-after-milliseconds 1000`: "
+                          "Sentinel's default is 30000), each in its namespace; one host of 2 workers whose broker "
+                          "finds the primary through the sentinels. Writes one after another to the host "
+                          "(PUT /probe/state-ack/KEY, answered once the broker has answered the write; 2 ms apart), "
+                          "SIGKILL of the primary, then the time until a write sent after it is acknowledged (200). "
+                          "The sentinels' log lines give when the first one saw the primary down (+sdown) and "
+                          "announced the new one (+switch-master); herd's share is from there. %d round(s) per "
+                          "row, median (min-max), ms.\n" % args.failovers)
+            report.append("| min_replicas_ack | death to first acknowledged write | to +sdown | to +switch-master | "
+                          "+switch-master to first acknowledged write (herd) | writes failed meanwhile | "
+                          "acknowledged writes lost |")
+            report.append("| --- | --- | --- | --- | --- | --- | --- |")
+            for ack, rs in outcomes.items():
+                report.append("| %d | %s | %s | %s | %s | %s | %d |" % (
+                    ack, benchlib.med([r["first_ok_ms"] for r in rs], "%.0f"),
+                    benchlib.med([r["sdown_ms"] for r in rs], "%.0f"),
+                    benchlib.med([r["switch_ms"] for r in rs], "%.0f"),
+                    benchlib.med([r["first_ok_ms"] - r["switch_ms"] for r in rs], "%.0f"),
+                    benchlib.med([r["failed"] for r in rs], "%.0f"), sum(r["lost"] for r in rs)))
         report.append("load average after: %s" % loadavg())
     finally:
         for p in reversed(procs):

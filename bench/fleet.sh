@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds herd in build-release/ (installing what is missing through scripts/setup.sh: haproxy
-# and iproute2 here, wrk and redis-server are in its own list) and runs bench/fleet.py:
-# several herd hosts, a redis-server and haproxy, each in a network namespace of its own
+# and iproute2 here, wrk, redis-server and redis-sentinel are in its own list) and runs bench/fleet.py:
+# several herd hosts, redis-server, redis-sentinel and haproxy, each in a network namespace of its own
 # (tests/integration/topology.py). 1. how long a write through one host takes to reach every
 # worker of 3 hosts (and of 1 host, for comparison); 2. requests/s through haproxy with 1, 2
-# and 3 hosts (all on this machine's CPUs: overhead, not scaling); 3. failover time: a
-# placeholder until the broker supports Redis Sentinel. Root only (network namespaces).
-# Options go to bench/fleet.py (--writes N, --rounds N, --seconds S, --parts state,rps).
+# and 3 hosts (all on this machine's CPUs: overhead, not scaling); 3. failover time: the
+# Redis primary killed (two replicas, three redis-sentinel), until the first acknowledged write
+# through a host, with min_replicas_ack 0 and 1. Root only (network namespaces).
+# Options go to bench/fleet.py (--writes N, --rounds N, --seconds S, --failovers N,
+# --parts state,rps,failover).
 # Results: bench/results/fleet.md and fleet.csv. Every process and namespace it makes is
 # removed on exit, Ctrl-C included (`ip netns list` shows none of its hf<pid>-* afterwards).
 set -euo pipefail

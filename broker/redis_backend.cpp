@@ -90,6 +90,7 @@ RedisBackend::~RedisBackend() {
     if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
     if (probe_timer_ != 0) loop_.cancel_timer(probe_timer_);
     if (auto* p = std::exchange(probe_, nullptr)) redisAsyncFree(p);
+    drop_watchers();
 }
 
 void RedisBackend::start() {
@@ -126,6 +127,7 @@ void RedisBackend::connect() {
     sha_.clear();
     if (config_.uses_sentinels()) {
         drop_probe();
+        drop_watchers();
         probe_errors_.clear();
         target_.host.clear();  // never the last address: the sentinels say it again
         ask_sentinel(0);
@@ -272,7 +274,9 @@ void RedisBackend::context_gone(const redisAsyncContext* c, const std::string& w
         }
         return;
     } else {
-        return;  // one we freed ourselves
+        // A sentinel watched during the back-off: only its hints are gone.
+        std::erase_if(watchers_, [c](const Watcher& w) { return w.context == c; });
+        return;  // or one we freed ourselves
     }
     lose_session(why);
 }
@@ -311,6 +315,7 @@ void RedisBackend::teardown() {
     if (auto* c = std::exchange(cmd_, nullptr)) redisAsyncFree(c);
     if (auto* s = std::exchange(sub_, nullptr)) redisAsyncFree(s);
     drop_probe();
+    if (config_.uses_sentinels()) watch_sentinels();
     // Writes Redis confirmed but whose notice has not come: they are applied, so they are
     // answered as done now rather than held for an outage of unknown length (the writer's
     // copy gets them once the broker reads Redis again).

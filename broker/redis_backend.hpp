@@ -39,7 +39,10 @@
 // Every reconnection resolves again: an address is never reused. The sentinel that answered
 // stays connected, SUBSCRIBEd to +switch-master: a switch of our primary is a hint to drop the
 // session and resolve again at once (only a hint: the new address is still asked for and
-// checked with ROLE). A primary at a new address is a failover (counted in the status); its
+// checked with ROLE). Between attempts, after a lost session, the broker listens for
+// +switch-master on every sentinel (the one leading a failover announces it first, the others
+// up to seconds later): an announcement ends the back-off at once, and the sentinel that made
+// it is asked first. A primary at a new address is a failover (counted in the status); its
 // first full read goes through the "version went back" path when the new primary lacks the
 // last writes (Redis replication is asynchronous), and every worker gets a fresh snapshot.
 //
@@ -110,6 +113,12 @@ class RedisBackend final : public Backend {
     // probe_'s replies: the sentinel's answer, then the +switch-master messages.
     static void on_probe_reply(redisAsyncContext* c, void* reply, void* privdata);
     static void on_sentinel_auth(redisAsyncContext* c, void* reply, void* privdata);
+    // During the back-off: every sentinel SUBSCRIBEd to +switch-master, and their messages.
+    void watch_sentinels();
+    void drop_watchers();
+    static void on_watch_reply(redisAsyncContext* c, void* reply, void* privdata);
+    // Sends AUTH if the config has sentinel_password; false when it cannot be sent.
+    bool send_sentinel_auth(redisAsyncContext* c, redisCallbackFn* fn);
     void schedule_reconnect();
     // Drops both connections (never synchronously inside hiredis: deferred) and reconnects.
     void lose_session(const std::string& why);
@@ -194,7 +203,12 @@ class RedisBackend final : public Backend {
     std::string role_;          // what ROLE said there last
     std::string last_master_;   // the last address ROLE confirmed as master
     std::uint64_t failovers_ = 0, switch_hints_ = 0;
-    std::uint64_t rollbacks_ = 0;  // full reads that found an older version: fresh snapshots
+    struct Watcher {
+        redisAsyncContext* context;
+        SentinelAddress sentinel;
+    };
+    std::vector<Watcher> watchers_;  // between attempts only
+    std::uint64_t rollbacks_ = 0;    // full reads that found an older version: fresh snapshots
     std::uint64_t commands_ = 0, notices_ = 0, gaps_ = 0, resyncs_ = 0, polls_ = 0, reconnects_ = 0;
 };
 

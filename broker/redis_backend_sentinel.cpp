@@ -39,22 +39,10 @@ void RedisBackend::ask_sentinel(std::size_t index) {
     redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);
     (void)redisEnableKeepAlive(&c->c);
     probe_ = c;
-    if (!config_.sentinel_password.empty()) {
-        // Its reply comes first; a refusal drops this sentinel (the question after it, then
-        // answered NOAUTH, finds probe_ gone).
-        std::vector<const char*> auth = {"AUTH"};
-        std::vector<size_t> auth_lens = {4};
-        for (const std::string* part : {&config_.sentinel_user, &config_.sentinel_password}) {
-            if (part->empty()) continue;
-            auth.push_back(part->c_str());
-            auth_lens.push_back(part->size());
-        }
-        if (redisAsyncCommandArgv(c, &RedisBackend::on_sentinel_auth, this,
-                                  static_cast<int>(auth.size()), auth.data(),
-                                  auth_lens.data()) != REDIS_OK)
-            return sentinel_failed("cannot send AUTH");
-        ++commands_;
-    }
+    // Its reply comes first; a refusal drops this sentinel (the question after it, then
+    // answered NOAUTH, finds probe_ gone).
+    if (!send_sentinel_auth(c, &RedisBackend::on_sentinel_auth))
+        return sentinel_failed("cannot send AUTH");
     const char* argv[] = {"SENTINEL", "get-master-addr-by-name", config_.master_name.c_str()};
     const size_t lens[] = {8, 23, config_.master_name.size()};
     if (redisAsyncCommandArgv(c, &RedisBackend::on_probe_reply, this, 3, argv, lens) != REDIS_OK)
@@ -83,6 +71,87 @@ void RedisBackend::drop_probe() {
     // Safe inside the probe's own reply callback: hiredis then frees it once that returns.
     // Its pending callbacks see probe_ != c and do nothing.
     if (auto* p = std::exchange(probe_, nullptr)) redisAsyncFree(p);
+}
+
+bool RedisBackend::send_sentinel_auth(redisAsyncContext* c, redisCallbackFn* fn) {
+    if (config_.sentinel_password.empty()) return true;
+    std::vector<const char*> argv = {"AUTH"};
+    std::vector<size_t> lens = {4};
+    for (const std::string* part : {&config_.sentinel_user, &config_.sentinel_password}) {
+        if (part->empty()) continue;
+        argv.push_back(part->c_str());
+        lens.push_back(part->size());
+    }
+    if (redisAsyncCommandArgv(c, fn, this, static_cast<int>(argv.size()), argv.data(),
+                              lens.data()) != REDIS_OK)
+        return false;
+    ++commands_;
+    return true;
+}
+
+void RedisBackend::watch_sentinels() {
+    drop_watchers();
+    for (const SentinelAddress& a : sentinels_) {
+        redisAsyncContext* c = redisAsyncConnect(a.host.c_str(), a.port);
+        if (c == nullptr) continue;
+        if (c->err != 0) {
+            redisAsyncFree(c);
+            continue;  // only a hint is missed: the back-off's attempt asks them anyway
+        }
+        client::attach_to_loop(c, loop_);
+        c->data = this;
+        redisAsyncSetConnectCallback(c, &RedisBackend::on_connect);
+        redisAsyncSetDisconnectCallback(c, &RedisBackend::on_disconnect);
+        (void)redisEnableKeepAlive(&c->c);
+        const char* argv[] = {"SUBSCRIBE", "+switch-master"};
+        const size_t lens[] = {9, 14};
+        // A refused AUTH leaves SUBSCRIBE refused too: this sentinel sends no hint.
+        if (!send_sentinel_auth(c, &RedisBackend::on_watch_reply) ||
+            redisAsyncCommandArgv(c, &RedisBackend::on_watch_reply, this, 2, argv, lens) !=
+                REDIS_OK) {
+            redisAsyncFree(c);
+            continue;
+        }
+        ++commands_;
+        watchers_.push_back({c, a});
+    }
+}
+
+void RedisBackend::drop_watchers() {
+    // Forgotten first: the callbacks the frees run find nothing to act on.
+    auto gone = std::move(watchers_);
+    watchers_.clear();
+    for (auto& w : gone) redisAsyncFree(w.context);
+}
+
+void RedisBackend::on_watch_reply(redisAsyncContext* c, void* reply, void* privdata) {
+    auto* self = static_cast<RedisBackend*>(privdata);
+    auto* r = static_cast<redisReply*>(reply);
+    if (self->closing_ || r == nullptr) return;
+    auto it = std::find_if(self->watchers_.begin(), self->watchers_.end(),
+                           [c](const Watcher& w) { return w.context == c; });
+    if (it == self->watchers_.end() || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING ||
+        reply_text(r->element[0]) != "message")
+        return;
+    try {
+        std::string text = reply_text(r->element[2]);
+        if (!text.starts_with(self->config_.master_name + " ") || self->reconnect_timer_ == 0)
+            return;
+        SentinelAddress announcer = it->sentinel;
+        ++self->switch_hints_;
+        core::log_info("state: sentinel {} announced +switch-master {}; asking it now",
+                       announcer.text(), text);
+        // It has the new configuration; the others may not have it yet.
+        auto at = std::find(self->sentinels_.begin(), self->sentinels_.end(), announcer);
+        if (at != self->sentinels_.end()) std::rotate(self->sentinels_.begin(), at, at + 1);
+        self->loop_.cancel_timer(self->reconnect_timer_);
+        self->reconnect_timer_ = 0;
+        self->reconnect_delay_ = milliseconds(self->config_.reconnect_min_ms);
+        self->connect();  // drops the watchers, this one included (hiredis frees it after)
+    } catch (const std::exception& e) {
+        core::log_error("handling a sentinel's +switch-master: {}", self->scrub(e.what()));
+    }
 }
 
 void RedisBackend::on_sentinel_auth(redisAsyncContext* c, void* reply, void* privdata) {

@@ -223,6 +223,30 @@ TEST_F(RedisSentinelTest, AFailoverThatLostWritesGivesWorkersAFreshSnapshot) {
     EXPECT_EQ(after.version, 2u);
 }
 
+TEST_F(RedisSentinelTest, AFailoverAnnouncedDuringTheBackOffEndsIt) {
+    ASSERT_TRUE(wait_ready_for_failover())
+        << "the sentinels did not find each other and the replica";
+    RedisStateConfig c = config();
+    // After the primary's death the next attempt would be a minute away: only a sentinel's
+    // +switch-master, heard during the back-off, brings the backend to the new primary in time.
+    c.reconnect_min_ms = c.reconnect_max_ms = 60000;
+    make(c);
+    ASSERT_TRUE(wait_up_at(*primary, 5s));
+    ASSERT_TRUE(wait(write("a", json(1))));
+    EXPECT_EQ(primary->cli({"WAIT", "1", "5000"}), "1");
+    primary->stop();  // SIGKILL: the connections close at once
+    ASSERT_TRUE(run_until(
+        loop, [&] { return !backend->status().up; }, scaled(5s)));
+    ASSERT_TRUE(wait_up_at(*replica, 20s)) << backend->status().to_json().dump();
+    BackendStatus st = backend->status();
+    EXPECT_EQ(st.primary->failovers, 1u);
+    EXPECT_GE(st.details["switch_hints"], 1);
+    ASSERT_NE(value("a"), nullptr);
+    WriteResult& b = write("b", json(2));
+    ASSERT_TRUE(wait(b));
+    EXPECT_EQ(b.error, "");
+}
+
 TEST_F(RedisSentinelTest, WithMinReplicasAckOnlyConfirmedWritesAreAcknowledged) {
     ASSERT_TRUE(wait_ready_for_failover())
         << "the sentinels did not find each other and the replica";

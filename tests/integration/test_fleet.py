@@ -44,20 +44,6 @@ backend hosts
 {servers}
 """
 
-# Quorum 2 of 3; the primary is down once it has not answered for a second.
-SENTINEL = """port 26379
-bind {address}
-protected-mode no
-daemonize no
-logfile ""
-dir {dir}
-sentinel monitor herd {primary} 6379 2
-sentinel down-after-milliseconds herd 1000
-sentinel failover-timeout herd 10000
-sentinel parallel-syncs herd 1
-"""
-
-
 class Writer(threading.Thread):
     """Acknowledged writes through haproxy, one after another, from a thread inside the lb
     namespace: PUT /probe/state-ack/fo.<i> (the probe answers once its broker has: 200, or 503
@@ -127,7 +113,7 @@ class Fleet(unittest.TestCase):
             os.mkdir(folder)
             conf = os.path.join(folder, "sentinel.conf")  # sentinels rewrite theirs
             with open(conf, "w") as f:
-                f.write(SENTINEL.format(address=address, dir=folder,
+                f.write(topology.SENTINEL_CONF.format(address=address, dir=folder,
                                         primary=self.net.address("r1")))
             self.spawn(name, ["redis-sentinel", conf])
             harness.wait_until(

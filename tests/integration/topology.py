@@ -34,6 +34,20 @@ defaults
     retry-on all-retryable-errors
 """
 
+# A redis-sentinel watching the primary "herd" (test_fleet.py, bench/fleet.py): quorum 2 of 3;
+# the primary is down once it has not answered for a second (Sentinel's default is 30 s).
+SENTINEL_CONF = """port 26379
+bind {address}
+protected-mode no
+daemonize no
+logfile ""
+dir {dir}
+sentinel monitor herd {primary} 6379 2
+sentinel down-after-milliseconds herd 1000
+sentinel failover-timeout herd 10000
+sentinel parallel-syncs herd 1
+"""
+
 
 def _ip(*args, check=True):
     return subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
