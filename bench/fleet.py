@@ -96,7 +96,7 @@ backend b{n}
     option httpchk GET /healthz
     http-check expect status 200
     default-server inter 100ms fall 2 rise 2 port 8081
-{servers}
+""" + topology.HAPROXY_BACKEND_RETRIES + """{servers}
 """
 
 

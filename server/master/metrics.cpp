@@ -168,6 +168,13 @@ std::string render_metrics(const MasterMetrics& m) {
                    "Times the Redis primary changed (Sentinel failovers seen by the broker).");
             out += fmt::format("herd_state_failovers_total {}\n", m.state_primary->failovers);
         }
+        if (m.state_unconfirmed_writes) {
+            family(out, "herd_state_unconfirmed_writes_total", "counter",
+                   "Writes applied on the Redis primary that fewer than min_replicas_ack "
+                   "replicas confirmed in time (failed to their writers).");
+            out += fmt::format("herd_state_unconfirmed_writes_total {}\n",
+                               *m.state_unconfirmed_writes);
+        }
     }
     render_client(out, m, "http", "HTTP");
     render_client(out, m, "redis", "Redis");

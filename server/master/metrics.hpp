@@ -53,6 +53,9 @@ struct MasterMetrics {
         std::uint64_t failovers = 0;
     };
     std::optional<Primary> state_primary;
+    // With min_replicas_ack: writes applied on the primary that the replicas did not confirm
+    // (failed to their writers). Unset without it.
+    std::optional<std::uint64_t> state_unconfirmed_writes;
     std::vector<AppMetrics> apps;
 };
 

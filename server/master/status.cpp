@@ -166,6 +166,9 @@ MasterMetrics Master::metrics() const {
             m.state_primary = MasterMetrics::Primary{p->value("address", std::string()),
                                                      p->value("role", std::string()),
                                                      p->value("failovers", std::uint64_t{0})};
+        if (auto d = broker_->status.find("details");
+            d != broker_->status.end() && d->is_object() && d->contains("unconfirmed_writes"))
+            m.state_unconfirmed_writes = d->value("unconfirmed_writes", std::uint64_t{0});
         for (const auto& [pid, w] : workers_)
             if (sup_.takes_connections(pid) && w->state_version < m.state_version)
                 m.state_lag = std::max(m.state_lag, m.state_version - w->state_version);

@@ -41,7 +41,7 @@ backend hosts
     option httpchk GET /healthz
     http-check expect status 200
     default-server inter 100ms fall 2 rise 2 port 8081
-{servers}
+""" + topology.HAPROXY_BACKEND_RETRIES + """{servers}
 """
 
 class Writer(threading.Thread):
@@ -396,6 +396,9 @@ class Fleet(unittest.TestCase):
             state = self.status(name)["state"]
             self.assertEqual(state["primary"], {"address": r2, "role": "master", "failovers": 1})
             self.assertEqual(state["details"]["min_replicas_ack"], 1)
+        # Each write the replicas did not confirm was counted by the broker that made it.
+        self.assertEqual(sum(self.status(n)["state"]["details"]["unconfirmed_writes"]
+                             for n in HOSTS), by_reason["may be lost if the primary fails"])
 
 
 if __name__ == "__main__":

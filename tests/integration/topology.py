@@ -21,7 +21,8 @@ CLONE_NEWNET = 0x40000000
 
 # haproxy's global and defaults sections in front of herd hosts (test_fleet.py, bench/fleet.py;
 # docs/deployment.md says why each line): a request that meets a host that just died is sent
-# to another one.
+# to another one; an answer, even a 503, is never replayed elsewhere (a write a plugin refused
+# must not be made again on another host). Each backend adds HAPROXY_BACKEND_RETRIES.
 HAPROXY_DEFAULTS = """global
     maxconn 2000
 defaults
@@ -31,8 +32,11 @@ defaults
     timeout server 30s
     retries 3
     option redispatch
-    retry-on all-retryable-errors
+    retry-on conn-failure empty-response response-timeout
 """
+# Only GET and HEAD are retried once sent (a host that died while answering them); any other
+# method only when its connection failed (nothing was sent).
+HAPROXY_BACKEND_RETRIES = "    http-request disable-l7-retry if !METH_GET\n"
 
 # A redis-sentinel watching the primary "herd" (test_fleet.py, bench/fleet.py): quorum 2 of 3;
 # the primary is down once it has not answered for a second (Sentinel's default is 30 s).

@@ -156,6 +156,14 @@ TEST(RenderMetricsTest, SentinelPrimaryAndFailovers) {
     EXPECT_NE(t.find("# TYPE herd_state_failovers_total counter\nherd_state_failovers_total 2\n"),
               std::string::npos)
         << t;
+    EXPECT_EQ(t.find("herd_state_unconfirmed_writes_total"), std::string::npos)
+        << "only with min_replicas_ack";
+    m.state_unconfirmed_writes = 7;
+    t = render_metrics(m);
+    EXPECT_NE(t.find("# TYPE herd_state_unconfirmed_writes_total counter\n"
+                     "herd_state_unconfirmed_writes_total 7\n"),
+              std::string::npos)
+        << t;
 }
 
 TEST(OutputReaderTest, SplitsLinesCutsLongOnesAndFlushesThePartialAtEnd) {
