@@ -6,6 +6,7 @@ or failures (503s) that say why (and never the secret); that no worker was repla
 hold the descriptors they held before."""
 
 import json
+import os
 import threading
 
 import harness
@@ -18,8 +19,14 @@ def worker_fds(herd):
     return [w["async"].get("fds") for w in json.loads(out)["apps"][0]["workers"]]
 
 
+def proc_fds(herd):
+    """Each worker's open descriptors now, from /proc (exact, unlike a heartbeat's figure,
+    which may be a second old)."""
+    return [len(os.listdir("/proc/%d/fd" % pid)) for pid in sorted(herd.worker_pids())]
+
+
 def outage_under_load(test, herd, target, stop, start, before_ok, after_ok, reasons, secret=None,
-                      clients=2, failure=503):
+                      clients=2, failure=503, at_rest=None):
     """before_ok / after_ok: the (status, body) expected before the outage and after it;
     failure: the status of a request the outage fails (503; probe's /fetch answers 502);
     reasons: byte strings of which such a failure's body must contain one."""
@@ -85,5 +92,21 @@ def outage_under_load(test, herd, target, stop, start, before_ok, after_ok, reas
         if secret:
             test.assertNotIn(secret.encode(), body)
     test.assertEqual(sorted(herd.worker_pids()), pids)
-    harness.wait_until(lambda: worker_fds(herd) == baseline["fds"],
-                       what="the workers back at %s descriptors" % baseline["fds"])
+    seen_fds = {}
+    if at_rest is not None:
+        # (descriptors, bring_to_rest): the caller's exact count (proc_fds) when the workers
+        # held no connection to the backend, and how to make them drop theirs again (a pool
+        # keeps idle connections otherwise).
+        expected, bring_to_rest = at_rest
+        bring_to_rest()
+        fds_now = lambda: proc_fds(herd)  # noqa: E731
+    else:
+        expected, fds_now = baseline["fds"], lambda: worker_fds(herd)  # noqa: E731
+
+    def fds_back():
+        seen_fds["now"] = fds_now()
+        return seen_fds["now"] == expected
+    try:
+        harness.wait_until(fds_back, what="the workers back at %s descriptors" % expected)
+    except AssertionError as e:
+        raise AssertionError("%s (they have %s)" % (e, seen_fds.get("now"))) from None
