@@ -404,16 +404,17 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
         std::printf("\napp %s on %s (%s) %s, generation %d\n", app.value("name", "").c_str(),
                     app.value("listen", "").c_str(), app.value("balance", "").c_str(),
                     state.c_str(), app.value("generation", 0));
-        std::printf("  %-4s %-8s %-9s %-4s %9s %8s %10s %6s %9s\n", "slot", "pid", "state", "gen",
-                    "uptime", "restarts", "requests", "open", "rss");
+        std::printf("  %-4s %-8s %-9s %-4s %9s %8s %10s %6s %9s %6s\n", "slot", "pid", "state",
+                    "gen", "uptime", "restarts", "requests", "open", "rss", "cpu");
         for (const auto& w : app["workers"])
-            std::printf("  %-4d %-8d %-9s %-4d %8.0fs %8llu %10llu %6llu %7lluMB\n",
+            std::printf("  %-4d %-8d %-9s %-4d %8.0fs %8llu %10llu %6llu %7lluMB %5.1f%%\n",
                         w.value("slot", 0), w.value("pid", 0), w.value("state", "").c_str(),
                         w.value("generation", 0), w.value("uptime_s", 0.0),
                         static_cast<unsigned long long>(w.value("restarts", 0ull)),
                         static_cast<unsigned long long>(w.value("requests", 0ull)),
                         static_cast<unsigned long long>(w.value("open", 0ull)),
-                        static_cast<unsigned long long>(w.value("rss_kb", 0ull) / 1024));
+                        static_cast<unsigned long long>(w.value("rss_kb", 0ull) / 1024),
+                        w.value("cpu_percent", 0.0));
         if (app.contains("slots"))
             for (const auto& s : app["slots"])
                 std::printf("  slot %d: last worker %s, %.0f s ago\n", s.value("slot", 0),

@@ -443,17 +443,55 @@ std::span<const ConfigKey> config_keys() {
         {.name = "metrics",
          .readme_default = "none",
          .type = "address",
+         .read = [](const json& v, Config& c,
+                    const std::string&) { c.metrics = get_address(v, "metrics"); }},
+        {.name = "metrics_auth",
+         .readme_default = "none",
+         .type = "object",
          .read =
              [](const json& v, Config& c, const std::string&) {
-                 c.metrics = get_address(v, "metrics");
+                 if (!v.is_object())  // never quoted: it may be the secret itself
+                     fail("metrics_auth", std::string("expected an object ({\"token\": ...} or "
+                                                      "{\"user\": ..., \"password\": ...}), got ") +
+                                              v.type_name());
+                 reject_unknown_keys(v, "metrics_auth", {"token", "user", "password"});
+                 auto secret = [&](const char* key) {
+                     std::string where = std::string("metrics_auth.") + key;
+                     std::string text = get_string(v[key], where);
+                     if (text.empty()) fail(where, "must not be empty");
+                     // Never quoted: it is a secret.
+                     for (char ch : text)
+                         if (static_cast<unsigned char>(ch) < 0x21 || ch == 0x7f)
+                             fail(where, "must not contain spaces or control characters");
+                     return text;
+                 };
+                 auto& a = c.metrics_auth;
+                 if (v.contains("token")) {
+                     if (v.contains("user") || v.contains("password"))
+                         fail("metrics_auth",
+                              "give either \"token\" (a bearer token) or "
+                              "\"user\" and \"password\" (basic), not both");
+                     a.token = secret("token");
+                 } else if (v.contains("user") || v.contains("password")) {
+                     if (!v.contains("user") || !v.contains("password"))
+                         fail("metrics_auth",
+                              "basic authentication needs both \"user\" and "
+                              "\"password\"");
+                     a.user = secret("user");
+                     if (a.user.find(':') != std::string::npos)
+                         fail("metrics_auth.user", "must not contain ':'");
+                     a.password = secret("password");
+                 } else {
+                     fail("metrics_auth",
+                          "expected {\"token\": ...} or {\"user\": ..., "
+                          "\"password\": ...}");
+                 }
              }},
         {.name = "health",
          .readme_default = "none",
          .type = "address",
-         .read =
-             [](const json& v, Config& c, const std::string&) {
-                 c.health = get_address(v, "health");
-             }},
+         .read = [](const json& v, Config& c,
+                    const std::string&) { c.health = get_address(v, "health"); }},
         {.name = "health_max_state_age_ms",
          .readme_default = "30000",
          .type = "integer",

@@ -78,8 +78,18 @@ struct Config {
     // The master's log (every worker's lines go through it): "" for standard error. Reopened
     // on SIGUSR1.
     std::string log_file;
-    // Prometheus endpoint ("127.0.0.1:9100"); text empty when there is none.
+    // Prometheus endpoint ("127.0.0.1:9100"); text empty when there is none. It also serves the
+    // status page (/) and /status.json.
     SocketAddress metrics;
+    // Credentials the metrics address asks for (/, /status.json, /metrics; not /healthz):
+    // a bearer token, or a user and password (basic); none when both are empty.
+    struct MetricsAuth {
+        std::string token;
+        std::string user, password;
+        bool required() const { return !token.empty() || !user.empty(); }
+        bool operator==(const MetricsAuth&) const = default;
+    };
+    MetricsAuth metrics_auth;
     // Health endpoint for load balancers (GET /healthz, master/health.hpp); text empty when
     // there is none. It answers 503 once the shared state's backend has been down longer than
     // health_max_state_age_ms (0: never for that reason).

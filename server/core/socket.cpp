@@ -21,6 +21,18 @@ int SocketAddress::port() const {
     return 0;
 }
 
+bool SocketAddress::is_loopback() const {
+    if (family() == AF_INET)
+        return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr.s_addr) >> 24) ==
+               127;
+    if (family() == AF_INET6) {
+        const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+    }
+    return false;
+}
+
 void SocketAddress::set_port(int port) {
     if (family() == AF_INET)
         reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(static_cast<uint16_t>(port));

@@ -19,6 +19,8 @@ struct SocketAddress {
     int family() const { return storage.ss_family; }
     int port() const;
     void set_port(int port);
+    // 127.0.0.0/8 or ::1 (and ::ffff:127.x.y.z).
+    bool is_loopback() const;
 
     // As written in the config: "127.0.0.1:0" twice is the same setting, whatever was bound.
     bool operator==(const SocketAddress& other) const { return text == other.text; }

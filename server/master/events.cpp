@@ -7,7 +7,6 @@
 namespace herd::master {
 
 void Master::emit(std::string_view event, nlohmann::json fields) {
-    if (!control_) return;
     timespec now{};
     clock_gettime(CLOCK_REALTIME, &now);
     tm utc{};
@@ -17,7 +16,10 @@ void Master::emit(std::string_view event, nlohmann::json fields) {
     std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", now.tv_nsec / 1000000);
     nlohmann::json out = {{"time", stamp}, {"event", event}};
     if (fields.is_object()) out.update(fields);
-    control_->publish(out);
+    // The status page lists the last ones.
+    recent_events_.push_back(out);
+    while (recent_events_.size() > max_recent_events) recent_events_.pop_front();
+    if (control_) control_->publish(out);
 }
 
 }  // namespace herd::master

@@ -188,12 +188,21 @@ void Master::start() {
     }
     if (!config_.metrics.text.empty()) {
         metrics_ = std::make_unique<MetricsServer>(
-            loop_, [this] { return metrics(); }, [this] { return health(); });
+            loop_, [this] { return metrics(); }, [this] { return health(); },
+            [this] { return status_document(); });
+        metrics_->set_auth(config_.metrics_auth);
         if (old_metrics)
             metrics_->adopt(std::move(old_metrics), !taking_over());
         else
             metrics_->listen(config_.metrics);
-        core::log_info("metrics on http://{}/metrics", metrics_->bound_address());
+        core::log_info("metrics on http://{}/metrics, status page on http://{}/",
+                       metrics_->bound_address(), metrics_->bound_address());
+        if (!config_.metrics.is_loopback() && !config_.metrics_auth.required())
+            core::log_warn(
+                "metrics: {} is not a loopback address and \"metrics_auth\" is not set: anyone "
+                "who reaches it sees the status page and the figures",
+                config_.metrics.text);
+        sample_history();
     }
     if (!config_.health.text.empty()) {
         health_ = std::make_unique<MetricsServer>(loop_, nullptr, [this] { return health(); });

@@ -19,6 +19,8 @@
 #include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "master/control.hpp"
+#include "master/cpu.hpp"
+#include "master/history.hpp"
 #include "master/inherit.hpp"
 #include "master/lifecycle.hpp"
 #include "master/metrics.hpp"
@@ -87,6 +89,7 @@ class Master {
         std::uint64_t requests = 0;  // figures from its last heartbeat
         std::uint64_t open = 0;
         std::uint64_t rss_kb = 0;
+        CpuMeter cpu;  // sampled from /proc at each heartbeat
         // Deferred requests, streams, plugin registrations, descriptors, heap (worker.cpp).
         nlohmann::json async = nlohmann::json::object();
         core::RequestStats stats;         // from its last heartbeat
@@ -234,6 +237,11 @@ class Master {
     // The worker's slot is removed: the master accepts on its socket until the worker left.
     void retire_slot(WorkerProc& w);
     nlohmann::json status() const;
+    // The status page's and /status.json's document: status() with the charts' history, the
+    // recent events and the time (status.cpp).
+    nlohmann::json status_document() const;
+    // Every second while there is a metrics address: the apps' figures into history_.
+    void sample_history();
 
     // Upgrade (upgrade.cpp). The old master's side: starts the new binary with every listen
     // socket, waits for its "upgrade.ready", then hands over (systemd's MAINPID, the control
@@ -299,6 +307,10 @@ class Master {
     std::uint64_t reloads_failed_ = 0;
     std::unique_ptr<MetricsServer> metrics_;
     std::unique_ptr<MetricsServer> health_;  // the "health" address: /healthz only
+    History history_;                        // the status page's charts (bounded)
+    core::EventLoop::TimerId history_timer_ = 0;
+    std::deque<nlohmann::json> recent_events_;  // the last max_recent_events emitted
+    static constexpr std::size_t max_recent_events = 50;
     HealthVerdict health() const;
     broker::StateConfig state_config_;
     Credentials credentials_;  // who workers and the broker run as

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -12,6 +13,8 @@
 #include "core/log.hpp"
 #include "http/http_parser.hpp"
 #include "http/http_response.hpp"
+#include "master/status_page.hpp"
+#include "ws/base64.hpp"
 
 namespace herd::master {
 namespace {
@@ -146,6 +149,20 @@ std::string render_metrics(const MasterMetrics& m) {
             out +=
                 fmt::format("herd_worker_resident_bytes{{app=\"{}\",slot=\"{}\",pid=\"{}\"}} {}\n",
                             label(a.name), w.slot, w.pid, w.rss_bytes);
+    family(out, "herd_worker_cpu_seconds_total", "counter",
+           "CPU time (user + system) of each worker, from /proc.");
+    for (const auto& a : m.apps)
+        for (const auto& w : a.worker_rss)
+            out += fmt::format(
+                "herd_worker_cpu_seconds_total{{app=\"{}\",slot=\"{}\",pid=\"{}\"}} {:.2f}\n",
+                label(a.name), w.slot, w.pid, w.cpu_seconds);
+    family(out, "herd_worker_cpu_percent", "gauge",
+           "CPU use of each worker between its last two heartbeats (100 = one CPU).");
+    for (const auto& a : m.apps)
+        for (const auto& w : a.worker_rss)
+            out +=
+                fmt::format("herd_worker_cpu_percent{{app=\"{}\",slot=\"{}\",pid=\"{}\"}} {:.1f}\n",
+                            label(a.name), w.slot, w.pid, w.cpu_percent);
     family(out, "herd_app_generation", "gauge", "The generation an app's workers run.");
     for (const auto& a : m.apps)
         out += fmt::format("herd_app_generation{{app=\"{}\"}} {}\n", label(a.name), a.generation);
@@ -194,8 +211,34 @@ struct MetricsServer::Client {
     core::EventLoop::Clock::time_point since;
 };
 
-MetricsServer::MetricsServer(core::EventLoop& loop, Source source, HealthSource health)
-    : loop_(loop), source_(std::move(source)), health_(std::move(health)) {}
+bool authorized(const core::Config::MetricsAuth& auth, std::string_view header) {
+    if (!auth.required()) return true;
+    std::string expected = auth.token.empty()
+                               ? "Basic " + ws::base64_encode(auth.user + ":" + auth.password)
+                               : "Bearer " + auth.token;
+    // The scheme is case-insensitive (RFC 9110 11.1); the rest is compared without an early
+    // exit, so the time taken says nothing of how much matched.
+    std::size_t scheme = expected.find(' ');
+    if (header.size() != expected.size()) return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        unsigned char a = static_cast<unsigned char>(header[i]);
+        unsigned char b = static_cast<unsigned char>(expected[i]);
+        if (i < scheme) {
+            a = static_cast<unsigned char>(std::tolower(a));
+            b = static_cast<unsigned char>(std::tolower(b));
+        }
+        diff |= static_cast<unsigned char>(a ^ b);
+    }
+    return diff == 0;
+}
+
+MetricsServer::MetricsServer(core::EventLoop& loop, Source source, HealthSource health,
+                             StatusSource status)
+    : loop_(loop),
+      source_(std::move(source)),
+      health_(std::move(health)),
+      status_(std::move(status)) {}
 
 MetricsServer::~MetricsServer() {
     for (auto& [fd, c] : clients_) loop_.remove(fd);
@@ -268,31 +311,53 @@ void MetricsServer::on_client(int fd, std::uint32_t events) {
         std::size_t consumed = 0;
         auto status = c.parser->feed(buf, static_cast<std::size_t>(n), consumed);
         if (status == http::HttpParser::Status::need_more) return;
-        std::string body, type = "text/plain; charset=utf-8";
+        std::string body, type = "text/plain; charset=utf-8", extra;
         int code = 200;
+        std::string_view path =
+            status == http::HttpParser::Status::error ? "" : c.parser->request().path();
+        bool known = (source_ && path == "/metrics") || (health_ && path == "/healthz") ||
+                     (status_ && (path == "/" || path == "/status.json"));
         if (status == http::HttpParser::Status::error) {
             code = c.parser->error_status();
             body = c.parser->error_reason() + "\n";
-        } else if (std::string_view path = c.parser->request().path();
-                   !(source_ && path == "/metrics") && !(health_ && path == "/healthz")) {
+        } else if (!known) {
             code = 404;
-            body = source_ ? "herd serves its metrics at /metrics and its health at /healthz\n"
+            body = status_ ? "herd serves its status page at /, /status.json, its metrics at "
+                             "/metrics and its health at /healthz\n"
                            : "herd serves its health at /healthz\n";
         } else if (c.parser->request().method() != "GET") {
             code = 405;
             body = "GET only\n";
+        } else if (path != "/healthz" &&
+                   !authorized(auth_, c.parser->request().header("authorization").value_or(""))) {
+            code = 401;
+            body = "herd's status and metrics need credentials (metrics_auth)\n";
+            extra = auth_.token.empty()
+                        ? "WWW-Authenticate: Basic realm=\"herd\", charset=\"UTF-8\"\r\n"
+                        : "WWW-Authenticate: Bearer realm=\"herd\"\r\n";
         } else if (path == "/healthz") {
             HealthVerdict verdict = health_();
             code = verdict.status;
             body = std::move(verdict.body);
+        } else if (path == "/status.json") {
+            body = status_().dump() + "\n";
+            type = "application/json";
+        } else if (path == "/") {
+            body = render_status_page(status_());
+            type = "text/html; charset=utf-8";
+            // Everything is inline: nothing else may load, and no other site may frame it.
+            extra =
+                "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
+                "frame-ancestors 'none'\r\nCache-Control: no-store\r\n";
         } else {
             body = render_metrics(source_());
             type = "text/plain; version=0.0.4; charset=utf-8";
         }
         c.out = fmt::format(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: "
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: "
             "close\r\n\r\n{}",
-            code, http::reason_phrase(code), type, body.size(), body);
+            code, http::reason_phrase(code), type, body.size(), extra, body);
         loop_.modify(fd, EPOLLOUT);
         events |= EPOLLOUT;
     }

@@ -1,4 +1,5 @@
-// Metrics: the master's Prometheus endpoint ("metrics": "127.0.0.1:9100" in the config).
+// Metrics: the master's Prometheus endpoint ("metrics": "127.0.0.1:9100" in the config), and
+// on the same address the status page (/) and /status.json (status_page.hpp).
 // The figures come from the workers' heartbeats (at most a second old); a scrape never waits
 // on a worker. render_metrics is pure and unit-tested; MetricsServer is the socket.
 #pragma once
@@ -12,6 +13,7 @@
 
 #include "core/acceptor.hpp"
 #include "core/client_stats.hpp"
+#include "core/config.hpp"
 #include "core/event_loop.hpp"
 #include "core/request_stats.hpp"
 #include "core/socket.hpp"
@@ -32,6 +34,8 @@ struct AppMetrics {
         int slot = 0;
         int pid = 0;
         std::uint64_t rss_bytes = 0;
+        double cpu_seconds = 0;  // in all
+        double cpu_percent = 0;  // of one CPU, between its last two heartbeats
     };
     std::vector<Worker> worker_rss;
 };
@@ -62,14 +66,23 @@ struct MasterMetrics {
 // The Prometheus text exposition format (version 0.0.4).
 std::string render_metrics(const MasterMetrics& m);
 
-// The master's HTTP endpoint: /metrics (when it has a metrics source) and /healthz (when it
-// has a health source). The "metrics" address serves both, the "health" address only the
-// health check (a load balancer need not see the figures).
+// Whether an Authorization header value carries the credentials (compared in constant time);
+// always true when none are required.
+bool authorized(const core::Config::MetricsAuth& auth, std::string_view header);
+
+// The master's HTTP endpoint: /metrics (when it has a metrics source), / and /status.json
+// (when it has a status source) and /healthz (when it has a health source). The "metrics"
+// address serves them all, the "health" address only the health check (a load balancer need
+// not see the figures). With credentials set, every path but /healthz asks for them (401).
 class MetricsServer {
   public:
     using Source = std::function<MasterMetrics()>;
     using HealthSource = std::function<HealthVerdict()>;
-    MetricsServer(core::EventLoop& loop, Source source, HealthSource health = {});
+    using StatusSource = std::function<nlohmann::json()>;
+    MetricsServer(core::EventLoop& loop, Source source, HealthSource health = {},
+                  StatusSource status = {});
+    // Credentials for the next requests (at start and on reload).
+    void set_auth(core::Config::MetricsAuth auth) { auth_ = std::move(auth); }
     ~MetricsServer();
     MetricsServer(const MetricsServer&) = delete;
     MetricsServer& operator=(const MetricsServer&) = delete;
@@ -94,6 +107,8 @@ class MetricsServer {
     core::EventLoop& loop_;
     Source source_;
     HealthSource health_;
+    StatusSource status_;
+    core::Config::MetricsAuth auth_;
     core::UniqueFd socket_;
     std::unique_ptr<core::Acceptor> acceptor_;  // after socket_: stops before it closes
     std::map<int, std::unique_ptr<Client>> clients_;

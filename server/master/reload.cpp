@@ -73,6 +73,8 @@ void Master::reload(const std::string& source, ControlServer::Reply reply) {
             "reload: log_file, metrics, health and state stay as they are until herd restarts "
             "(or upgrades)");
     config_.health_max_state_age_ms = next.health_max_state_age_ms;
+    config_.metrics_auth = next.metrics_auth;  // credentials rotate on reload
+    if (metrics_) metrics_->set_auth(config_.metrics_auth);
     core::set_log_level(core::parse_log_level(next.log_level));
     config_.log_level = next.log_level;
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "build_info.hpp"
@@ -93,6 +94,8 @@ nlohmann::json Master::status() const {
                  {"requests", w->requests},
                  {"open", w->open},
                  {"rss_kb", w->rss_kb},
+                 {"cpu_percent", std::round(w->cpu.percent() * 10) / 10},
+                 {"cpu_s", std::round(w->cpu.seconds() * 100) / 100},
                  {"async", w->async}});
         }
         nlohmann::json slots = nlohmann::json::array();
@@ -153,6 +156,34 @@ HealthVerdict Master::health() const {
     return judge_health(in);
 }
 
+nlohmann::json Master::status_document() const {
+    nlohmann::json doc = status();
+    doc["history"] = history_.to_json();
+    nlohmann::json events = nlohmann::json::array();
+    for (const auto& e : recent_events_) events.push_back(e);
+    doc["events"] = std::move(events);
+    doc["now"] = format_utc(std::chrono::system_clock::now());
+    return doc;
+}
+
+void Master::sample_history() {
+    std::map<std::string, History::Totals> totals;
+    for (const AppMetrics& a : metrics().apps) {
+        History::Totals& t = totals[a.name];
+        t.requests = a.requests;
+        for (const auto& [reason, n] : a.restarts) t.restarts += n;
+    }
+    history_.sample(Clock::now(),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count(),
+                    totals);
+    history_timer_ = loop_.add_timer(std::chrono::seconds(1), [this] {
+        history_timer_ = 0;
+        sample_history();
+    });
+}
+
 MasterMetrics Master::metrics() const {
     MasterMetrics m;
     m.reloads = reloads_done_;
@@ -188,7 +219,8 @@ MasterMetrics Master::metrics() const {
             a.clients += w->clients;
             a.open_connections += w->open;
             if (const SupervisedWorker* sw = sup_.worker(pid)) ++a.workers[state_name(sw->state)];
-            a.worker_rss.push_back({w->slot, pid, w->rss_kb * 1024});
+            a.worker_rss.push_back(
+                {w->slot, pid, w->rss_kb * 1024, w->cpu.seconds(), w->cpu.percent()});
         }
         m.apps.push_back(std::move(a));
     }

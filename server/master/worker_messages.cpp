@@ -46,6 +46,8 @@ void Master::on_heartbeat(WorkerProc& w, core::Message& m) {
     w.open = m.body.value("open", std::uint64_t{0});
     w.rss_kb = m.body.value("rss_kb", std::uint64_t{0});
     w.state_version = m.body.value("state_version", std::uint64_t{0});
+    if (auto ticks = read_cpu_ticks(w.pid))
+        w.cpu.sample(*ticks, Clock::now(), clock_ticks_per_second());
     // Requests in the plugins' hands and what they registered: shown as sent (a few numbers).
     if (m.body.contains("async") && m.body["async"].is_object() && m.body["async"].size() <= 16)
         w.async = m.body["async"];

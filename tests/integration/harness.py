@@ -290,6 +290,18 @@ def wait_until(predicate, seconds=10, what="condition"):
         delay = min(delay * 2, 0.1)
 
 
+def wait_until_value(fn, seconds=10, what="condition"):
+    """wait_until for a function whose value is wanted: polls it until the value is truthy
+    and returns that value."""
+    box = {}
+
+    def truthy():
+        box["value"] = fn()
+        return bool(box["value"])
+    wait_until(truthy, seconds, what)
+    return box["value"]
+
+
 def wait_metrics(port, wanted, what="the figures in /metrics"):
     """Polls /metrics on port until every line in `wanted` (bytes) is there; returns the body
     (the master shows each worker's figures as of its last heartbeat, one a second)."""

@@ -73,7 +73,9 @@ class Metrics(harness.HerdTestCase):
 
     def test_other_paths_and_bad_requests(self):
         with harness.Client(self.metrics_port) as c:
-            self.assertEqual(c.request("GET", "/").status, 404)
+            r = c.request("GET", "/elsewhere")
+            self.assertEqual(r.status, 404)
+            self.assertIn(b"/status.json", r.body)
         with harness.Client(self.metrics_port) as c:
             self.assertEqual(c.request("POST", "/metrics", body="x").status, 405)
         with harness.Client(self.metrics_port) as c:

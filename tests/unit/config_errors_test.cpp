@@ -71,7 +71,7 @@ TEST(ConfigErrorTest, UnknownTopLevelKey) {
     EXPECT_NE(e.find("test.json: aps: unknown key"), std::string::npos) << e;
     EXPECT_NE(e.find("allow_root, apps, control, group, health, health_max_state_age_ms, log_file, "
                      "log_level, "
-                     "metrics, state, user"),
+                     "metrics, metrics_auth, state, user"),
               std::string::npos)
         << e;
 }
@@ -92,6 +92,40 @@ TEST(ConfigErrorTest, BadLogsAndMetrics) {
     j = base_config();
     j["log_file"] = "";
     EXPECT_NE(error_of(j).find("log_file: must not be empty"), std::string::npos);
+    auto auth_error = [](json auth) {
+        json j = base_config();
+        j["metrics_auth"] = std::move(auth);
+        return error_of(j);
+    };
+    EXPECT_NE(auth_error("secret").find("metrics_auth: expected an object ({\"token\": ...} or "
+                                        "{\"user\": ..., \"password\": ...}), got string"),
+              std::string::npos)
+        << auth_error("secret");
+    EXPECT_EQ(auth_error("secret").find("\"secret\""), std::string::npos);
+    EXPECT_NE(auth_error(json::object())
+                  .find("metrics_auth: expected {\"token\": ...} or {\"user\": ..., "
+                        "\"password\": ...}"),
+              std::string::npos);
+    EXPECT_NE(auth_error({{"token", "a"}, {"user", "b"}, {"password", "c"}})
+                  .find("metrics_auth: give either \"token\""),
+              std::string::npos);
+    EXPECT_NE(auth_error({{"user", "ops"}})
+                  .find("metrics_auth: basic authentication needs both \"user\" and "
+                        "\"password\""),
+              std::string::npos);
+    EXPECT_NE(auth_error({{"token", ""}}).find("metrics_auth.token: must not be empty"),
+              std::string::npos);
+    EXPECT_NE(auth_error({{"user", "a:b"}, {"password", "x"}})
+                  .find("metrics_auth.user: must not contain ':'"),
+              std::string::npos);
+    EXPECT_NE(auth_error({{"token", "t"}, {"realm", "x"}}).find("metrics_auth.realm: unknown key"),
+              std::string::npos);
+    // A secret is never quoted back.
+    std::string e = auth_error({{"token", "has space"}});
+    EXPECT_NE(e.find("metrics_auth.token: must not contain spaces or control characters"),
+              std::string::npos)
+        << e;
+    EXPECT_EQ(e.find("has space"), std::string::npos) << e;
     j = base_config();
     j["apps"][0]["access_log"] = 3;
     EXPECT_NE(error_of(j).find("apps[0].access_log: expected a string"), std::string::npos)

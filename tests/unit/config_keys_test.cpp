@@ -28,6 +28,7 @@ std::map<std::string, json> top_level_samples() {
         {"state", {{"backend", "file"}}},
         {"log_file", "herd.log"},
         {"metrics", "127.0.0.1:9100"},
+        {"metrics_auth", {{"token", "t0ken"}}},
         {"apps", base_config()["apps"]},
         {"health", "127.0.0.1:9101"},
         {"health_max_state_age_ms", 5000},
@@ -110,6 +111,7 @@ TEST(ConfigKeysTest, TheTopLevelTableHasEachKeyTheParserAccepts) {
     EXPECT_NE(c.state, plain.state);
     EXPECT_NE(c.log_file, plain.log_file);
     EXPECT_NE(c.metrics.text, plain.metrics.text);
+    EXPECT_NE(c.metrics_auth, plain.metrics_auth);
     EXPECT_NE(c.health.text, plain.health.text);
     EXPECT_NE(c.health_max_state_age_ms, plain.health_max_state_age_ms);
     EXPECT_NE(c.apps[0].name, plain.apps[0].name);
