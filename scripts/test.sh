@@ -6,8 +6,9 @@
 set -euo pipefail
 # The WebSocket tests' client (Python's websockets, run by Debian's /usr/bin/python3), the
 # browser that test_example_chat drives over its DevTools protocol, and the load balancer in
-# front of test_fleet's hosts (with iproute2 for its network namespaces).
-HERD_EXTRA_PACKAGES=(python3-websockets chromium haproxy iproute2)
+# front of test_fleet's hosts (with iproute2 for its network namespaces), and tmux, the
+# terminal test_top runs `herd top` in.
+HERD_EXTRA_PACKAGES=(python3-websockets chromium haproxy iproute2 tmux)
 if [ "${HERD_FUZZ:-1}" != 0 ]; then
   # clang with its libFuzzer and sanitizer runtimes: only the fuzz pass needs them.
   HERD_EXTRA_PACKAGES+=(clang libclang-rt-14-dev)

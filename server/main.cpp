@@ -20,6 +20,7 @@
 #include "master/inherit.hpp"
 #include "master/master.hpp"
 #include "master/spawn.hpp"
+#include "top.hpp"
 #include "worker/plugin_host.hpp"
 
 namespace {
@@ -42,6 +43,8 @@ const char* usage =
     "                                                    it takes over once ready (like SIGUSR2)\n"
     "       herd events [--json] (-c CONFIG | -s SOCKET)   stream what happens to workers, apps,\n"
     "                                                    reloads and the broker, one per line\n"
+    "       herd top (-c CONFIG | -s SOCKET)               the apps and workers live in the\n"
+    "                                                    terminal, every second (q quits)\n"
     "       herd version\n";
 
 // The config, or nothing after printing why not (and putting it in *problem).
@@ -301,6 +304,7 @@ int cmd_control(std::string_view cmd, int argc, char** argv) {
                          problem.c_str(), socket.c_str());
     }
     if (cmd == "events") return follow_events(socket, request, json);
+    if (cmd == "top") return herd::cli::run_top(socket);
     nlohmann::json answer;
     try {
         answer = herd::master::control_request(socket, request);
@@ -443,7 +447,7 @@ int main(int argc, char** argv) {
     if ((cmd == "run" || cmd == "check") && argc == 3)
         return cmd == "run" ? cmd_run(argv[2]) : cmd_check(argv[2]);
     if (cmd == "status" || cmd == "stop" || cmd == "reload" || cmd == "scale" || cmd == "state" ||
-        cmd == "events" || cmd == "upgrade")
+        cmd == "events" || cmd == "upgrade" || cmd == "top")
         return cmd_control(cmd, argc, argv);
     std::fputs(usage, stderr);
     return exit_usage;

@@ -78,9 +78,10 @@ struct Series {
     const char* color;
 };
 
-// One chart of the app's history: a line per series (or bars), the time axis the last hour.
-std::string chart(const json& points, std::string_view title, std::string_view unit,
-                  std::initializer_list<Series> series, bool bars = false) {
+// One chart of the app's history: a line per series (or bars) on a time axis of `span_ms`
+// ending at the last point (the history's whole length: an hour).
+std::string chart(const json& points, double span_ms, double step_ms, std::string_view title,
+                  std::string_view unit, std::initializer_list<Series> series, bool bars = false) {
     constexpr int w = 420, h = 120, pad = 4;
     double top = 0;
     for (const auto& p : points)
@@ -91,19 +92,28 @@ std::string chart(const json& points, std::string_view title, std::string_view u
         html_escape(title), w, h, w, h, html_escape(title));
     std::size_t n = points.size();
     double scale = top > 0 ? (h - 2 * pad) / top : 0;
+    double right = n > 0 ? dbl(points[n - 1], "t") : 0;
     auto x_at = [&](std::size_t i) {
-        return n <= 1 ? w - pad : pad + (w - 2.0 * pad) * static_cast<double>(i) / (n - 1.0);
+        double age = std::clamp(right - dbl(points[i], "t"), 0.0, span_ms);
+        return w - pad - (w - 2.0 * pad) * age / span_ms;
     };
     for (const Series& s : series) {
+        if (n == 1 && !bars) {  // one point: a dot, not an invisible line
+            out += fmt::format(
+                "<circle data-series=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2.5\" "
+                "fill=\"{}\"/>",
+                s.key, num(x_at(0), 1), num(h - pad - dbl(points[0], s.key) * scale, 1), s.color);
+            continue;
+        }
         if (bars) {
-            double width = std::max(1.0, (w - 2.0 * pad) / std::max<std::size_t>(n, 1));
+            double width = std::max(1.5, (w - 2.0 * pad) * step_ms / span_ms);
             for (std::size_t i = 0; i < n; ++i) {
                 double v = dbl(points[i], s.key);
                 if (v <= 0) continue;
                 out +=
                     fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
-                                num(x_at(i) - width / 2, 1), num(h - pad - v * scale, 1),
-                                num(width, 1), num(v * scale, 1), s.color);
+                                num(x_at(i) - width, 1), num(h - pad - v * scale, 1), num(width, 1),
+                                num(v * scale, 1), s.color);
             }
             continue;
         }
@@ -199,11 +209,26 @@ void render_app(std::string& out, const json& app, const json& history) {
     if (history.is_object() && history.contains("apps") && history["apps"].is_object() &&
         history["apps"].contains(name) && history["apps"][name].is_array())
         points = &history["apps"][name];
+    double step_ms = 5000, span_ms = 0;
+    if (history.is_object()) {
+        if (dbl(history, "step_s") > 0) step_ms = dbl(history, "step_s") * 1000;
+        span_ms = step_ms * dbl(history, "capacity");
+    }
+    if (span_ms <= 0) span_ms = step_ms * 720;
+    // The axis spans what there is, from a minute up to the whole history: an hour-wide axis
+    // would squeeze the first minutes into its right edge.
+    if (points->size() > 1) {
+        double covered = dbl(points->back(), "t") - dbl(points->front(), "t") + step_ms;
+        span_ms = std::min(span_ms, std::max(covered, 60000.0));
+    }
+    std::string window = span_ms >= 3600000 ? std::string("last hour")
+                                            : fmt::format("last {:.0f} min", span_ms / 60000);
     out += "<div class=\"charts\">";
-    out += chart(*points, "requests per second, last hour", "req/s", {{"rps", "rate", "#2b6cb0"}});
-    out += chart(*points, "latency, last hour", "ms",
+    out += chart(*points, span_ms, step_ms, "requests per second, " + window, "req/s",
+                 {{"rps", "rate", "#2b6cb0"}});
+    out += chart(*points, span_ms, step_ms, "latency, " + window, "ms",
                  {{"p50_ms", "p50", "#2f855a"}, {"p99_ms", "p99", "#c05621"}});
-    out += chart(*points, "restarts and 5xx, last hour", "per step",
+    out += chart(*points, span_ms, step_ms, "restarts and 5xx, " + window, "per step",
                  {{"restarts", "restarts", "#b3261e"}, {"errors", "5xx", "#805ad5"}}, true);
     out += "</div></section>";
 }
@@ -217,7 +242,9 @@ void render_events(std::string& out, const json& events) {
             if (!it->is_object()) continue;
             std::string details;
             for (auto f = it->begin(); f != it->end(); ++f) {
-                if (f.key() == "time" || f.key() == "event") continue;
+                if (f.key() == "time" || f.key() == "event" || f->is_null() ||
+                    (f->is_string() && f->get<std::string>().empty()))
+                    continue;
                 details += (details.empty() ? "" : ", ") + f.key() + " " +
                            (f->is_string() ? f->get<std::string>() : f->dump());
             }

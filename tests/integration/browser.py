@@ -5,6 +5,7 @@ for the DevToolsActivePort file it writes (the port it chose: no fixed port, no 
 open(url) is a new tab, whose evaluate() runs an expression in the page and returns its value.
 """
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -42,6 +43,15 @@ class Page:
             d = r["exceptionDetails"]
             raise AssertionError("%s threw: %s" % (expression, d.get("exception", {}).get("description", d)))
         return r["result"].get("value")
+
+    def screenshot(self, path, width=1280, height=1000):
+        """The page as a PNG file at path, in a viewport of width x height."""
+        self.browser.call("Emulation.setDeviceMetricsOverride",
+                          {"width": width, "height": height, "deviceScaleFactor": 1,
+                           "mobile": False}, self.session)
+        data = self.browser.call("Page.captureScreenshot", {"format": "png"}, self.session)["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
 
     def wait_for(self, expression, seconds=30, what=None):
         """Evaluates expression until its value is truthy (polling, within a deadline scaled by

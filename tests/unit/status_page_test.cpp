@@ -49,7 +49,7 @@ json document() {
                {"generation", 2},
                {"workers", {worker}},
                {"slots", {{{"slot", 0}, {"last_exit", "exception"}, {"last_exit_s_ago", 65.0}}}}}}},
-            {"history", {{"step_s", 5}, {"apps", {{"web<script>", points}}}}},
+            {"history", {{"step_s", 1}, {"capacity", 2}, {"apps", {{"web<script>", points}}}}},
             {"events",
              {{{"time", "2026-12-06T08:01:00Z"},
                {"event", "worker.exit"},
@@ -70,12 +70,20 @@ TEST(StatusPageTest, RendersWorkersStateChartsAndEvents) {
     EXPECT_NE(page.find("redis://:***@127.0.0.1:6379/0"), std::string::npos);
     EXPECT_NE(page.find(">worker.exit<"), std::string::npos);
     EXPECT_NE(page.find("pid 4700, reason exception"), std::string::npos);
-    // Charts: a line per series, a bar for the step with a restart.
+    // Charts: a line per series on the time axis (here 2 s wide, ending at the last point), a
+    // bar for the step with a restart.
     EXPECT_NE(page.find("<polyline data-series=\"rps\" points=\"4.0,116.0 210.0,60.0 416.0,4.0\""),
               std::string::npos)
         << page;
     EXPECT_NE(page.find("data-series=\"p99_ms\""), std::string::npos);
-    EXPECT_NE(page.find("<rect "), std::string::npos);
+    EXPECT_NE(page.find("<rect x=\"210.0\" y=\"4.0\" width=\"206.0\" height=\"112.0\""),
+              std::string::npos)
+        << page;
+    // One point: a dot.
+    json one = document();
+    one["history"]["apps"]["web<script>"] = {one["history"]["apps"]["web<script>"][2]};
+    EXPECT_NE(render_status_page(one).find("<circle data-series=\"rps\" cx=\"416.0\" cy=\"4.0\""),
+              std::string::npos);
     // The app's name is escaped wherever it appears; no script but the page's own.
     EXPECT_EQ(page.find("web<script>"), std::string::npos);
     EXPECT_NE(page.find("web&lt;script&gt;"), std::string::npos);
