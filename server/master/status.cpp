@@ -96,6 +96,7 @@ nlohmann::json Master::status() const {
                  {"rss_kb", w->rss_kb},
                  {"cpu_percent", std::round(w->cpu.percent() * 10) / 10},
                  {"cpu_s", std::round(w->cpu.seconds() * 100) / 100},
+                 {"state_version", w->state_version},
                  {"async", w->async}});
         }
         nlohmann::json slots = nlohmann::json::array();
@@ -116,6 +117,9 @@ nlohmann::json Master::status() const {
     }
     nlohmann::json out = {{"ok", true},   {"pid", getpid()},         {"stopping", stopping()},
                           {"apps", apps}, {"state", state_status()}, {"reloads", reloads_done_}};
+    // How far the furthest-behind worker's copy of the shared state trails the broker's (as
+    // in /metrics).
+    out["state"]["lag"] = metrics().state_lag;
     out["version"] = build::version();
     out["binary"] = binary_;
     out["started"] = format_utc(started_at_);

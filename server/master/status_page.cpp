@@ -106,14 +106,17 @@ std::string chart(const json& points, double span_ms, double step_ms, std::strin
             continue;
         }
         if (bars) {
-            double width = std::max(1.5, (w - 2.0 * pad) * step_ms / span_ms);
+            // The series side by side within the step, so none hides another.
+            double step_width = std::max(1.5, (w - 2.0 * pad) * step_ms / span_ms);
+            double width = step_width / static_cast<double>(series.size());
+            double offset = width * static_cast<double>(&s - series.begin());
             for (std::size_t i = 0; i < n; ++i) {
                 double v = dbl(points[i], s.key);
                 if (v <= 0) continue;
                 out +=
                     fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
-                                num(x_at(i) - width, 1), num(h - pad - v * scale, 1), num(width, 1),
-                                num(v * scale, 1), s.color);
+                                num(x_at(i) - step_width + offset, 1), num(h - pad - v * scale, 1),
+                                num(width, 1), num(v * scale, 1), s.color);
             }
             continue;
         }
@@ -157,6 +160,9 @@ void render_state(std::string& out, const json& st) {
                            : std::string()),
         up ? "ok" : "bad");
     row("version", str(st, "version") + ", " + str(st, "keys") + " key(s)");
+    if (st.contains("lag"))
+        row("lag", str(st, "lag") + " version(s) (the furthest-behind worker's copy)",
+            dbl(st, "lag") > 0 ? "warn" : "");
     if (st.contains("primary") && st["primary"].is_object())
         row("primary", str(st["primary"], "address") + " (" + str(st["primary"], "role") + "), " +
                            str(st["primary"], "failovers") + " failover(s)");

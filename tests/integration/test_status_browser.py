@@ -65,8 +65,9 @@ class StatusBrowser(unittest.TestCase):
         after = self.workers()
         self.assertEqual(self.rows(page), {w["pid"]: [w["slot"], w["restarts"]] for w in after})
 
-        # The charts: the first point (one per 5 s) drawn, in an SVG of real size.
-        page.wait_for("document.querySelector('polyline[data-series=\"rps\"]') !== null",
+        # The charts: the first point (one per 5 s; a dot, then lines) drawn, in an SVG of
+        # real size.
+        page.wait_for("document.querySelector('[data-series=\"rps\"]') !== null",
                       seconds=20, what="the request rate chart")
         box = page.evaluate("(() => { const r = document.querySelector('figure.chart svg')"
                             ".getBoundingClientRect(); return [r.width, r.height]; })()")

@@ -53,6 +53,8 @@ class StatusPage(harness.HerdTestCase):
                          {w["pid"] for w in workers})
         for key in ("history", "events", "now", "version", "state"):
             self.assertIn(key, doc)
+        self.assertEqual(doc["state"]["lag"], 0)
+        self.assertIn("<th>lag</th>", page)
 
         victim = workers[0]
         os.kill(victim["pid"], signal.SIGKILL)
@@ -86,7 +88,7 @@ class StatusPage(harness.HerdTestCase):
         point = doc["history"]["apps"]["web"][0]
         for key in ("t", "rps", "p50_ms", "p99_ms", "errors", "restarts"):
             self.assertIn(key, point)
-        self.assertIn('<polyline data-series="rps"', self.fetch("/").body.decode())
+        self.assertIn('data-series="rps"', self.fetch("/").body.decode())  # a dot, then a line
         for w in doc["apps"][0]["workers"]:
             self.assertGreaterEqual(w["cpu_percent"], 0)
             self.assertGreaterEqual(w["cpu_s"], 0)

@@ -38,6 +38,7 @@ json document() {
               {"version", 17},
               {"keys", 3},
               {"broker_pid", 43},
+              {"lag", 2},
               {"broker_restarts", 0}}},
             {"apps",
              {{{"name", "web<script>"},
@@ -68,6 +69,8 @@ TEST(StatusPageTest, RendersWorkersStateChartsAndEvents) {
                                  ">5<", ">2.0 MB<", ">12.5 %<"})
         EXPECT_NE(cells.find(expected), std::string::npos) << expected << " in " << cells;
     EXPECT_NE(page.find("redis://:***@127.0.0.1:6379/0"), std::string::npos);
+    EXPECT_NE(page.find("<td class=\"warn\">2 version(s) (the furthest-behind worker&#39;s copy)"),
+              std::string::npos);
     EXPECT_NE(page.find(">worker.exit<"), std::string::npos);
     EXPECT_NE(page.find("pid 4700, reason exception"), std::string::npos);
     // Charts: a line per series on the time axis (here 2 s wide, ending at the last point), a
@@ -76,7 +79,8 @@ TEST(StatusPageTest, RendersWorkersStateChartsAndEvents) {
               std::string::npos)
         << page;
     EXPECT_NE(page.find("data-series=\"p99_ms\""), std::string::npos);
-    EXPECT_NE(page.find("<rect x=\"210.0\" y=\"4.0\" width=\"206.0\" height=\"112.0\""),
+    // (restarts and 5xx side by side: each half the step)
+    EXPECT_NE(page.find("<rect x=\"210.0\" y=\"4.0\" width=\"103.0\" height=\"112.0\""),
               std::string::npos)
         << page;
     // One point: a dot.
