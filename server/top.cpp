@@ -15,33 +15,15 @@
 #include <fmt/format.h>
 
 #include "master/control.hpp"
+#include "master/status_fields.hpp"
 
 namespace herd::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string text(const json& j, const char* key) {
-    if (!j.is_object()) return "";
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return "";
-    return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-double number(const json& j, const char* key) {
-    if (!j.is_object()) return 0;
-    auto it = j.find(key);
-    return it != j.end() && it->is_number() ? it->get<double>() : 0;
-}
-
-std::string duration(double seconds) {
-    if (!(seconds >= 0)) return "?";
-    auto s = static_cast<long long>(seconds);
-    if (s < 60) return fmt::format("{}s", s);
-    if (s < 3600) return fmt::format("{}m {:02}s", s / 60, s % 60);
-    if (s < 86400) return fmt::format("{}h {:02}m", s / 3600, s % 3600 / 60);
-    return fmt::format("{}d {:02}h", s / 86400, s % 86400 / 3600);
-}
+using master::field_number;
+using master::field_text;
+using master::short_duration;
 
 // Cut to `width` columns (the frame is ASCII but for what the master sends: counted in bytes,
 // never splitting a UTF-8 sequence).
@@ -63,8 +45,8 @@ RequestCounts request_counts(const json& status) {
         if (!app.is_object() || !app.contains("workers") || !app["workers"].is_array()) continue;
         for (const auto& w : app["workers"])
             if (w.is_object())
-                counts[static_cast<long long>(number(w, "pid"))] =
-                    static_cast<unsigned long long>(number(w, "requests"));
+                counts[static_cast<long long>(field_number(w, "pid"))] =
+                    static_cast<unsigned long long>(field_number(w, "requests"));
     }
     return counts;
 }
@@ -77,28 +59,31 @@ std::string render_top(const json& status, const RequestCounts& before, double s
     localtime_r(&now, &local);
     char clock[16];
     std::strftime(clock, sizeof clock, "%H:%M:%S", &local);
-    lines.push_back(fmt::format(
-        "herd {} - master pid {} - up {} - {} reload(s) - {}   (q quits)", text(status, "version"),
-        text(status, "pid"), duration(number(status, "uptime_s")), text(status, "reloads"), clock));
+    lines.push_back(fmt::format("herd {} - master pid {} - up {} - {} reload(s) - {}   (q quits)",
+                                field_text(status, "version"), field_text(status, "pid"),
+                                short_duration(field_number(status, "uptime_s")),
+                                field_text(status, "reloads"), clock));
     if (!problem.empty()) lines.push_back("!! " + problem);
     const json& st = status.is_object() && status.contains("state") ? status["state"] : json();
     if (st.is_object()) {
         std::string line = fmt::format(
-            "state: {} {}, {}, version {}, {} key(s), broker pid {}", text(st, "backend"),
-            text(st, "target"), st.contains("up") && st["up"] == true ? "up" : "DOWN",
-            text(st, "version"), text(st, "keys"), text(st, "broker_pid"));
+            "state: {} {}, {}, version {}, {} key(s), broker pid {}", field_text(st, "backend"),
+            field_text(st, "target"), st.contains("up") && st["up"] == true ? "up" : "DOWN",
+            field_text(st, "version"), field_text(st, "keys"), field_text(st, "broker_pid"));
         if (st.contains("primary") && st["primary"].is_object())
-            line += fmt::format(", primary {} ({}), {} failover(s)", text(st["primary"], "address"),
-                                text(st["primary"], "role"), text(st["primary"], "failovers"));
+            line += fmt::format(
+                ", primary {} ({}), {} failover(s)", field_text(st["primary"], "address"),
+                field_text(st["primary"], "role"), field_text(st["primary"], "failovers"));
         lines.push_back(line);
     }
     if (status.is_object() && status.contains("reload") && status["reload"].is_object())
-        lines.push_back(fmt::format("reload in progress ({}): {}", text(status["reload"], "source"),
-                                    text(status["reload"], "phase")));
+        lines.push_back(fmt::format("reload in progress ({}): {}",
+                                    field_text(status["reload"], "source"),
+                                    field_text(status["reload"], "phase")));
     if (status.is_object() && status.contains("upgrade") && status["upgrade"].is_object())
-        lines.push_back(
-            fmt::format("upgrade in progress to {} (pid {}): {}", text(status["upgrade"], "binary"),
-                        text(status["upgrade"], "pid"), text(status["upgrade"], "phase")));
+        lines.push_back(fmt::format(
+            "upgrade in progress to {} (pid {}): {}", field_text(status["upgrade"], "binary"),
+            field_text(status["upgrade"], "pid"), field_text(status["upgrade"], "phase")));
     const json& apps = status.is_object() && status.contains("apps") ? status["apps"] : json();
     if (apps.is_array())
         for (const auto& app : apps) {
@@ -108,8 +93,8 @@ std::string render_top(const json& status, const RequestCounts& before, double s
             if (app.contains("workers") && app["workers"].is_array())
                 for (const auto& w : app["workers"]) {
                     if (!w.is_object()) continue;
-                    auto pid = static_cast<long long>(number(w, "pid"));
-                    auto requests = static_cast<unsigned long long>(number(w, "requests"));
+                    auto pid = static_cast<long long>(field_number(w, "pid"));
+                    auto requests = static_cast<unsigned long long>(field_number(w, "requests"));
                     std::string rate = "-";
                     if (auto it = before.find(pid);
                         seconds > 0 && it != before.end() && requests >= it->second) {
@@ -119,16 +104,18 @@ std::string render_top(const json& status, const RequestCounts& before, double s
                     }
                     rows.push_back(fmt::format(
                         "  {:<4} {:<8} {:<9} {:>4} {:>8} {:>8} {:>9} {:>10} {:>6} {:>8} {:>6}",
-                        text(w, "slot"), pid, text(w, "state"), text(w, "generation"),
-                        duration(number(w, "uptime_s")), text(w, "restarts"), rate, requests,
-                        text(w, "open"), fmt::format("{:.1f}MB", number(w, "rss_kb") / 1024),
-                        fmt::format("{:.1f}%", number(w, "cpu_percent"))));
+                        field_text(w, "slot"), pid, field_text(w, "state"),
+                        field_text(w, "generation"), short_duration(field_number(w, "uptime_s")),
+                        field_text(w, "restarts"), rate, requests, field_text(w, "open"),
+                        fmt::format("{:.1f}MB", field_number(w, "rss_kb") / 1024),
+                        fmt::format("{:.1f}%", field_number(w, "cpu_percent"))));
                 }
             lines.push_back("");
             lines.push_back(fmt::format(
-                "app {} on {} ({}): {}, {} of {} ready, generation {}{}", text(app, "name"),
-                text(app, "listen"), text(app, "balance"), text(app, "state"), text(app, "ready"),
-                text(app, "workers_wanted"), text(app, "generation"),
+                "app {} on {} ({}): {}, {} of {} ready, generation {}{}", field_text(app, "name"),
+                field_text(app, "listen"), field_text(app, "balance"), field_text(app, "state"),
+                field_text(app, "ready"), field_text(app, "workers_wanted"),
+                field_text(app, "generation"),
                 seconds > 0 ? fmt::format(", {:.1f} req/s", app_rate) : std::string()));
             lines.push_back(
                 fmt::format("  {:<4} {:<8} {:<9} {:>4} {:>8} {:>8} {:>9} {:>10} {:>6} {:>8} {:>6}",
@@ -138,9 +125,10 @@ std::string render_top(const json& status, const RequestCounts& before, double s
             if (app.contains("slots") && app["slots"].is_array())
                 for (const auto& s : app["slots"])
                     if (s.is_object())
-                        lines.push_back(fmt::format("  slot {}: last worker {}, {} ago",
-                                                    text(s, "slot"), text(s, "last_exit"),
-                                                    duration(number(s, "last_exit_s_ago"))));
+                        lines.push_back(
+                            fmt::format("  slot {}: last worker {}, {} ago", field_text(s, "slot"),
+                                        field_text(s, "last_exit"),
+                                        short_duration(field_number(s, "last_exit_s_ago"))));
         }
     std::string out;
     int n = 0;

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "master/status_fields.hpp"
+
 namespace herd::master {
 namespace {
 
@@ -46,26 +48,6 @@ std::string num(double v, int decimals) {
     return fmt::format("{:.{}f}", v, decimals);
 }
 
-std::string duration_text(double seconds) {
-    if (!(seconds >= 0)) return "?";
-    auto s = static_cast<long long>(seconds);
-    if (s < 60) return fmt::format("{}s", s);
-    if (s < 3600) return fmt::format("{}m {:02}s", s / 60, s % 60);
-    if (s < 86400) return fmt::format("{}h {:02}m", s / 3600, s % 3600 / 60);
-    return fmt::format("{}d {:02}h", s / 86400, s % 86400 / 3600);
-}
-
-std::string str(const json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return "";
-    return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-double dbl(const json& j, const char* key) {
-    auto it = j.find(key);
-    return it != j.end() && it->is_number() ? it->get<double>() : 0;
-}
-
 std::string state_class(std::string_view state) {
     if (state == "ready" || state == "running" || state == "up") return "ok";
     if (state == "failed" || state == "down" || state == "crashed") return "bad";
@@ -85,16 +67,16 @@ std::string chart(const json& points, double span_ms, double step_ms, std::strin
     constexpr int w = 420, h = 120, pad = 4;
     double top = 0;
     for (const auto& p : points)
-        for (const Series& s : series) top = std::max(top, dbl(p, s.key));
+        for (const Series& s : series) top = std::max(top, field_number(p, s.key));
     std::string out = fmt::format(
         "<figure class=\"chart\" data-chart=\"{}\"><svg width=\"{}\" height=\"{}\" "
         "viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">",
         html_escape(title), w, h, w, h, html_escape(title));
     std::size_t n = points.size();
     double scale = top > 0 ? (h - 2 * pad) / top : 0;
-    double right = n > 0 ? dbl(points[n - 1], "t") : 0;
+    double right = n > 0 ? field_number(points[n - 1], "t") : 0;
     auto x_at = [&](std::size_t i) {
-        double age = std::clamp(right - dbl(points[i], "t"), 0.0, span_ms);
+        double age = std::clamp(right - field_number(points[i], "t"), 0.0, span_ms);
         return w - pad - (w - 2.0 * pad) * age / span_ms;
     };
     for (const Series& s : series) {
@@ -102,7 +84,8 @@ std::string chart(const json& points, double span_ms, double step_ms, std::strin
             out += fmt::format(
                 "<circle data-series=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2.5\" "
                 "fill=\"{}\"/>",
-                s.key, num(x_at(0), 1), num(h - pad - dbl(points[0], s.key) * scale, 1), s.color);
+                s.key, num(x_at(0), 1), num(h - pad - field_number(points[0], s.key) * scale, 1),
+                s.color);
             continue;
         }
         if (bars) {
@@ -111,7 +94,7 @@ std::string chart(const json& points, double span_ms, double step_ms, std::strin
             double width = step_width / static_cast<double>(series.size());
             double offset = width * static_cast<double>(&s - series.begin());
             for (std::size_t i = 0; i < n; ++i) {
-                double v = dbl(points[i], s.key);
+                double v = field_number(points[i], s.key);
                 if (v <= 0) continue;
                 out +=
                     fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
@@ -123,7 +106,7 @@ std::string chart(const json& points, double span_ms, double step_ms, std::strin
         std::string line;
         for (std::size_t i = 0; i < n; ++i)
             line += fmt::format("{}{},{}", i == 0 ? "" : " ", num(x_at(i), 1),
-                                num(h - pad - dbl(points[i], s.key) * scale, 1));
+                                num(h - pad - field_number(points[i], s.key) * scale, 1));
         if (!line.empty())
             out += fmt::format(
                 "<polyline data-series=\"{}\" points=\"{}\" fill=\"none\" stroke=\"{}\" "
@@ -152,41 +135,43 @@ void render_state(std::string& out, const json& st) {
             fmt::format("<tr><th>{}</th><td{}>{}</td></tr>", name,
                         cls.empty() ? "" : fmt::format(" class=\"{}\"", cls), html_escape(value));
     };
-    row("backend", str(st, "backend") + " " + str(st, "target"));
+    row("backend", field_text(st, "backend") + " " + field_text(st, "target"));
     row("status",
         up ? "up"
-           : "DOWN" + (st.contains("last_error") && !str(st, "last_error").empty()
-                           ? ": " + str(st, "last_error")
+           : "DOWN" + (st.contains("last_error") && !field_text(st, "last_error").empty()
+                           ? ": " + field_text(st, "last_error")
                            : std::string()),
         up ? "ok" : "bad");
-    row("version", str(st, "version") + ", " + str(st, "keys") + " key(s)");
+    row("version", field_text(st, "version") + ", " + field_text(st, "keys") + " key(s)");
     if (st.contains("lag"))
-        row("lag", str(st, "lag") + " version(s) (the furthest-behind worker's copy)",
-            dbl(st, "lag") > 0 ? "warn" : "");
+        row("lag", field_text(st, "lag") + " version(s) (the furthest-behind worker's copy)",
+            field_number(st, "lag") > 0 ? "warn" : "");
     if (st.contains("primary") && st["primary"].is_object())
-        row("primary", str(st["primary"], "address") + " (" + str(st["primary"], "role") + "), " +
-                           str(st["primary"], "failovers") + " failover(s)");
-    row("broker",
-        "pid " + str(st, "broker_pid") + ", " + str(st, "broker_restarts") + " restart(s)");
+        row("primary", field_text(st["primary"], "address") + " (" +
+                           field_text(st["primary"], "role") + "), " +
+                           field_text(st["primary"], "failovers") + " failover(s)");
+    row("broker", "pid " + field_text(st, "broker_pid") + ", " + field_text(st, "broker_restarts") +
+                      " restart(s)");
     out += "</tbody></table></section>";
 }
 
 void render_app(std::string& out, const json& app, const json& history) {
-    std::string name = str(app, "name");
-    std::string state = str(app, "state");
+    std::string name = field_text(app, "name");
+    std::string state = field_text(app, "state");
     out += fmt::format(
         "<section class=\"app\" data-app=\"{}\"><h2>app {} on {} ({}): <span "
         "class=\"{}\">{}</span>, "
         "{} of {} ready, generation {}</h2>",
-        html_escape(name), html_escape(name), html_escape(str(app, "listen")),
-        html_escape(str(app, "balance")), state_class(state), html_escape(state), str(app, "ready"),
-        str(app, "workers_wanted"), str(app, "generation"));
+        html_escape(name), html_escape(name), html_escape(field_text(app, "listen")),
+        html_escape(field_text(app, "balance")), state_class(state), html_escape(state),
+        field_text(app, "ready"), field_text(app, "workers_wanted"), field_text(app, "generation"));
     std::map<int, std::string> last_exit;
     if (app.contains("slots") && app["slots"].is_array())
         for (const auto& s : app["slots"])
             if (s.is_object())
-                last_exit[static_cast<int>(dbl(s, "slot"))] =
-                    str(s, "last_exit") + ", " + duration_text(dbl(s, "last_exit_s_ago")) + " ago";
+                last_exit[static_cast<int>(field_number(s, "slot"))] =
+                    field_text(s, "last_exit") + ", " +
+                    short_duration(field_number(s, "last_exit_s_ago")) + " ago";
     out +=
         "<table class=\"workers\"><thead><tr><th>slot</th><th>pid</th><th>state</th>"
         "<th class=\"n\">generation</th><th class=\"n\">uptime</th><th class=\"n\">restarts</th>"
@@ -195,8 +180,8 @@ void render_app(std::string& out, const json& app, const json& history) {
     if (app.contains("workers") && app["workers"].is_array())
         for (const auto& w : app["workers"]) {
             if (!w.is_object()) continue;
-            int slot = static_cast<int>(dbl(w, "slot"));
-            std::string ws = str(w, "state");
+            int slot = static_cast<int>(field_number(w, "slot"));
+            std::string ws = field_text(w, "state");
             auto exit = last_exit.find(slot);
             out += fmt::format(
                 "<tr data-pid=\"{}\" data-slot=\"{}\"><td>{}</td><td>{}</td><td "
@@ -204,10 +189,12 @@ void render_app(std::string& out, const json& app, const json& history) {
                 "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td>"
                 "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} MB</td>"
                 "<td class=\"n\">{} %</td></tr>",
-                str(w, "pid"), slot, slot, str(w, "pid"), state_class(ws), html_escape(ws),
-                str(w, "generation"), duration_text(dbl(w, "uptime_s")), str(w, "restarts"),
-                html_escape(exit == last_exit.end() ? "" : exit->second), str(w, "requests"),
-                str(w, "open"), num(dbl(w, "rss_kb") / 1024, 1), num(dbl(w, "cpu_percent"), 1));
+                field_text(w, "pid"), slot, slot, field_text(w, "pid"), state_class(ws),
+                html_escape(ws), field_text(w, "generation"),
+                short_duration(field_number(w, "uptime_s")), field_text(w, "restarts"),
+                html_escape(exit == last_exit.end() ? "" : exit->second), field_text(w, "requests"),
+                field_text(w, "open"), num(field_number(w, "rss_kb") / 1024, 1),
+                num(field_number(w, "cpu_percent"), 1));
         }
     out += "</tbody></table>";
     const json empty = json::array();
@@ -217,14 +204,15 @@ void render_app(std::string& out, const json& app, const json& history) {
         points = &history["apps"][name];
     double step_ms = 5000, span_ms = 0;
     if (history.is_object()) {
-        if (dbl(history, "step_s") > 0) step_ms = dbl(history, "step_s") * 1000;
-        span_ms = step_ms * dbl(history, "capacity");
+        if (field_number(history, "step_s") > 0) step_ms = field_number(history, "step_s") * 1000;
+        span_ms = step_ms * field_number(history, "capacity");
     }
     if (span_ms <= 0) span_ms = step_ms * 720;
     // The axis spans what there is, from a minute up to the whole history: an hour-wide axis
     // would squeeze the first minutes into its right edge.
     if (points->size() > 1) {
-        double covered = dbl(points->back(), "t") - dbl(points->front(), "t") + step_ms;
+        double covered =
+            field_number(points->back(), "t") - field_number(points->front(), "t") + step_ms;
         span_ms = std::min(span_ms, std::max(covered, 60000.0));
     }
     std::string window = span_ms >= 3600000 ? std::string("last hour")
@@ -255,8 +243,8 @@ void render_events(std::string& out, const json& events) {
                            (f->is_string() ? f->get<std::string>() : f->dump());
             }
             out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                               html_escape(str(*it, "time")), html_escape(str(*it, "event")),
-                               html_escape(details));
+                               html_escape(field_text(*it, "time")),
+                               html_escape(field_text(*it, "event")), html_escape(details));
         }
     out += "</tbody></table></section>";
 }
@@ -306,22 +294,24 @@ std::string render_status_page(const json& document) {
     out += fmt::format(
         "<header><h1>herd</h1><span class=\"meta\">version {}, master pid {}, up {}, started {} "
         "&middot; {} reload(s) &middot; updated <span id=\"updated\">{}</span></span></header>",
-        html_escape(str(s, "version")), str(s, "pid"), duration_text(dbl(s, "uptime_s")),
-        html_escape(str(s, "started")), str(s, "reloads"), html_escape(str(s, "now")));
+        html_escape(field_text(s, "version")), field_text(s, "pid"),
+        short_duration(field_number(s, "uptime_s")), html_escape(field_text(s, "started")),
+        field_text(s, "reloads"), html_escape(field_text(s, "now")));
     if (s.contains("stopping") && s["stopping"] == true)
         out += "<section class=\"bad\">herd is stopping: the workers drain.</section>";
     if (s.contains("reload") && s["reload"].is_object())
         out += fmt::format(
             "<section id=\"reload\" class=\"warn\">reload in progress ({}): {}, "
             "{} s</section>",
-            html_escape(str(s["reload"], "source")), html_escape(str(s["reload"], "phase")),
-            num(dbl(s["reload"], "running_s"), 1));
+            html_escape(field_text(s["reload"], "source")),
+            html_escape(field_text(s["reload"], "phase")),
+            num(field_number(s["reload"], "running_s"), 1));
     if (s.contains("upgrade") && s["upgrade"].is_object())
         out += fmt::format(
             "<section id=\"upgrade\" class=\"warn\">upgrade in progress to {} "
             "(pid {}): {}</section>",
-            html_escape(str(s["upgrade"], "binary")), str(s["upgrade"], "pid"),
-            html_escape(str(s["upgrade"], "phase")));
+            html_escape(field_text(s["upgrade"], "binary")), field_text(s["upgrade"], "pid"),
+            html_escape(field_text(s["upgrade"], "phase")));
     if (s.contains("state")) render_state(out, s["state"]);
     const json history = s.contains("history") ? s["history"] : json();
     if (s.contains("apps") && s["apps"].is_array())
