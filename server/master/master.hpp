@@ -310,6 +310,7 @@ class Master {
     History history_;                        // the status page's charts (bounded)
     core::EventLoop::TimerId history_timer_ = 0;
     std::deque<nlohmann::json> recent_events_;  // the last max_recent_events emitted
+    bool migrate_req_warned_ = false;           // closing a reuseport slot without tcp_migrate_req
     static constexpr std::size_t max_recent_events = 50;
     HealthVerdict health() const;
     broker::StateConfig state_config_;
